@@ -1,0 +1,2 @@
+"""Campaign specifications (pydantic, loaded from TOML), search spaces, objectives
+and constraints, and the example campaign files."""

@@ -1,0 +1,1 @@
+"""Example campaign files shipped with voltloop (``voltloop init`` copies them)."""

@@ -1,0 +1,1 @@
+"""Alembic migration environment: the only way the schema is created or changed."""

@@ -1,0 +1,1 @@
+"""The simulated lab: virtual cells behind wire-level simulated instruments."""

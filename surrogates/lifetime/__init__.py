@@ -1,0 +1,1 @@
+"""Early-life lifetime predictors and cell-health models."""

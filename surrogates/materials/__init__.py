@@ -1,0 +1,1 @@
+"""Crystal graphs, candidate pools and GNN surrogates for materials campaigns."""

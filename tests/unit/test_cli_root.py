@@ -1,0 +1,42 @@
+"""The root of the command line: help, version, user-facing errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from voltloop.orchestrator.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from voltloop.orchestrator.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_help_lists_every_design_command() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("init", "dry-run", "run", "resume", "status", "report", "db", "sim",
+                    "instruments", "bench"):
+        assert command in result.stdout
+
+
+def test_unknown_benchmark_is_a_clear_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "no-such-benchmark"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'no-such-benchmark'" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    result = run_cli("bench", "--no-such-option")
+    assert result.returncode == 2
+    assert "No such option" in result.stderr
