@@ -1,0 +1,168 @@
+"""Schema migrations through Alembic, configured in code (no alembic.ini).
+
+``init_database`` and ``upgrade_database`` back ``voltloop db init|upgrade``;
+``open_database`` is how every other command opens a database: it refuses one
+whose revision is not the code's head (docs/decisions/0013-migrations.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.engine import URL
+
+from .engine import make_engine, mask_url
+from .errors import AlreadyInitialisedError, DatabaseNotInitialisedError, MigrationMismatchError
+from .models import Base
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config for voltloop's migrations, optionally bound to ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["target_metadata"] = Base.metadata
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision the code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "db/migrations/versions holds no revision"
+    return head
+
+
+def known_revisions() -> set[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return {rev.revision for rev in script.walk_revisions()}
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The database's Alembic revision, or None if it has never been migrated."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationResult:
+    url: str  # masked
+    before: str | None
+    after: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def init_database(url: str | URL) -> MigrationResult:
+    """Create the schema on an empty database (upgrade to head).
+
+    A database already at head is left alone (``changed`` is False); one at an
+    older revision, or a non-empty database without voltloop's version table, is
+    refused with :class:`AlreadyInitialisedError`.
+    """
+    engine = make_engine(url)
+    masked = mask_url(engine.url)
+    head = head_revision()
+    try:
+        with engine.begin() as connection:
+            before = current_revision(connection)
+            if before == head:
+                return MigrationResult(masked, before, head)
+            if before is not None:
+                raise AlreadyInitialisedError(
+                    f"database {masked} already has a voltloop schema (revision {before}, "
+                    f"code head {head}); run `voltloop db upgrade` instead"
+                )
+            existing = sorted(inspect(connection).get_table_names())
+            if existing:
+                raise AlreadyInitialisedError(
+                    f"database {masked} is not empty (tables: {', '.join(existing[:8])}"
+                    f"{', ...' if len(existing) > 8 else ''}) and has no voltloop schema; "
+                    "refusing to initialise it"
+                )
+            command.upgrade(alembic_config(connection), "head")
+        return MigrationResult(masked, None, head)
+    finally:
+        engine.dispose()
+
+
+def upgrade_database(url: str | URL) -> MigrationResult:
+    """Upgrade an initialised database to the code's head revision."""
+    engine = make_engine(url, must_exist=True)
+    masked = mask_url(engine.url)
+    head = head_revision()
+    try:
+        with engine.begin() as connection:
+            before = current_revision(connection)
+            if before is None:
+                raise DatabaseNotInitialisedError(
+                    f"database {masked} has no voltloop schema; run `voltloop db init`"
+                )
+            if before not in known_revisions():
+                raise MigrationMismatchError(_ahead_message(masked, before, head))
+            if before != head:
+                command.upgrade(alembic_config(connection), "head")
+        return MigrationResult(masked, before, head)
+    finally:
+        engine.dispose()
+
+
+def check_revision(engine: Engine) -> str:
+    """Raise unless the database is at the code's head revision; return the revision."""
+    masked = mask_url(engine.url)
+    head = head_revision()
+    with engine.connect() as connection:
+        current = current_revision(connection)
+    if current is None:
+        raise DatabaseNotInitialisedError(
+            f"database {masked} has no voltloop schema; run `voltloop db init`"
+        )
+    if current == head:
+        return current
+    if current not in known_revisions():
+        raise MigrationMismatchError(_ahead_message(masked, current, head))
+    raise MigrationMismatchError(
+        f"migration mismatch: database {masked} at {current}, code expects {head}; "
+        "run `voltloop db upgrade`"
+    )
+
+
+def open_database(url: str | URL, *, read_only: bool = False) -> Engine:
+    """Open an existing, up-to-date voltloop database (the way commands open one)."""
+    engine = make_engine(url, read_only=read_only, must_exist=True)
+    try:
+        check_revision(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _ahead_message(masked: str, current: str, head: str) -> str:
+    return (
+        f"migration mismatch: database {masked} at {current}, code expects {head}; "
+        f"revision {current} is unknown to this voltloop (made by a newer version?) - "
+        "upgrade voltloop, or run `voltloop db upgrade` with the version that made it"
+    )
+
+
+def autogenerate_revision(url: str | URL, message: str) -> None:
+    """Developer aid: write a new revision file from the models' differences to ``url``.
+
+    ``url`` must be a database at the current head. Review the file before committing.
+    """
+    engine = make_engine(url, must_exist=True)
+    try:
+        with engine.begin() as connection:
+            command.revision(alembic_config(connection), message=message, autogenerate=True)
+    finally:
+        engine.dispose()

@@ -1,0 +1,125 @@
+"""Alembic migrations: the only way the schema is made, and they match the models."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from voltloop.db import migrate
+from voltloop.db.engine import make_engine
+from voltloop.db.errors import (
+    AlreadyInitialisedError,
+    DatabaseNotInitialisedError,
+    MigrationMismatchError,
+)
+from voltloop.db.models import TABLE_NAMES, Base
+
+pytestmark = pytest.mark.integration
+
+
+def test_models_and_migration_head_agree(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diffs = compare_metadata(context, Base.metadata)
+            tables = set(inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+    assert diffs == []
+    assert set(TABLE_NAMES) | {"alembic_version"} == tables
+
+
+def test_init_creates_schema_then_reports_up_to_date(empty_db_url: str) -> None:
+    first = migrate.init_database(empty_db_url)
+    assert first.before is None and first.after == migrate.head_revision() and first.changed
+    second = migrate.init_database(empty_db_url)
+    assert not second.changed
+    engine = migrate.open_database(empty_db_url)
+    engine.dispose()
+
+
+def test_init_refuses_a_foreign_non_empty_database(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE someone_elses (x INTEGER)"))
+    engine.dispose()
+    with pytest.raises(AlreadyInitialisedError, match="someone_elses"):
+        migrate.init_database(empty_db_url)
+
+
+def test_opening_an_uninitialised_database_says_run_db_init(empty_db_url: str) -> None:
+    make_engine(empty_db_url).dispose()  # creates the empty SQLite file
+    with pytest.raises(DatabaseNotInitialisedError, match="voltloop db init"):
+        migrate.open_database(empty_db_url)
+
+
+def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    with pytest.raises(DatabaseNotInitialisedError, match="voltloop db init"):
+        migrate.open_database(f"sqlite:///{path}")
+    assert not path.exists()
+
+
+def test_unknown_revision_is_a_mismatch(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(MigrationMismatchError) as error:
+        migrate.open_database(db_url)
+    assert error.value.exit_code != 0
+    assert "database" in str(error.value) and "at 9999" in str(error.value)
+    assert f"code expects {migrate.head_revision()}" in str(error.value)
+
+
+NEXT_REVISION = '''"""Test-only revision on top of the head."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9000"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("campaign") as batch:
+        batch.add_column(sa.Column("note", sa.Text(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("campaign") as batch:
+        batch.drop_column("note")
+'''
+
+
+def test_database_behind_code_says_run_db_upgrade_and_upgrade_works(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = migrate.head_revision()
+    newer = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
+    (newer / "versions" / "9000_note.py").write_text(NEXT_REVISION.format(head=head))
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", newer)
+
+    with pytest.raises(MigrationMismatchError) as error:
+        migrate.open_database(db_url)
+    assert str(error.value).startswith("migration mismatch: database ")
+    assert f"at {head}, code expects 9000; run `voltloop db upgrade`" in str(error.value)
+    with pytest.raises(AlreadyInitialisedError, match="voltloop db upgrade"):
+        migrate.init_database(db_url)
+
+    result = migrate.upgrade_database(db_url)
+    assert (result.before, result.after) == (head, "9000")
+    engine = migrate.open_database(db_url)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("campaign")}
+    finally:
+        engine.dispose()
+    assert "note" in columns
