@@ -54,3 +54,9 @@ class InstrumentError(InstrumentCommunicationError):
         if command:
             text += f" after {command!r}"
         super().__init__(text, url=url)
+
+
+class DriverInputError(ValueError):
+    """A request the driver refuses before sending anything (bad channel, index, UUID)."""
+
+    exit_code = 2

@@ -473,3 +473,50 @@ class Transport:
             return check(reply) if check is not None else reply
 
         return self._call(op, idempotent=idempotent)
+
+
+# ---------------------------------------------------------------------- SCPI elements
+def quote(text: str) -> str:
+    """A SCPI string element: double quotes, inner quotes doubled."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def split_fields(text: str) -> list[str]:
+    """Split a comma-separated SCPI element list; quoted strings are unquoted.
+
+    ``running,"a,b",3`` gives ``['running', 'a,b', '3']``; two quotes inside a string are one
+    quote. An unterminated string raises ValueError.
+    """
+    fields: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] == " ":
+            i += 1
+        if i < n and text[i] == '"':
+            i += 1
+            chars: list[str] = []
+            while True:
+                if i >= n:
+                    raise ValueError(f"unterminated string in {text!r}")
+                if text[i] == '"':
+                    if i + 1 < n and text[i + 1] == '"':
+                        chars.append('"')
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                chars.append(text[i])
+                i += 1
+            fields.append("".join(chars))
+            while i < n and text[i] == " ":
+                i += 1
+            if i < n and text[i] != ",":
+                raise ValueError(f"text after string in {text!r}")
+        else:
+            j = text.find(",", i)
+            j = n if j < 0 else j
+            fields.append(text[i:j].strip())
+            i = j
+        if i >= n:
+            return fields
+        i += 1  # skip the comma

@@ -1,0 +1,548 @@
+"""Simulated multichannel cycler: docs/protocols/cycler.md over TCP or a pty.
+
+:class:`CyclerServer` translates bytes into :class:`~voltloop.drivers.sim.virtual_lab.VirtualLab`
+calls and holds no physics; the lab advances on its own clock thread. The server
+keeps only *session* state (error queue, staged schedules), which a new session, ``*RST``
+or the ``reset`` fault clears while channels keep running. Faults come from a
+:class:`~voltloop.drivers.sim.faults.FaultInjector`, applied per message. Instrument
+limits are enforced at upload (:func:`check_protocol_limits`).
+"""
+
+# ruff: noqa: N815 - field names carry SI units (max_current_A, max_temperature_C)
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+import zlib
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from aurora_unicycler import CyclingProtocol
+from pydantic import ValidationError
+
+from voltloop.drivers.records import SAMPLE_DTYPE
+from voltloop.drivers.sim.faults import FaultInjector, FaultKind, ReplyPlan
+from voltloop.drivers.sim.links import Connection, Link, LinkClosedError, make_link
+from voltloop.drivers.sim.virtual_lab import ChannelState, InstrumentLimits, VirtualLab
+from voltloop.drivers.transport import encode_block, quote, split_fields
+
+MAX_MESSAGE_BYTES = 4 << 20
+ERROR_QUEUE_DEPTH = 16
+DEFAULT_MAX_BATCH = 4096
+
+ERROR_TEXT = {
+    -101: "Invalid character",
+    -102: "Syntax error",
+    -108: "Parameter not allowed",
+    -109: "Missing parameter",
+    -113: "Undefined header",
+    -114: "Header suffix out of range",
+    -161: "Invalid block data",
+    -200: "Execution error",
+    -213: "Init ignored",
+    -221: "Settings conflict",
+    -222: "Data out of range",
+    -224: "Illegal parameter value",
+    -240: "Hardware error",
+    -241: "Hardware missing",
+    -330: "Self-test failed",
+    -350: "Queue overflow",
+    -363: "Input buffer overrun",
+}
+
+#: Long and short forms of every header keyword → canonical short form.
+_KEYWORDS = {
+    "SYSTEM": "SYST",
+    "ERROR": "ERR",
+    "NEXT": "NEXT",
+    "LIMITS": "LIM",
+    "SYNC": "SYNC",
+    "CHANNEL": "CHAN",
+    "SCHEDULE": "SCH",
+    "START": "STAR",
+    "STATUS": "STAT",
+    "DATA": "DATA",
+    "STOP": "STOP",
+    "RESUME": "RES",
+}
+_KEYWORDS |= {short: short for short in list(_KEYWORDS.values())}
+_NODE = re.compile(r"([A-Z]+)(\d*)")
+_LAB_FAULT_KIND = {
+    FaultKind.CHANNEL_FAULT: "hardware",
+    FaultKind.OVER_TEMPERATURE: "over_temperature",
+}
+
+
+class ScpiError(Exception):
+    """An error the instrument queues: SCPI code and ``"<text>; <detail>"``."""
+
+    def __init__(self, code: int, detail: str = "") -> None:
+        self.code = code
+        text = ERROR_TEXT.get(code, "Error")
+        self.message = f"{text}; {detail}" if detail else text
+        super().__init__(f"{code},{self.message}")
+
+
+@dataclass(frozen=True)
+class StagedSchedule:
+    experiment_id: str
+    protocol_json: str
+    max_temperature_C: float | None
+
+
+class CyclerSession:
+    """Session state: the error queue and staged schedules."""
+
+    def __init__(self) -> None:
+        self.errors: deque[tuple[int, str]] = deque()
+        self.staged: dict[int, StagedSchedule] = {}
+
+    def push_error(self, code: int, message: str) -> None:
+        if len(self.errors) >= ERROR_QUEUE_DEPTH:
+            self.errors[-1] = (-350, ERROR_TEXT[-350])
+        else:
+            self.errors.append((code, message))
+
+    def pop_error(self) -> tuple[int, str]:
+        return self.errors.popleft() if self.errors else (0, "No error")
+
+    def clear(self) -> None:
+        self.errors.clear()
+        self.staged.clear()
+
+
+def parse_header(header: str) -> tuple[str, int | None]:
+    """``'chan3:stat?'`` → ``('CHAN:STAT?', 3)``; raises ScpiError −113/−114."""
+    upper = header.upper()
+    if upper.startswith("*"):
+        return upper, None
+    query = upper.endswith("?")
+    nodes = (upper[:-1] if query else upper).split(":")
+    canonical, suffix = [], None
+    for node in nodes:
+        match = _NODE.fullmatch(node)
+        key = _KEYWORDS.get(match.group(1)) if match else None
+        if match is None or key is None:
+            raise ScpiError(-113, header)
+        if match.group(2):
+            if key != "CHAN":
+                raise ScpiError(-114, header)
+            suffix = int(match.group(2))
+        canonical.append(key)
+    if canonical[0] == "CHAN" and suffix is None:
+        raise ScpiError(-114, f"{header}: channel number missing")
+    return ":".join(canonical) + ("?" if query else ""), suffix
+
+
+def next_message(buf: bytearray) -> bytes | None:
+    """Cut one complete message (terminator removed) off ``buf``; None if incomplete.
+
+    A ``#<n><len>`` block is taken by its length, so it may contain any bytes.
+    """
+    newline = buf.find(b"\n")
+    hash_at = buf.find(b"#")
+    end = newline
+    if hash_at >= 0 and (newline < 0 or hash_at < newline):
+        if len(buf) < hash_at + 2:
+            return None
+        digit = chr(buf[hash_at + 1])
+        if digit.isdigit() and digit != "0":
+            n = int(digit)
+            length_raw = bytes(buf[hash_at + 2 : hash_at + 2 + n])
+            if len(length_raw) < n:
+                return None
+            if length_raw.isdigit():
+                block_end = hash_at + 2 + n + int(length_raw)
+                newline = buf.find(b"\n", block_end)
+                end = newline
+    if end < 0:
+        return None
+    message = bytes(buf[:end])
+    del buf[: end + 1]
+    return message[:-1] if message.endswith(b"\r") else message
+
+
+def _decode_block(raw: bytes) -> bytes:
+    if not raw.startswith(b"#") or len(raw) < 2 or raw[1:2] in (b"0",) or not raw[1:2].isdigit():
+        raise ScpiError(-161, "expected a definite-length block #<n><len><bytes>")
+    n = int(raw[1:2])
+    length_raw = raw[2 : 2 + n]
+    if len(length_raw) < n or not length_raw.isdigit():
+        raise ScpiError(-161, "bad block length")
+    data = raw[2 + n :]
+    if len(data) != int(length_raw):
+        raise ScpiError(-161, f"block announced {int(length_raw)} bytes, got {len(data)}")
+    return data
+
+
+def check_protocol_limits(
+    protocol: CyclingProtocol, limits: InstrumentLimits, max_temperature_C: float | None
+) -> None:
+    """Raise ScpiError −222/−224 naming the step and limit a protocol violates."""
+    steps = protocol.method
+    if len(steps) > limits.max_steps:
+        raise ScpiError(-222, f"{len(steps)} method steps exceed max_steps {limits.max_steps}")
+    if max_temperature_C is not None and max_temperature_C > limits.max_temperature_C:
+        raise ScpiError(
+            -222,
+            f"max_temperature_C {max_temperature_C} exceeds the instrument's "
+            f"max_temperature_C {limits.max_temperature_C}",
+        )
+    capacity_mAh = protocol.sample.capacity_mAh
+
+    def check_voltage(where: str, value: float | None) -> None:
+        if value is not None and not limits.min_voltage_V <= value <= limits.max_voltage_V:
+            raise ScpiError(
+                -222,
+                f"{where}: voltage {value} V outside the window "
+                f"[{limits.min_voltage_V}, {limits.max_voltage_V}] V",
+            )
+
+    def check_current(where: str, amps: float | None) -> None:
+        if amps is not None and abs(amps) > limits.max_current_A:
+            raise ScpiError(
+                -222,
+                f"{where}: current {abs(amps):.4g} A exceeds max_current_A {limits.max_current_A}",
+            )
+
+    for index, step in enumerate(steps):
+        where = f"method[{index}] {step.step}"
+        rate_C = getattr(step, "rate_C", None)
+        if rate_C is not None:
+            if capacity_mAh is None:
+                raise ScpiError(-224, f"{where}: rate_C needs sample.capacity_mAh")
+            check_current(where, rate_C * capacity_mAh / 1000.0)
+        elif getattr(step, "current_mA", None) is not None:
+            check_current(where, step.current_mA / 1000.0)
+        for attr in ("until_voltage_V", "voltage_V", "start_voltage_V", "end_voltage_V"):
+            check_voltage(where, getattr(step, attr, None))
+    safety = protocol.safety
+    check_voltage("safety.max_voltage_V", safety.max_voltage_V)
+    check_voltage("safety.min_voltage_V", safety.min_voltage_V)
+    for name in ("max_current_mA", "min_current_mA"):
+        value = getattr(safety, name)
+        check_current(f"safety.{name}", None if value is None else value / 1000.0)
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x))
+
+
+class CyclerServer:
+    """Serves one :class:`VirtualLab` as a cycler on a TCP or pty link, in a thread."""
+
+    def __init__(
+        self,
+        lab: VirtualLab,
+        *,
+        link: str | Link = "tcp",
+        faults: FaultInjector | None = None,
+        identity: tuple[str, str, str, str] | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self.lab = lab
+        down_s = faults.down_s if faults is not None else 0.2
+        self.link = make_link(link, down_s=down_s) if isinstance(link, str) else link
+        self.faults = faults
+        self.identity = identity or ("VOLTLOOP", f"VLC-{lab.channel_count}", "SIM00001", "1.0.0")
+        self.max_batch = max_batch
+        self.sessions = 0
+        self.url = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection: Connection | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> str:
+        self.url = self.link.start()
+        self._thread = threading.Thread(
+            target=self._run, name=f"cycler-server {self.url}", daemon=True
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._connection is not None:
+            self._connection.close()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.link.close()
+
+    def __enter__(self) -> CyclerServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            connection = self.link.accept(self._stop)
+            if connection is None:
+                return
+            self.sessions += 1
+            self._connection = connection
+            try:
+                self._serve(connection, CyclerSession())
+            finally:
+                self._connection = None
+                if not self._stop.is_set():
+                    connection.close()
+
+    def _serve(self, connection: Connection, session: CyclerSession) -> None:
+        buf = bytearray()
+        while not self._stop.is_set():
+            try:
+                buf += connection.recv(0.1)
+            except LinkClosedError:
+                return
+            while (message := next_message(buf)) is not None:
+                if not message.strip():
+                    continue
+                context, reply = self.interpret(message, session)
+                plan = self.faults.plan(reply, context) if self.faults else ReplyPlan(reply)
+                if plan.delay_s and self._stop.wait(plan.delay_s):
+                    return
+                if plan.send:
+                    try:
+                        connection.send(plan.send)
+                    except LinkClosedError:
+                        return
+                if plan.lab_fault is not None:
+                    self._inject_lab_fault(plan.lab_fault)
+                if plan.reset:
+                    session.clear()
+                    self.lab.reset()
+                    buf.clear()
+                if plan.disconnect:
+                    self.link.drop(connection)
+                    return
+            if len(buf) > MAX_MESSAGE_BYTES + 64:
+                buf.clear()
+                session.push_error(-363, ERROR_TEXT[-363])
+
+    def _inject_lab_fault(self, kind: FaultKind) -> None:
+        running = [
+            ch
+            for ch in range(self.lab.channel_count)
+            if self.lab.status(ch).state is ChannelState.RUNNING
+        ]
+        channel = self.faults.pick(running) if self.faults else None
+        if channel is not None:
+            self.lab.inject_fault(channel, _LAB_FAULT_KIND[kind])
+
+    # ------------------------------------------------------------------ interpreter
+    def interpret(self, message: bytes, session: CyclerSession) -> tuple[str, bytes | None]:
+        """Execute one message; returns (its header for fault matching, reply bytes or None).
+
+        Errors are queued in ``session``; a failing query sends no reply.
+        """
+        head, _, rest = message.partition(b" ")
+        try:
+            header = head.decode("ascii")
+        except UnicodeDecodeError:
+            session.push_error(-101, ERROR_TEXT[-101])
+            return "", None
+        try:
+            command, channel = parse_header(header)
+            reply = self._execute(command, channel, rest, session)
+        except ScpiError as err:
+            session.push_error(err.code, err.message)
+            return header, None
+        if isinstance(reply, str):
+            return header, reply.encode("ascii") + b"\n"
+        return header, reply
+
+    def _params(self, raw: bytes, at_least: int, at_most: int) -> list[str]:
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise ScpiError(-101) from exc
+        try:
+            params = split_fields(text) if text.strip() else []
+        except ValueError as exc:
+            raise ScpiError(-102, str(exc)) from exc
+        if len(params) < at_least:
+            raise ScpiError(-109)
+        if len(params) > at_most:
+            raise ScpiError(-108)
+        return params
+
+    def _int(self, text: str, name: str, minimum: int = 0) -> int:
+        try:
+            value = int(text)
+        except ValueError as exc:
+            raise ScpiError(-102, f"{name} must be an integer, got {text!r}") from exc
+        if value < minimum:
+            raise ScpiError(-222, f"{name} {value} < {minimum}")
+        return value
+
+    def _channel(self, channel: int | None) -> int:
+        assert channel is not None
+        if not 0 <= channel < self.lab.channel_count:
+            raise ScpiError(-222, f"channel {channel} (channels 0-{self.lab.channel_count - 1})")
+        return channel
+
+    def _execute(
+        self, command: str, channel: int | None, rest: bytes, session: CyclerSession
+    ) -> str | bytes | None:
+        if command != "CHAN:SCH":
+            params = self._params(rest, 0, 2)
+        match command:
+            case "*IDN?":
+                return ",".join(self.identity)
+            case "*RST":
+                session.clear()
+                self.lab.reset()
+                return None
+            case "*CLS":
+                session.errors.clear()
+                return None
+            case "*OPC?":
+                return "1"
+            case "*TST?":
+                return self._self_test(session)
+            case "SYST:ERR?" | "SYST:ERR:NEXT?":
+                code, text = session.pop_error()
+                return f"{code},{quote(text)}"
+            case "SYST:LIM?":
+                lim = self.lab.limits
+                return ",".join(
+                    [
+                        str(self.lab.channel_count),
+                        _fmt(lim.max_current_A),
+                        _fmt(lim.min_voltage_V),
+                        _fmt(lim.max_voltage_V),
+                        _fmt(lim.max_temperature_C),
+                        str(lim.max_steps),
+                        str(self.max_batch),
+                    ]
+                )
+            case "SYST:SYNC?":
+                if len(params) != 1:
+                    raise ScpiError(-109 if not params else -108)
+                return str(self._int(params[0], "token"))
+            case "CHAN:SCH":
+                self._upload(self._channel(channel), rest, session)
+                return None
+            case "CHAN:STAR":
+                if len(params) != 1:
+                    raise ScpiError(-109 if not params else -108)
+                self._start(self._channel(channel), params[0], session)
+                return None
+            case "CHAN:STAT?":
+                return self._status(self._channel(channel))
+            case "CHAN:DATA?":
+                return self._data(self._channel(channel), params)
+            case "CHAN:STOP":
+                ch = self._channel(channel)
+                if self.lab.status(ch).state in (ChannelState.RUNNING, ChannelState.WAITING_EIS):
+                    self.lab.stop(ch)
+                return None
+            case "CHAN:RES":
+                ch = self._channel(channel)
+                state = self.lab.status(ch).state
+                if state is not ChannelState.WAITING_EIS:
+                    raise ScpiError(-221, f"channel {ch} is {state.value}, not waiting_eis")
+                self.lab.resume(ch)
+                return None
+        raise ScpiError(-113, command)
+
+    def _self_test(self, session: CyclerSession) -> str:
+        failed = False
+        for ch in range(self.lab.channel_count):
+            status = self.lab.status(ch)
+            if status.state is ChannelState.FAULT:
+                failed = True
+                session.push_error(
+                    -330, f"{ERROR_TEXT[-330]}; channel {ch} in fault: {status.reason or ''}"
+                )
+        return "1" if failed else "0"
+
+    def _upload(self, channel: int, raw: bytes, session: CyclerSession) -> None:
+        data = _decode_block(raw.strip(b" "))
+        try:
+            payload = json.loads(data.decode("utf-8"))
+            experiment_id = payload["experiment_id"]
+            protocol_obj = payload["protocol"]
+            max_temperature_C = payload.get("max_temperature_C")
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ScpiError(-161, f"schedule block is not the documented JSON: {exc}") from exc
+        try:
+            experiment_id = str(uuid.UUID(str(experiment_id)))
+        except ValueError as exc:
+            raise ScpiError(-224, f"experiment_id {experiment_id!r} is not a UUID") from exc
+        try:
+            protocol = CyclingProtocol.model_validate(protocol_obj)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise ScpiError(-224, f"protocol: {loc}: {first['msg']}") from exc
+        if max_temperature_C is not None and not isinstance(max_temperature_C, int | float):
+            raise ScpiError(-224, f"max_temperature_C {max_temperature_C!r} is not a number")
+        check_protocol_limits(protocol, self.lab.limits, max_temperature_C)
+        session.staged[channel] = StagedSchedule(
+            experiment_id, protocol.model_dump_json(), max_temperature_C
+        )
+
+    def _start(self, channel: int, experiment_id: str, session: CyclerSession) -> None:
+        try:
+            experiment_id = str(uuid.UUID(experiment_id))
+        except ValueError as exc:
+            raise ScpiError(-224, f"experiment_id {experiment_id!r} is not a UUID") from exc
+        status = self.lab.status(channel)
+        if status.experiment_id == experiment_id:
+            return  # idempotent on the experiment UUID
+        if status.state in (ChannelState.RUNNING, ChannelState.WAITING_EIS):
+            raise ScpiError(-213, f"channel {channel} busy with experiment {status.experiment_id}")
+        if status.state is ChannelState.EMPTY:
+            raise ScpiError(-241, f"channel {channel} has no cell")
+        if status.state is ChannelState.FAULT:
+            raise ScpiError(-240, f"channel {channel} in fault: {status.reason or ''}")
+        staged = session.staged.get(channel)
+        if staged is None or staged.experiment_id != experiment_id:
+            raise ScpiError(-221, f"no schedule staged for {experiment_id} on channel {channel}")
+        try:
+            self.lab.start(channel, staged.protocol_json, experiment_id)
+        except ValueError as exc:
+            raise ScpiError(-200, str(exc)) from exc
+        del session.staged[channel]
+
+    def _status(self, channel: int) -> str:
+        s = self.lab.status(channel)
+        return ",".join(
+            [
+                s.state.value,
+                quote(s.experiment_id or ""),
+                str(s.cycle),
+                str(s.step),
+                str(s.record_count),
+                _fmt(s.t_s),
+                quote(s.cell_id or ""),
+                quote(s.reason or ""),
+            ]
+        )
+
+    def _data(self, channel: int, params: list[str]) -> bytes:
+        if not params:
+            raise ScpiError(-109, "DATA? <since>[,<max>]")
+        since = self._int(params[0], "since")
+        limit = self._int(params[1], "max", 1) if len(params) > 1 else self.max_batch
+        return self.data_reply(channel, since, limit)
+
+    def data_reply(self, channel: int, since: int, limit: int) -> bytes:
+        """The full ``DATA?`` reply (prefix, block, terminator) for ``since``/``limit``."""
+        status = self.lab.status(channel)
+        if status.experiment_id is None:
+            records = np.zeros(0, dtype=SAMPLE_DTYPE)
+        else:
+            records = self.lab.records(channel, since, min(limit, self.max_batch))
+        data = np.ascontiguousarray(records, dtype=SAMPLE_DTYPE).tobytes()
+        crc = zlib.crc32(data)
+        prefix = f"{quote(status.experiment_id or '')},{since},{len(records)},{crc:08X},"
+        return prefix.encode("ascii") + encode_block(data) + b"\n"
