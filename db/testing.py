@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
@@ -254,3 +255,70 @@ def drop_database(admin_url: str | URL, name: str) -> None:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         engine.dispose()
+
+
+def synthetic_cycle_series(
+    cycle_index: int,
+    *,
+    n_samples: int = 1000,
+    capacity_Ah: float = 1.1,
+    t_start_s: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """A plausible LFP/graphite cycle as a raw series (arrays of shape ``(n_samples,)``).
+
+    4C constant-current charge to 3.6 V, constant voltage until C/20, rest, 4C
+    discharge to 2.0 V, rest; capacity fades and resistance grows with
+    ``cycle_index``; voltage, current and temperature carry sensor noise. For
+    tests and benchmarks that need realistic (not all-zero) data: it is no
+    substitute for the simulated lab's physics.
+    """
+    rng = rng if rng is not None else np.random.default_rng(cycle_index)
+    capacity = capacity_Ah * (1.0 - 2e-4 * cycle_index)
+    r_ohm = 0.020 * (1.0 + 5e-4 * cycle_index)
+    i_fast = 4.0 * capacity_Ah
+    n_cc, n_cv, n_rest1, n_dis = (int(f * n_samples) for f in (0.30, 0.20, 0.10, 0.30))
+    n_rest2 = n_samples - n_cc - n_cv - n_rest1 - n_dis
+    t_cc = 0.8 * capacity / i_fast * 3600.0
+    t_dis = 0.97 * capacity / i_fast * 3600.0
+    durations = [t_cc, 900.0, 600.0, t_dis, 600.0]
+    counts = [n_cc, n_cv, n_rest1, n_dis, n_rest2]
+    pieces_t, pieces_i, pieces_step = [], [], []
+    start = 0.0
+    for step, (duration, count) in enumerate(zip(durations, counts, strict=True)):
+        local = np.linspace(0.0, duration, count, endpoint=False)
+        pieces_t.append(start + local)
+        if step == 0:
+            current = np.full(count, i_fast)
+        elif step == 1:
+            current = i_fast * np.exp(-local / (duration / 3.0)) * 0.5 + capacity_Ah / 20
+        elif step == 3:
+            current = np.full(count, -i_fast)
+        else:
+            current = np.zeros(count)
+        pieces_i.append(current)
+        pieces_step.append(np.full(count, step, dtype=np.int32))
+        start += duration
+    t = np.concatenate(pieces_t)
+    current = np.concatenate(pieces_i)
+    dt = np.diff(t, append=t[-1] + (t[-1] - t[-2] if t.size > 1 else 1.0))
+    charge = np.cumsum(np.clip(current, 0, None) * dt) / 3600.0
+    discharge = np.cumsum(np.clip(-current, 0, None) * dt) / 3600.0
+    soc = np.clip(0.1 + (charge - discharge) / capacity, 0.0, 1.0)
+    # LFP-like: a flat plateau with steep ends
+    ocv = 3.25 + 0.08 * soc - 0.6 * np.exp(-soc / 0.04) + 0.25 * np.exp((soc - 1.0) / 0.03)
+    voltage = np.clip(ocv + current * r_ohm, 2.0, 3.6)
+    step_index = np.concatenate(pieces_step)
+    voltage[step_index == 1] = 3.6  # constant-voltage hold
+    window = max(1, min(60, t.size))  # thermal lag of ~60 samples
+    heating = np.convolve(current**2 * r_ohm, np.ones(window) / window, mode="same")
+    temperature = 30.0 + 15.0 * heating
+    return {
+        "t_s": t_start_s + t,
+        "voltage_V": (voltage + rng.normal(0.0, 5e-4, t.size)).astype(np.float32),
+        "current_A": (current + rng.normal(0.0, 1e-3, t.size)).astype(np.float32),
+        "temperature_C": (temperature + rng.normal(0.0, 0.05, t.size)).astype(np.float32),
+        "charge_Ah": charge.astype(np.float32),
+        "discharge_Ah": discharge.astype(np.float32),
+        "step": step_index,
+    }

@@ -1,0 +1,130 @@
+"""Reading measurements back as NumPy arrays: cycle summaries, raw series, spectra."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .blobs import decode_arrays
+from .cycles import SUMMARY_FIELDS
+from .errors import InvalidRecordError
+from .models import Cycle, EisSpectrum
+
+
+def cycle_summaries(
+    session: Session, experiment_id: str, columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Per-cycle summaries of one experiment, ordered by cycle index.
+
+    Returns ``{"cycle_index": int64 (n,), <summary column>: float64 (n,), ...}``;
+    missing values (e.g. no internal resistance measured) are NaN; ``sample_count``
+    is int64. ``columns`` picks a subset of :data:`SUMMARY_FIELDS`.
+    """
+    wanted = list(SUMMARY_FIELDS if columns is None else columns)
+    unknown = sorted(set(wanted) - set(SUMMARY_FIELDS))
+    if unknown:
+        raise InvalidRecordError(
+            f"unknown cycle summary column(s) {', '.join(unknown)}; "
+            f"known: {', '.join(SUMMARY_FIELDS)}"
+        )
+    table = Cycle.__table__
+    statement = (
+        select(table.c.cycle_index, *(table.c[name] for name in wanted))
+        .where(table.c.experiment_id == experiment_id)
+        .order_by(table.c.cycle_index)
+    )
+    rows = session.connection().execute(statement).all()
+    out: dict[str, np.ndarray] = {}
+    names = ["cycle_index", *wanted]
+    if not rows:
+        for name in names:
+            dtype = np.int64 if name in ("cycle_index", "sample_count") else np.float64
+            out[name] = np.empty(0, dtype=dtype)
+        return out
+    for name, values in zip(names, zip(*rows, strict=True), strict=True):
+        dtype = np.int64 if name in ("cycle_index", "sample_count") else np.float64
+        out[name] = np.array(values, dtype=dtype)
+    return out
+
+
+def cycle_series(session: Session, experiment_id: str, cycle_index: int) -> dict[str, np.ndarray]:
+    """The raw series of one cycle: ``{column: array of shape (n_samples,)}``.
+
+    Raises :class:`InvalidRecordError` if the cycle is not stored or kept no series.
+    """
+    table = Cycle.__table__
+    blob = (
+        session.connection()
+        .execute(
+            select(table.c.series).where(
+                table.c.experiment_id == experiment_id, table.c.cycle_index == int(cycle_index)
+            )
+        )
+        .first()
+    )
+    if blob is None:
+        raise InvalidRecordError(f"experiment {experiment_id} has no cycle {cycle_index}")
+    if blob[0] is None:
+        raise InvalidRecordError(f"cycle {cycle_index} of {experiment_id} kept no raw series")
+    return decode_arrays(blob[0])
+
+
+def iter_cycle_series(
+    session: Session, experiment_id: str
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """``(cycle_index, series)`` for every cycle with a raw series, in cycle order."""
+    table = Cycle.__table__
+    result = (
+        session.connection()
+        .execution_options(yield_per=256)
+        .execute(
+            select(table.c.cycle_index, table.c.series)
+            .where(table.c.experiment_id == experiment_id, table.c.series.is_not(None))
+            .order_by(table.c.cycle_index)
+        )
+    )
+    for index, blob in result:
+        yield int(index), decode_arrays(blob)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredSpectrum:
+    """One stored EIS spectrum; arrays have shape ``(n_points,)``."""
+
+    cycle_index: int
+    frequency_hz: np.ndarray  # float64, as measured (usually high to low)
+    impedance_ohm: np.ndarray  # complex128, Z' + j Z''
+    linkk_residual: float | None
+    circuit: str | None
+    circuit_parameters: dict[str, Any] | None
+    measured_at: dt.datetime
+
+
+def eis_spectra(session: Session, experiment_id: str) -> list[StoredSpectrum]:
+    """Every EIS spectrum of an experiment, ordered by cycle index."""
+    rows = session.scalars(
+        select(EisSpectrum)
+        .where(EisSpectrum.experiment_id == experiment_id)
+        .order_by(EisSpectrum.cycle_index)
+    ).all()
+    spectra = []
+    for row in rows:
+        arrays = decode_arrays(row.data)
+        spectra.append(
+            StoredSpectrum(
+                cycle_index=row.cycle_index,
+                frequency_hz=arrays["frequency_Hz"],
+                impedance_ohm=arrays["z_real_ohm"] + 1j * arrays["z_imag_ohm"],
+                linkk_residual=row.linkk_residual,
+                circuit=row.circuit,
+                circuit_parameters=row.circuit_parameters,
+                measured_at=row.measured_at,
+            )
+        )
+    return spectra
