@@ -72,3 +72,7 @@ class BlobFormatError(DatabaseError, ValueError):
 
 class LeaseHeldError(DatabaseError):
     """A lease that another holder owns and has not let expire."""
+
+
+class LeaseLostError(DatabaseError):
+    """A heartbeat for a lease the holder no longer owns (released or taken over)."""
