@@ -388,6 +388,7 @@ class CampaignBase(StrictModel):
                     checkpoint.every_cycles,
                     f"must not exceed lifetime.max_cycles ({self.lifetime.max_cycles})",
                 )
+        self._checkpoints_fit_the_cycle_counts()
         metrics = [o.metric for o in self.objectives]
         repeated = sorted({m.value for m in metrics if metrics.count(m) > 1})
         if repeated:
@@ -412,6 +413,41 @@ class CampaignBase(StrictModel):
                 )
         return self
 
+    def _checkpoints_fit_the_cycle_counts(self) -> None:
+        """Checkpoint intervals divide the cycle counts and nest in each other.
+
+        A compiled protocol repeats blocks of aging cycles with loops, one loop jump per
+        new cycle (docs/protocols/compilation.md); that needs every run length to be a
+        whole number of blocks, and a longer interval to be a multiple of a shorter one.
+        """
+        present = [
+            (label, c.every_cycles)
+            for label, c in (("eis", self.eis), ("reference_test", self.reference_test))
+            if c is not None
+        ]
+        stops = [("lifetime.max_cycles", self.lifetime.max_cycles)]
+        if self.lifetime.early_prediction_cycle is not None:
+            stops.insert(
+                0, ("lifetime.early_prediction_cycle", self.lifetime.early_prediction_cycle)
+            )
+        for label, every in present:
+            for stop_label, stop in stops:
+                if stop % every:
+                    raise SpecFieldError(
+                        f"{label}.every_cycles",
+                        every,
+                        f"must divide {stop_label} ({stop}) so that runs end on a checkpoint; "
+                        f"divisors near it: {', '.join(map(str, _divisors_near(stop, every)))}",
+                    )
+        if len(present) == 2:
+            (_, a), (_, b) = present
+            if max(a, b) % min(a, b):
+                raise SpecFieldError(
+                    "reference_test.every_cycles",
+                    self.reference_test.every_cycles if self.reference_test else None,
+                    f"must be a multiple or a divisor of eis.every_cycles ({a})",
+                )
+
     @property
     def temperature_stop_limit_C(self) -> float:
         """The lowest cell-temperature limit that stops a running cell."""
@@ -422,3 +458,9 @@ class CampaignBase(StrictModel):
             if c.metric is Metric.PEAK_TEMPERATURE and c.safe_mode and c.max is not None
         ]
         return min(limits)
+
+
+def _divisors_near(n: int, target: int, count: int = 3) -> list[int]:
+    """The ``count`` divisors of ``n`` closest to ``target`` (for error messages)."""
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return sorted(sorted(divisors, key=lambda d: abs(d - target))[:count])
