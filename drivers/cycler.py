@@ -249,8 +249,9 @@ class CyclerDriver:
         ).encode("utf-8")
         if self.status(channel).experiment_id == exp:
             return StartOutcome.ALREADY_RUNNING
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        attempts = 1 + max(1, self.retries)  # at least one re-upload after a reset
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
             try:
                 self._command(f"CHAN{channel}:SCH", block=payload)
                 self._command(f'CHAN{channel}:STAR "{exp}"')

@@ -42,9 +42,17 @@ from typing import TypeVar
 
 import serial
 
+try:  # termios.error is what pyserial lets through from tcdrain() on a dead pty
+    from termios import error as termios_error
+except ImportError:  # pragma: no cover - not on POSIX
+    termios_error = OSError
+
 from voltloop.drivers.errors import Disconnected, ProtocolError, TransportTimeout
 
 T = TypeVar("T")
+
+#: What pyserial raises when the link is gone (mapped to Disconnected).
+_LINK_ERRORS = (serial.SerialException, OSError, termios_error)
 
 #: Bytes a line reply may contain: printable ASCII and TAB.
 _LINE_BYTES = frozenset(range(0x20, 0x7F)) | {0x09}
@@ -189,7 +197,7 @@ class Transport:
                         timeout=self.poll_s,
                         write_timeout=self.timeout_s,
                     )
-            except (serial.SerialException, OSError, ValueError) as exc:
+            except (*_LINK_ERRORS, ValueError) as exc:
                 raise Disconnected(f"cannot open: {exc}", url=self.url) from exc
             self._port = port
             self._buf.clear()
@@ -255,31 +263,41 @@ class Transport:
         except serial.SerialTimeoutException as exc:
             self._dirty = True
             raise TransportTimeout(f"write of {len(data)} bytes timed out", url=self.url) from exc
-        except (serial.SerialException, OSError) as exc:
+        except _LINK_ERRORS as exc:
             raise self._lost(exc) from exc
 
-    def _fill(self) -> None:
-        """Read what is available, waiting at most one poll slice."""
+    def _fill(self, want: int = 1) -> None:
+        """Read what is available (up to ``want`` bytes if more are known to be due),
+        waiting at most one poll slice. ``want`` matters for ``socket://``, whose
+        ``in_waiting`` only says 0 or 1."""
         assert self._port is not None
         try:
             waiting = self._port.in_waiting
-            chunk = self._port.read(max(1, waiting))
-        except (serial.SerialException, OSError) as exc:
+            chunk = self._port.read(max(1, waiting, min(want, 1 << 16)))
+        except _LINK_ERRORS as exc:
             raise self._lost(exc) from exc
         if chunk:
             self.transcript.record(Direction.IN, chunk)
             self._buf += chunk
 
     def _read_exactly(self, n: int, deadline: float, what: str) -> bytes:
+        """``n`` bytes before ``deadline``; also fails once no byte has come for
+        ``timeout_s`` (a cut-off block is reported after one timeout, not after the
+        whole allowance of a long block)."""
+        stalled_at = time.monotonic() + self.timeout_s
         while len(self._buf) < n:
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline or now >= stalled_at:
                 got = len(self._buf)
                 self._buf.clear()
                 self._dirty = True
                 if got:
                     raise ProtocolError(f"partial {what}: {got} of {n} bytes", url=self.url)
                 raise TransportTimeout(f"no {what} within {self.timeout_s} s", url=self.url)
-            self._fill()
+            before = len(self._buf)
+            self._fill(n - len(self._buf))
+            if len(self._buf) > before:
+                stalled_at = time.monotonic() + self.timeout_s
         out = bytes(self._buf[:n])
         del self._buf[:n]
         return out
@@ -384,7 +402,7 @@ class Transport:
             try:
                 waiting = self._port.in_waiting
                 chunk = self._port.read(waiting) if waiting else b""
-            except (serial.SerialException, OSError) as exc:
+            except _LINK_ERRORS as exc:
                 raise self._lost(exc) from exc
             now = time.monotonic()
             if chunk:

@@ -125,6 +125,7 @@ class _Forced:
     kind: FaultKind
     match: str | None
     remaining: int
+    skip: int = 0
 
 
 class FaultInjector:
@@ -156,12 +157,19 @@ class FaultInjector:
         with self._lock:
             return Counter(e.kind for e in self.events)
 
-    def force(self, kind: FaultKind | str, *, match: str | None = None, times: int = 1) -> None:
-        """Make the next ``times`` replies whose context starts with ``match``
-        (case-insensitive; None = any) suffer ``kind``. Forced faults come before
-        random ones."""
+    def force(
+        self,
+        kind: FaultKind | str,
+        *,
+        match: str | None = None,
+        times: int = 1,
+        after: int = 0,
+    ) -> None:
+        """Make ``times`` replies whose context starts with ``match`` (case-insensitive;
+        None = any) suffer ``kind``, after letting ``after`` matching replies through.
+        Forced faults come before random ones."""
         with self._lock:
-            self._forced.append(_Forced(FaultKind(kind), match and match.upper(), times))
+            self._forced.append(_Forced(FaultKind(kind), match and match.upper(), times, after))
 
     def clear(self) -> None:
         with self._lock:
@@ -188,6 +196,9 @@ class FaultInjector:
     def _take_forced(self, context: str) -> FaultKind | None:
         for forced in self._forced:
             if forced.match is None or context.startswith(forced.match):
+                if forced.skip > 0:
+                    forced.skip -= 1
+                    return None
                 forced.remaining -= 1
                 if forced.remaining <= 0:
                     self._forced.remove(forced)
