@@ -1,0 +1,109 @@
+"""Everything one campaign engine works with, gathered in one object.
+
+The engine's phases (rounds, dispatch, polling) are functions of an
+:class:`EngineContext`; none keeps state of its own — the database does.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from voltloop.campaigns.base import CampaignBase
+from voltloop.db.enums import EventLevel
+from voltloop.db.ingest import record_event
+from voltloop.drivers.interfaces import Cycler, Potentiostat
+from voltloop.orchestrator.ports import LifetimePredictor, Operator, Proposer
+
+
+class StepKind(enum.StrEnum):
+    """What one call of ``CampaignEngine.step()`` did."""
+
+    OPEN_ROUND = "open_round"
+    PROPOSE = "propose"
+    LOAD = "load"
+    DISPATCH = "dispatch"
+    POLL = "poll"
+    CLOSE_ROUND = "close_round"
+    FINALISE = "finalise"
+    WAIT = "wait"  # nothing due now: cells are cycling or the operator has not answered
+
+
+@dataclass(frozen=True)
+class StepResult:
+    kind: StepKind
+    message: str = ""
+    finished: bool = False
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    lease_ttl_s: float = 120.0  # campaign and channel leases expire this long after a heartbeat
+    heartbeat_s: float = 30.0
+    fetch_limit: int | None = None  # records per fetch (None: all available)
+
+
+def new_holder_id() -> str:
+    """Who holds the leases: this host and process, plus a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def runs_to_end_of_life(seed: int, experiment_id: str, share: float) -> bool:
+    """Seeded, reproducible draw: does this cell run on to end of life?
+
+    A function of (campaign seed, experiment UUID) only, so a resumed run makes the
+    same decision without storing it.
+    """
+    digest = hashlib.sha256(f"{seed}:{experiment_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+@dataclass
+class EngineContext:
+    db: Engine
+    campaign_id: int
+    campaign_name: str
+    spec: CampaignBase
+    cyclers: Mapping[str, Cycler]  # by URL, as in the spec
+    potentiostat: Potentiostat | None
+    proposer: Proposer
+    predictor: LifetimePredictor | None
+    operator: Operator
+    compile_protocol: Callable[[dict[str, float]], dict[str, Any]]  # params → unicycler JSON
+    holder: str = field(default_factory=new_holder_id)
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    eis_spec: Any = None  # drivers.eis.EisSpec for checkpoints, when a potentiostat is used
+
+    @property
+    def eol_threshold_ah(self) -> float:
+        return self.spec.lifetime.end_of_life_capacity * self.spec.cell.nominal_capacity_Ah
+
+    def event(
+        self,
+        session: Session,
+        kind: str,
+        message: str,
+        *,
+        level: EventLevel = EventLevel.INFO,
+        experiment_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> None:
+        record_event(
+            session,
+            level,
+            kind,
+            message,
+            campaign_id=self.campaign_id,
+            experiment_id=experiment_id,
+            payload=payload,
+        )

@@ -1,0 +1,211 @@
+"""The campaign engine: ``step()`` reads the database and does the next due thing.
+
+See docs/decisions/0002-campaign-engine.md for the state machine. The engine keeps
+no state between steps apart from its lease heartbeat clock; everything else is
+read from the database each time, so a new engine on the same database continues
+where a crashed one stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from voltloop.campaigns.base import CampaignBase
+from voltloop.db.engine import read_session, write_session
+from voltloop.db.enums import CampaignStatus, InstrumentKind, RoundStatus
+from voltloop.db.errors import LeaseHeldError, UnknownCampaignError
+from voltloop.db.leases import acquire_lease, active_leases, campaign_key, release_lease
+from voltloop.db.models import Campaign, Channel, Experiment, Instrument, Round
+from voltloop.orchestrator.context import EngineContext, StepKind, StepResult
+from voltloop.orchestrator.dispatch import load_and_dispatch
+from voltloop.orchestrator.polling import poll_sweep, renew_channel_leases
+from voltloop.orchestrator.rounds import (
+    OPEN_ROUND_STATUSES,
+    close_round_if_done,
+    finalise,
+    open_round,
+    propose,
+    rounds_started,
+)
+
+
+class CampaignBusyError(RuntimeError):
+    """Another orchestrator holds the campaign."""
+
+    exit_code = 1
+
+
+class SpecMismatchError(ValueError):
+    """A campaign of that name exists with a different spec."""
+
+    exit_code = 2
+
+
+def register_campaign(db, spec: CampaignBase) -> int:
+    """Store the campaign (or find it again) and its instruments and channels.
+
+    Idempotent: a campaign that exists with the same spec is returned as it is, so
+    ``dry-run``/``run`` on an existing campaign resumes it. The same name with a
+    different spec is refused — a campaign's question cannot change under it.
+    """
+    spec_json = spec.model_dump(mode="json")
+    with write_session(db) as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.name == spec.name))
+        if campaign is None:
+            campaign = Campaign(
+                name=spec.name,
+                kind=spec.kind.value,
+                spec=spec_json,
+                status=CampaignStatus.CREATED,
+                seed=spec.seed,
+            )
+            session.add(campaign)
+        elif campaign.spec != spec_json:
+            raise SpecMismatchError(
+                f"campaign {spec.name!r} already exists with a different spec; "
+                "choose a new name or resume it with `voltloop resume`"
+            )
+        for cycler in spec.instruments.cyclers:
+            instrument = session.scalar(select(Instrument).where(Instrument.url == cycler.url))
+            if instrument is None:
+                instrument = Instrument(kind=InstrumentKind.CYCLER, url=cycler.url)
+                session.add(instrument)
+                session.flush()
+            known = set(
+                session.scalars(
+                    select(Channel.channel_index).where(Channel.instrument_id == instrument.id)
+                )
+            )
+            for index in range(cycler.channels):
+                if index not in known:
+                    session.add(Channel(instrument_id=instrument.id, channel_index=index))
+        session.flush()
+        return campaign.id
+
+
+def find_campaign(db, name: str) -> tuple[int, dict]:
+    with read_session(db) as session:
+        row = session.scalar(select(Campaign).where(Campaign.name == name))
+        if row is None:
+            known = list(session.scalars(select(Campaign.name).order_by(Campaign.name)))
+            raise UnknownCampaignError(
+                f"no campaign named {name!r}; "
+                + (f"known: {', '.join(known)}" if known else "the database has no campaigns")
+            )
+        return row.id, dict(row.spec)
+
+
+class CampaignEngine:
+    """Runs one campaign, one due unit of work per :meth:`step`."""
+
+    def __init__(self, ctx: EngineContext, *, clock: Callable[[], float] = time.monotonic):
+        self.ctx = ctx
+        self._clock = clock
+        self._last_heartbeat: float | None = None
+
+    # --- leases -----------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        now = self._clock()
+        if (
+            self._last_heartbeat is not None
+            and now - self._last_heartbeat < self.ctx.settings.heartbeat_s
+        ):
+            return
+        try:
+            acquire_lease(
+                self.ctx.db,
+                campaign_key(self.ctx.campaign_name),
+                self.ctx.holder,
+                self.ctx.settings.lease_ttl_s,
+            )
+        except LeaseHeldError as exc:
+            raise CampaignBusyError(
+                f"campaign {self.ctx.campaign_name!r} is being run by another orchestrator ({exc})"
+            ) from exc
+        mine = [
+            (lease.experiment_id, lease.channel_id)
+            for lease in active_leases(self.ctx.db, "channel:")
+            if lease.holder == self.ctx.holder
+        ]
+        renew_channel_leases(self.ctx, mine)
+        self._last_heartbeat = now
+
+    def release(self) -> None:
+        """Give up the campaign lease (channel leases stay with their running cells)."""
+        release_lease(self.ctx.db, campaign_key(self.ctx.campaign_name), self.ctx.holder)
+        self._last_heartbeat = None
+
+    # --- the step -------------------------------------------------------------------
+    def step(self) -> StepResult:
+        self._heartbeat()
+        with read_session(self.ctx.db) as session:
+            campaign = session.get(Campaign, self.ctx.campaign_id)
+            if campaign.status in (
+                CampaignStatus.COMPLETED,
+                CampaignStatus.ABORTED,
+                CampaignStatus.FAILED,
+            ):
+                return StepResult(
+                    StepKind.FINALISE, f"campaign {campaign.status.value}", finished=True
+                )
+            current = session.scalar(
+                select(Round)
+                .where(
+                    Round.campaign_id == self.ctx.campaign_id, Round.status.in_(OPEN_ROUND_STATUSES)
+                )
+                .order_by(Round.round_index)
+                .limit(1)
+            )
+            round_id = None if current is None else current.id
+            round_status = None if current is None else current.status
+        if round_id is None:
+            started = rounds_started(self.ctx)
+            if started < self.ctx.spec.rounds:
+                return open_round(self.ctx, started)
+            return finalise(self.ctx)
+        if round_status in (RoundStatus.PLANNED, RoundStatus.TRAINING, RoundStatus.PROPOSING):
+            return propose(self.ctx, round_id)
+        if round_status == RoundStatus.DISPATCHING:
+            result = load_and_dispatch(self.ctx, round_id)
+            if result.counts.get("waiting", 0) == 0:
+                with write_session(self.ctx.db) as session:
+                    session.get(Round, round_id).status = RoundStatus.RUNNING
+            if result.kind == StepKind.WAIT:  # the operator is pending: keep cells polled
+                return poll_sweep(self.ctx)
+            return result
+        closed = close_round_if_done(self.ctx, round_id)
+        if closed is not None:
+            return closed
+        return poll_sweep(self.ctx)
+
+    def run(
+        self,
+        *,
+        poll_interval_s: float = 1.0,
+        max_steps: int | None = None,
+        on_step: Callable[[StepResult], None] | None = None,
+    ) -> StepResult:
+        """Step until the campaign is finished (or ``max_steps``), sleeping while waiting."""
+        steps = 0
+        while True:
+            result = self.step()
+            steps += 1
+            if on_step is not None:
+                on_step(result)
+            if result.finished or (max_steps is not None and steps >= max_steps):
+                return result
+            if result.kind == StepKind.WAIT:
+                time.sleep(poll_interval_s)
+
+
+def experiments_by_status(db, campaign_id: int) -> dict[str, int]:
+    with read_session(db) as session:
+        counts: dict[str, int] = {}
+        for status in session.scalars(
+            select(Experiment.status).where(Experiment.campaign_id == campaign_id)
+        ):
+            counts[status.value] = counts.get(status.value, 0) + 1
+        return counts

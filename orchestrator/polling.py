@@ -1,0 +1,277 @@
+"""A poll sweep: for every experiment on a channel, fetch what is new and act on it.
+
+Per experiment, in order: channel status → fetch records from the stored ingest
+position → store complete cycles and the new position in one transaction → EIS
+checkpoint if the channel waits for one → early prediction once enough cycles are
+stored → stop the cell (or let it run on to end of life) → finish the experiment
+when its channel has ended and every record is stored. Instrument I/O happens
+outside database transactions; each database write is idempotent, so a crash
+anywhere is repaired by the next sweep.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from voltloop.db.engine import write_session
+from voltloop.db.enums import CandidateStatus, EventLevel, ExperimentStatus
+from voltloop.db.errors import LeaseLostError
+from voltloop.db.ingest import append_cycles, store_eis_spectrum, store_prediction
+from voltloop.db.leases import channel_key, release_lease, renew_lease
+from voltloop.db.models import Candidate, Channel, Cycle, Experiment, Prediction
+from voltloop.db.types import utcnow
+from voltloop.drivers.errors import InstrumentCommunicationError
+from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus
+from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, runs_to_end_of_life
+from voltloop.orchestrator.cycle_assembly import assemble_cycles
+from voltloop.orchestrator.observations import end_of_life_cycle
+
+_ON_CHANNEL = (ExperimentStatus.RUNNING, ExperimentStatus.EARLY_PREDICTED)
+_END_STATUS = {
+    ChannelState.SAFETY_STOPPED: ExperimentStatus.SAFETY_STOPPED,
+    ChannelState.FAULT: ExperimentStatus.FAILED,
+}
+
+
+def _stored_cycles(session, experiment_id: str) -> int:
+    last = session.scalar(
+        select(func.max(Cycle.cycle_index)).where(Cycle.experiment_id == experiment_id)
+    )
+    return 0 if last is None else int(last) + 1
+
+
+def _where(ctx: EngineContext, experiment: Experiment, session) -> tuple[str, int]:
+    channel = session.get(Channel, experiment.channel_id)
+    return channel.instrument.url, channel.channel_index
+
+
+def _ingest(
+    ctx: EngineContext,
+    experiment_id: str,
+    since: int,
+    status: CyclerChannelStatus,
+    url: str,
+    index: int,
+) -> int:
+    cycler = ctx.cyclers[url]
+    batch = cycler.fetch(index, since, experiment_id=experiment_id, limit=ctx.settings.fetch_limit)
+    final = status.state.is_final and batch.next_index >= status.record_count
+    assembled = assemble_cycles(batch.records, since, final=final)
+    with write_session(ctx.db) as session:
+        new = append_cycles(
+            session, experiment_id, assembled.cycles, records_ingested=assembled.next_record
+        )
+    return new
+
+
+def _eis_checkpoint(
+    ctx: EngineContext, experiment_id: str, status: CyclerChannelStatus, url: str, index: int
+) -> str:
+    cycler = ctx.cyclers[url]
+    if ctx.potentiostat is None or ctx.eis_spec is None:
+        cycler.resume(index)
+        with write_session(ctx.db) as session:
+            ctx.event(
+                session,
+                "eis_skipped",
+                "EIS checkpoint skipped: no potentiostat configured",
+                level=EventLevel.WARNING,
+                experiment_id=experiment_id,
+            )
+        return "eis_skipped"
+    ctx.operator.attach_potentiostat(url, index)
+    spectrum = ctx.potentiostat.eis(ctx.eis_spec)
+    residual = spectrum.linkk.max_residual if spectrum.linkk is not None else None
+    fit = spectrum.fit
+    with write_session(ctx.db) as session:
+        store_eis_spectrum(
+            session,
+            experiment_id,
+            status.cycle,
+            spectrum.frequencies,
+            spectrum.impedance,
+            linkk_residual=residual,
+            circuit=fit.circuit if fit is not None else None,
+            circuit_parameters={p.name: p.value for p in fit.parameters}
+            if fit is not None
+            else None,
+        )
+    cycler.resume(index)
+    return "eis_measured"
+
+
+def _predict_if_due(ctx: EngineContext, experiment: Experiment, cycles: int) -> bool:
+    """Early prediction at the configured cycle; returns True if the cell should stop."""
+    due_cycle = ctx.spec.lifetime.early_prediction_cycle
+    if ctx.predictor is None or due_cycle is None or cycles < due_cycle:
+        return False
+    with write_session(ctx.db) as session:
+        done = session.scalar(
+            select(func.count())
+            .select_from(Prediction)
+            .where(Prediction.experiment_id == experiment.id, Prediction.cycles_seen == due_cycle)
+        )
+        if not done:
+            estimate = ctx.predictor.predict(session, experiment.id, due_cycle)
+            store_prediction(
+                session,
+                experiment.id,
+                estimate.model_version_id,
+                estimate.cycles_seen,
+                estimate.predicted_life_cycles,
+                estimate.predicted_life_std,
+            )
+        row = session.get(Experiment, experiment.id)
+        run_on = runs_to_end_of_life(
+            ctx.spec.seed, experiment.id, ctx.spec.lifetime.run_to_end_of_life
+        )
+        if row.status == ExperimentStatus.RUNNING:
+            row.status = ExperimentStatus.EARLY_PREDICTED
+            candidate = session.get(Candidate, row.candidate_id)
+            if candidate is not None:
+                candidate.status = CandidateStatus.OBSERVED
+            ctx.event(
+                session,
+                "early_prediction",
+                f"predicted at cycle {due_cycle}; "
+                + ("runs on to end of life" if run_on else "cell stopped"),
+                experiment_id=experiment.id,
+                payload={"run_on": run_on},
+            )
+    return not run_on
+
+
+def _finish(ctx: EngineContext, experiment_id: str, status: CyclerChannelStatus) -> str:
+    with write_session(ctx.db) as session:
+        experiment = session.get(Experiment, experiment_id)
+        life = end_of_life_cycle(session, experiment_id, ctx.eol_threshold_ah)
+        if status.state in _END_STATUS:
+            target = _END_STATUS[status.state]
+            reason = f"{status.state.value}: {status.reason or 'no reason given'}"
+        elif (
+            status.state == ChannelState.STOPPED
+            and experiment.status == ExperimentStatus.RUNNING
+            and life is None
+        ):
+            target, reason = ExperimentStatus.ABORTED, "channel stopped outside voltloop"
+        else:
+            target = ExperimentStatus.COMPLETED
+            if life is not None:
+                reason = f"end of life at cycle {life}"
+            elif experiment.status == ExperimentStatus.EARLY_PREDICTED:
+                reason = "stopped after early prediction"
+            else:
+                reason = f"protocol finished ({status.state.value})"
+        experiment.status = target
+        experiment.end_reason = reason
+        experiment.ended_at = utcnow()
+        candidate = session.get(Candidate, experiment.candidate_id)
+        if candidate is not None:
+            observed = target == ExperimentStatus.COMPLETED or life is not None
+            candidate.status = CandidateStatus.OBSERVED if observed else CandidateStatus.FAILED
+        level = EventLevel.INFO if target == ExperimentStatus.COMPLETED else EventLevel.WARNING
+        ctx.event(
+            session,
+            "experiment_ended",
+            reason,
+            level=level,
+            experiment_id=experiment_id,
+            payload={"status": target.value},
+        )
+        channel_id = experiment.channel_id
+    release_lease(ctx.db, channel_key(channel_id), ctx.holder)
+    return target.value
+
+
+def _poll_one(ctx: EngineContext, experiment_id: str) -> list[str]:
+    with write_session(ctx.db) as session:
+        experiment = session.get(Experiment, experiment_id)
+        url, index = _where(ctx, experiment, session)
+        since = experiment.records_ingested
+    cycler = ctx.cyclers[url]
+    status = cycler.status(index)
+    if status.experiment_id is None or str(status.experiment_id) != experiment_id:
+        with write_session(ctx.db) as session:
+            ctx.event(
+                session,
+                "experiment_lost",
+                f"{url} channel {index} reports {status.state.value} with experiment "
+                f"{status.experiment_id}; expected {experiment_id}",
+                level=EventLevel.ERROR,
+                experiment_id=experiment_id,
+            )
+        return [
+            _finish(
+                ctx,
+                experiment_id,
+                status.model_copy(
+                    update={"state": ChannelState.FAULT, "reason": "instrument lost the experiment"}
+                ),
+            )
+        ]
+    did = []
+    if _ingest(ctx, experiment_id, since, status, url, index):
+        did.append("ingested")
+    with write_session(ctx.db) as session:
+        experiment = session.get(Experiment, experiment_id)
+        cycles = _stored_cycles(session, experiment_id)
+        ingested_all = experiment.records_ingested >= status.record_count
+    if status.state.is_final:
+        if ingested_all:
+            did.append(_finish(ctx, experiment_id, status))
+        return did
+    if status.state == ChannelState.WAITING_EIS:
+        did.append(_eis_checkpoint(ctx, experiment_id, status, url, index))
+    stop = _predict_if_due(ctx, experiment, cycles)
+    with write_session(ctx.db) as session:
+        reached_eol = end_of_life_cycle(session, experiment_id, ctx.eol_threshold_ah) is not None
+    if stop or reached_eol:
+        cycler.stop(index)
+        did.append("stopped")
+    return did
+
+
+def renew_channel_leases(ctx: EngineContext, experiment_ids: list[tuple[str, int]]) -> None:
+    for experiment_id, channel_id in experiment_ids:
+        try:
+            renew_lease(ctx.db, channel_key(channel_id), ctx.holder, ctx.settings.lease_ttl_s)
+        except LeaseLostError:
+            with write_session(ctx.db) as session:
+                ctx.event(
+                    session,
+                    "lease_lost",
+                    f"channel lease {channel_id} was lost",
+                    level=EventLevel.ERROR,
+                    experiment_id=experiment_id,
+                )
+
+
+def poll_sweep(ctx: EngineContext) -> StepResult:
+    """Poll every experiment of the campaign that is on a channel."""
+    with write_session(ctx.db) as session:
+        on_channel = [
+            (e.id, e.channel_id)
+            for e in session.scalars(
+                select(Experiment).where(
+                    Experiment.campaign_id == ctx.campaign_id, Experiment.status.in_(_ON_CHANNEL)
+                )
+            )
+        ]
+    tally: Counter[str] = Counter()
+    for experiment_id, _ in on_channel:
+        try:
+            tally.update(_poll_one(ctx, experiment_id))
+        except InstrumentCommunicationError as exc:
+            tally["retry"] += 1
+            with write_session(ctx.db) as session:
+                ctx.event(
+                    session,
+                    "poll_retry",
+                    str(exc),
+                    level=EventLevel.WARNING,
+                    experiment_id=experiment_id,
+                )
+    kind = StepKind.POLL if tally else StepKind.WAIT
+    return StepResult(kind, f"{len(on_channel)} experiments polled", counts=dict(tally))

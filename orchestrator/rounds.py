@@ -1,0 +1,183 @@
+"""Round life: open → propose (retrain + acquisition + compile) → dispatching →
+running → completed, and the campaign's final recommendation."""
+
+from __future__ import annotations
+
+import math
+
+from sqlalchemy import func, select
+
+from voltloop.db.engine import write_session
+from voltloop.db.enums import (
+    CampaignStatus,
+    CandidateStatus,
+    EventLevel,
+    ExperimentStatus,
+    RoundStatus,
+)
+from voltloop.db.models import Campaign, Candidate, Experiment, Round
+from voltloop.db.types import utcnow
+from voltloop.orchestrator.context import EngineContext, StepKind, StepResult
+from voltloop.orchestrator.dispatch import free_channels, round_experiments
+from voltloop.orchestrator.observations import gather
+
+OPEN_ROUND_STATUSES = (
+    RoundStatus.PLANNED,
+    RoundStatus.TRAINING,
+    RoundStatus.PROPOSING,
+    RoundStatus.DISPATCHING,
+    RoundStatus.RUNNING,
+)
+
+
+def open_round(ctx: EngineContext, index: int) -> StepResult:
+    with write_session(ctx.db) as session:
+        session.add(
+            Round(
+                campaign_id=ctx.campaign_id,
+                round_index=index,
+                status=RoundStatus.PROPOSING,
+                started_at=utcnow(),
+            )
+        )
+        campaign = session.get(Campaign, ctx.campaign_id)
+        campaign.status = CampaignStatus.RUNNING
+        ctx.event(session, "round_opened", f"round {index} opened", payload={"round": index})
+    return StepResult(StepKind.OPEN_ROUND, f"round {index} opened")
+
+
+def propose(ctx: EngineContext, round_id: int) -> StepResult:
+    """Retrain on everything so far, propose a batch, compile each candidate's protocol.
+
+    Candidates whose protocol fails validation are stored as ``rejected`` with the
+    reason; the others get an experiment each. All in one transaction with the move
+    to ``dispatching``, so a crash never leaves half a batch.
+    """
+    with write_session(ctx.db) as session:
+        rnd = session.get(Round, round_id)
+        knowledge = gather(session, ctx.campaign_id, ctx.eol_threshold_ah)
+        q = min(ctx.spec.batch_size, len(free_channels(session, ctx)))
+    if q == 0:
+        return StepResult(StepKind.WAIT, "no free channel to propose for")
+    batch = ctx.proposer.propose(
+        observations=knowledge.observations,
+        pending=knowledge.pending,
+        tested=knowledge.tested,
+        q=q,
+        seed=ctx.spec.seed * 1000 + rnd.round_index,
+    )
+    rejected = 0
+    with write_session(ctx.db) as session:
+        rnd = session.get(Round, round_id)
+        for number, proposal in enumerate(batch.proposals):
+            candidate = Candidate(
+                campaign_id=ctx.campaign_id,
+                round_id=round_id,
+                parameters=proposal.parameters,
+                material_id=proposal.material_id,
+                acquisition_value=_finite(proposal.acquisition_value),
+                predicted_mean=_finite(proposal.predicted_mean),
+                predicted_std=_finite(proposal.predicted_std),
+                status=CandidateStatus.SCHEDULED,
+            )
+            session.add(candidate)
+            session.flush()
+            try:
+                protocol = ctx.compile_protocol(proposal.parameters)
+            except ValueError as exc:  # validation names the step and the limit
+                candidate.status = CandidateStatus.REJECTED
+                rejected += 1
+                ctx.event(
+                    session,
+                    "candidate_rejected",
+                    str(exc),
+                    level=EventLevel.WARNING,
+                    payload={"candidate_id": candidate.id},
+                )
+                continue
+            session.add(
+                Experiment(
+                    campaign_id=ctx.campaign_id,
+                    candidate_id=candidate.id,
+                    cell_id=f"{ctx.campaign_name}-r{rnd.round_index}-{number:03d}",
+                    protocol=protocol,
+                    status=ExperimentStatus.PROPOSED,
+                )
+            )
+        rnd.status = RoundStatus.DISPATCHING
+        rnd.model_version_ids = list(batch.model_version_ids)
+        ctx.event(
+            session,
+            "proposed",
+            f"round {rnd.round_index}: {len(batch.proposals)} candidates"
+            + (f", {rejected} rejected" if rejected else "")
+            + (f" ({batch.reason})" if batch.reason else ""),
+            payload={"round": rnd.round_index, "q": q, "reason": batch.reason},
+        )
+    return StepResult(
+        StepKind.PROPOSE,
+        f"{len(batch.proposals)} candidates proposed",
+        counts={"proposed": len(batch.proposals), "rejected": rejected},
+    )
+
+
+def close_round_if_done(ctx: EngineContext, round_id: int) -> StepResult | None:
+    with write_session(ctx.db) as session:
+        experiments = round_experiments(session, round_id)
+        if any(not e.status.is_terminal for e in experiments):
+            return None
+        rnd = session.get(Round, round_id)
+        rnd.status = RoundStatus.COMPLETED
+        rnd.ended_at = utcnow()
+        by_status: dict[str, int] = {}
+        for e in experiments:
+            by_status[e.status.value] = by_status.get(e.status.value, 0) + 1
+        ctx.event(
+            session,
+            "round_completed",
+            f"round {rnd.round_index} completed",
+            payload={"round": rnd.round_index, "experiments": by_status},
+        )
+    return StepResult(StepKind.CLOSE_ROUND, f"round {rnd.round_index} completed", counts=by_status)
+
+
+def rounds_started(ctx: EngineContext) -> int:
+    with write_session(ctx.db) as session:
+        return int(
+            session.scalar(
+                select(func.count()).select_from(Round).where(Round.campaign_id == ctx.campaign_id)
+            )
+            or 0
+        )
+
+
+def finalise(ctx: EngineContext) -> StepResult:
+    """Mark the campaign completed and record the recommended candidate."""
+    with write_session(ctx.db) as session:
+        knowledge = gather(session, ctx.campaign_id, ctx.eol_threshold_ah)
+        finite = [o for o in knowledge.observations if math.isfinite(o.objective)]
+        campaign = session.get(Campaign, ctx.campaign_id)
+        if campaign.status != CampaignStatus.COMPLETED:
+            campaign.status = CampaignStatus.COMPLETED
+            if finite:
+                best = max(finite, key=lambda o: o.objective)
+                ctx.event(
+                    session,
+                    "recommendation",
+                    f"best candidate {best.candidate_id}: {best.parameters} "
+                    f"(objective {best.objective:.0f})",
+                    payload={
+                        "candidate_id": best.candidate_id,
+                        "parameters": best.parameters,
+                        "objective": best.objective,
+                    },
+                )
+            else:
+                ctx.event(
+                    session, "recommendation", "no candidate was observed", level=EventLevel.WARNING
+                )
+    return StepResult(StepKind.FINALISE, "campaign completed", finished=True)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

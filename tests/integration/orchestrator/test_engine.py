@@ -1,0 +1,157 @@
+"""The campaign engine's bookkeeping on a real SQLite database with fake instruments:
+every candidate tested once, every cycle stored once, resume after an abandoned
+engine, one orchestrator per campaign."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from voltloop.campaigns.loading import load_campaign
+from voltloop.db.engine import read_session
+from voltloop.db.enums import CampaignStatus, ExperimentStatus
+from voltloop.db.migrate import init_database, open_database
+from voltloop.db.models import Campaign, Candidate, Cycle, Event, Experiment
+from voltloop.orchestrator.context import EngineContext, EngineSettings, StepKind
+from voltloop.orchestrator.engine import CampaignBusyError, CampaignEngine, register_campaign
+
+from .fakes import AttiaPoolProposer, AutoOperator, FakeCycler, StoredLifePredictor, fake_life
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "campaigns" / "examples" / "protocol-ci.toml"
+
+
+@pytest.fixture
+def setup(tmp_path):
+    url = f"sqlite:///{tmp_path / 'campaign.db'}"
+    init_database(url)
+    db = open_database(url)
+    spec = load_campaign(EXAMPLE)
+    campaign_id = register_campaign(db, spec)
+    cycler = FakeCycler(spec.instruments.cyclers[0].url, spec.instruments.cyclers[0].channels)
+    predictor = StoredLifePredictor()
+    with db.begin() as connection:
+        from voltloop.db.models import ModelVersion
+
+        predictor.version_id = connection.execute(
+            ModelVersion.__table__.insert().values(
+                kind="lifetime",
+                name="fade-line",
+                version=1,
+                training_set_hash="none",
+                hyperparameters={},
+                metrics={},
+            )
+        ).inserted_primary_key[0]
+
+    def make_engine(*, operator=None, ttl=120.0, holder=None):
+        ctx = EngineContext(
+            db=db,
+            campaign_id=campaign_id,
+            campaign_name=spec.name,
+            spec=spec,
+            cyclers={cycler.url: cycler},
+            potentiostat=None,
+            proposer=AttiaPoolProposer(),
+            predictor=predictor,
+            operator=operator or AutoOperator(),
+            compile_protocol=lambda p: {
+                "max_cycles": spec.lifetime.max_cycles,
+                "life": fake_life(p),
+            },
+            settings=EngineSettings(lease_ttl_s=ttl, heartbeat_s=0.0),
+        )
+        if holder:
+            ctx.holder = holder
+        return CampaignEngine(ctx)
+
+    yield db, spec, campaign_id, cycler, make_engine
+    db.dispose()
+
+
+def _stored_cycles(db, experiment_id):
+    with read_session(db) as s:
+        return s.scalar(
+            select(func.count()).select_from(Cycle).where(Cycle.experiment_id == experiment_id)
+        )
+
+
+def _check_complete(db, spec, campaign_id, cycler):
+    with read_session(db) as s:
+        assert s.get(Campaign, campaign_id).status == CampaignStatus.COMPLETED
+        experiments = [(e.id, e.status, e.records_ingested) for e in s.scalars(select(Experiment))]
+        keys = [tuple(sorted(c.parameters.items())) for c in s.scalars(select(Candidate))]
+        events = [e.kind for e in s.scalars(select(Event))]
+    assert len(keys) == spec.rounds * spec.batch_size
+    assert len(set(keys)) == len(keys), "a candidate was proposed twice"
+    assert all(status == ExperimentStatus.COMPLETED for _, status, _ in experiments)
+    assert "recommendation" in events
+    checked = 0
+    for experiment_id, _, records_ingested in experiments:
+        stored = _stored_cycles(db, experiment_id)
+        assert stored >= spec.lifetime.early_prediction_cycle
+        # channels are reused by later rounds; the last experiment's records are still there
+        for ch in cycler.channels:
+            if ch.experiment_id == experiment_id:
+                assert stored == int(ch.records["cycle"][-1]) + 1
+                assert records_ingested == len(ch.records)
+                checked += 1
+    assert checked == len(cycler.channels)
+
+
+def test_campaign_runs_to_completion(setup):
+    db, spec, campaign_id, cycler, make_engine = setup
+    engine = make_engine()
+    kinds = []
+    result = engine.run(poll_interval_s=0.0, max_steps=500, on_step=lambda r: kinds.append(r.kind))
+    assert result.finished
+    assert kinds.count(StepKind.OPEN_ROUND) == spec.rounds
+    assert kinds.count(StepKind.PROPOSE) == spec.rounds
+    _check_complete(db, spec, campaign_id, cycler)
+    assert all(ch.starts == spec.rounds for ch in cycler.channels)
+    with read_session(db) as s:
+        reasons = {e.end_reason for e in s.scalars(select(Experiment))}
+    assert "stopped after early prediction" in reasons
+    assert reasons <= {"stopped after early prediction"} | {
+        r for r in reasons if r.startswith("end of life")
+    }
+
+
+def test_abandoned_engine_is_resumed_without_doubles(setup):
+    db, spec, campaign_id, cycler, make_engine = setup
+    rng = random.Random(3)
+    for _ in range(6):  # each engine is abandoned after a random number of steps
+        engine = make_engine(ttl=0.05)
+        engine.run(poll_interval_s=0.0, max_steps=rng.randint(1, 9))
+        import time
+
+        time.sleep(0.06)  # its leases expire, as after a crash
+    result = make_engine().run(poll_interval_s=0.0, max_steps=500)
+    assert result.finished
+    _check_complete(db, spec, campaign_id, cycler)
+    assert all(ch.starts == spec.rounds for ch in cycler.channels), "a cell was started twice"
+
+
+def test_second_orchestrator_is_refused(setup):
+    _, _, _, _, make_engine = setup
+    first = make_engine(holder="first")
+    first.step()
+    second = make_engine(holder="second")
+    with pytest.raises(CampaignBusyError, match="another orchestrator"):
+        second.step()
+    first.release()
+    second.step()
+
+
+def test_damaged_cell_is_skipped_and_the_round_goes_on(setup):
+    db, spec, campaign_id, cycler, make_engine = setup
+    engine = make_engine(operator=AutoOperator(refuse={2}))
+    assert engine.run(poll_interval_s=0.0, max_steps=500).finished
+    with read_session(db) as s:
+        statuses = [e.status for e in s.scalars(select(Experiment))]
+        events = [e.kind for e in s.scalars(select(Event))]
+    assert statuses.count(ExperimentStatus.ABORTED) == 1
+    assert statuses.count(ExperimentStatus.COMPLETED) == spec.rounds * spec.batch_size - 1
+    assert "cell_not_loaded" in events
