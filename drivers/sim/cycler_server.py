@@ -477,6 +477,12 @@ class CyclerServer:
             experiment_id = str(uuid.UUID(str(experiment_id)))
         except ValueError as exc:
             raise ScpiError(-224, f"experiment_id {experiment_id!r} is not a UUID") from exc
+        if isinstance(protocol_obj, dict) and "voltloop" in protocol_obj:
+            # voltloop's safety block may also travel inside the protocol (program.py)
+            protocol_obj = dict(protocol_obj)
+            extra = protocol_obj.pop("voltloop") or {}
+            if max_temperature_C is None and isinstance(extra, dict):
+                max_temperature_C = extra.get("max_temperature_C")
         try:
             protocol = CyclingProtocol.model_validate(protocol_obj)
         except ValidationError as exc:
@@ -507,8 +513,13 @@ class CyclerServer:
         staged = session.staged.get(channel)
         if staged is None or staged.experiment_id != experiment_id:
             raise ScpiError(-221, f"no schedule staged for {experiment_id} on channel {channel}")
+        protocol_json = staged.protocol_json
+        if staged.max_temperature_C is not None:  # enforced on-instrument by the lab
+            data = json.loads(protocol_json)
+            data["voltloop"] = {"max_temperature_C": staged.max_temperature_C}
+            protocol_json = json.dumps(data)
         try:
-            self.lab.start(channel, staged.protocol_json, experiment_id)
+            self.lab.start(channel, protocol_json, experiment_id)
         except ValueError as exc:
             raise ScpiError(-200, str(exc)) from exc
         del session.staged[channel]

@@ -8,6 +8,7 @@ tests can compare what the driver fetched with what the instrument produced.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class FakeLab:
         self.resets = 0
         self.faults: list[tuple[int, str]] = []
         self._pstat: int | None = None
+        self.temperature_limits: dict[int, float | None] = {}
 
     # --- properties
     @property
@@ -105,7 +107,11 @@ class FakeLab:
                 raise ValueError(f"channel {channel} is empty")
             if ch.state in (ChannelState.RUNNING, ChannelState.WAITING_EIS):
                 raise ValueError(f"channel {channel} busy")
-            protocol = CyclingProtocol.model_validate_json(protocol_json)
+            data = json.loads(protocol_json)
+            self.temperature_limits[channel] = (data.pop("voltloop", None) or {}).get(
+                "max_temperature_C"
+            )
+            protocol = CyclingProtocol.model_validate(data)
             cell = ch.cell
             self._channels[channel] = ch = _Channel(channel, cell=cell)
             ch.protocol, ch.experiment_id, ch.state = protocol, experiment_id, ChannelState.RUNNING
