@@ -95,3 +95,24 @@ def test_load_campaign_missing_file_and_missing_structures(tmp_path: Path) -> No
     spec = load_campaign(path)
     assert isinstance(spec, MaterialsCampaign)
     assert [p.name for p in spec.structure_paths()] == ["LiMnPO4.cif", "a.cif"]
+
+
+def test_materials_example_pool_builds() -> None:
+    from voltloop.campaigns.materials_pool import build_pool
+
+    path = Path(str(resources.files("voltloop.campaigns.examples").joinpath("materials.toml")))
+    spec = load_campaign(path)
+    assert isinstance(spec, MaterialsCampaign)
+    pool = build_pool(spec)
+    assert len(pool) == 20  # olivine: 1 + 3 x 4; layered: 1 + 2 x 3
+    assert {"LiFePO4", "LiMnPO4", "LiCoO2", "LiNiO2"} <= {c.label for c in pool}
+
+
+def test_runnable_example_in_the_docs_validates(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "campaigns.md"
+    text = docs.read_text().split("## A runnable example")[1].split("```toml")[1].split("```")[0]
+    path = tmp_path / "mini.toml"
+    path.write_text(text)
+    spec = load_campaign(path)
+    assert isinstance(spec, ProtocolCampaign) and spec.name == "attia-mini"
+    assert len(spec.space.enumerate()) == 224
