@@ -79,7 +79,9 @@ class EngineContext:
     proposer: Proposer
     predictor: LifetimePredictor | None
     operator: Operator
-    compile_protocol: Callable[[dict[str, float]], dict[str, Any]]  # params → unicycler JSON
+    #: (candidate parameters, runs to end of life?) → the schedule JSON sent to the cycler;
+    #: raises ValueError naming the step and limit if the protocol is not dispatchable.
+    compile_protocol: Callable[[dict[str, float], bool], dict[str, Any]]
     holder: str = field(default_factory=new_holder_id)
     settings: EngineSettings = field(default_factory=EngineSettings)
     eis_spec: Any = None  # drivers.eis.EisSpec for checkpoints, when a potentiostat is used

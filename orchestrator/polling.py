@@ -218,13 +218,13 @@ def _poll_one(ctx: EngineContext, experiment_id: str) -> list[str]:
         experiment = session.get(Experiment, experiment_id)
         cycles = _stored_cycles(session, experiment_id)
         ingested_all = experiment.records_ingested >= status.record_count
+    stop = _predict_if_due(ctx, experiment, cycles)
     if status.state.is_final:
         if ingested_all:
             did.append(_finish(ctx, experiment_id, status))
         return did
     if status.state == ChannelState.WAITING_EIS:
         did.append(_eis_checkpoint(ctx, experiment_id, status, url, index))
-    stop = _predict_if_due(ctx, experiment, cycles)
     with write_session(ctx.db) as session:
         reached_eol = end_of_life_cycle(session, experiment_id, ctx.eol_threshold_ah) is not None
     if stop or reached_eol:

@@ -4,6 +4,7 @@ running → completed, and the campaign's final recommendation."""
 from __future__ import annotations
 
 import math
+import uuid
 
 from sqlalchemy import func, select
 
@@ -17,7 +18,12 @@ from voltloop.db.enums import (
 )
 from voltloop.db.models import Campaign, Candidate, Experiment, Round
 from voltloop.db.types import utcnow
-from voltloop.orchestrator.context import EngineContext, StepKind, StepResult
+from voltloop.orchestrator.context import (
+    EngineContext,
+    StepKind,
+    StepResult,
+    runs_to_end_of_life,
+)
 from voltloop.orchestrator.dispatch import free_channels, round_experiments
 from voltloop.orchestrator.observations import gather
 
@@ -82,8 +88,12 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
             )
             session.add(candidate)
             session.flush()
+            experiment_id = str(uuid.uuid4())
+            run_on = runs_to_end_of_life(
+                ctx.spec.seed, experiment_id, ctx.spec.lifetime.run_to_end_of_life
+            )
             try:
-                protocol = ctx.compile_protocol(proposal.parameters)
+                protocol = ctx.compile_protocol(proposal.parameters, run_on)
             except ValueError as exc:  # validation names the step and the limit
                 candidate.status = CandidateStatus.REJECTED
                 rejected += 1
@@ -97,6 +107,7 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
                 continue
             session.add(
                 Experiment(
+                    id=experiment_id,
                     campaign_id=ctx.campaign_id,
                     candidate_id=candidate.id,
                     cell_id=f"{ctx.campaign_name}-r{rnd.round_index}-{number:03d}",

@@ -46,7 +46,11 @@ def setup(tmp_path):
             )
         ).inserted_primary_key[0]
 
-    def make_engine(*, operator=None, ttl=120.0, holder=None):
+    def make_engine(*, operator=None, ttl=120.0, holder=None, spec=spec, life_scale=1.0):
+        def compile_protocol(parameters, run_on):
+            cycles = spec.lifetime.max_cycles if run_on else spec.lifetime.stop_cycle
+            return {"max_cycles": cycles, "life": life_scale * fake_life(parameters)}
+
         ctx = EngineContext(
             db=db,
             campaign_id=campaign_id,
@@ -57,10 +61,7 @@ def setup(tmp_path):
             proposer=AttiaPoolProposer(),
             predictor=predictor,
             operator=operator or AutoOperator(),
-            compile_protocol=lambda p: {
-                "max_cycles": spec.lifetime.max_cycles,
-                "life": fake_life(p),
-            },
+            compile_protocol=compile_protocol,
             settings=EngineSettings(lease_ttl_s=ttl, heartbeat_s=0.0),
         )
         if holder:
@@ -143,6 +144,24 @@ def test_second_orchestrator_is_refused(setup):
         second.step()
     first.release()
     second.step()
+
+
+def test_share_of_cells_runs_to_end_of_life(setup):
+    db, spec, campaign_id, cycler, make_engine = setup
+    lifetime = spec.lifetime.model_copy(update={"run_to_end_of_life": 0.5})
+    run_on_spec = spec.model_copy(update={"lifetime": lifetime})
+    engine = make_engine(spec=run_on_spec, life_scale=0.1)  # lives of 68-150 cycles
+    assert engine.run(poll_interval_s=0.0, max_steps=1000).finished
+    with read_session(db) as s:
+        ended = [
+            (e.end_reason, s.get(Candidate, e.candidate_id).parameters)
+            for e in s.scalars(select(Experiment))
+        ]
+    eol = [(reason, params) for reason, params in ended if reason.startswith("end of life")]
+    early = [reason for reason, _ in ended if reason == "stopped after early prediction"]
+    assert eol and early and len(eol) + len(early) == len(ended)
+    for reason, params in eol:  # fake capacity crosses 80 % at its life (float32 capacities)
+        assert abs(int(reason.rsplit(" ", 1)[1]) - 0.1 * fake_life(params)) <= 1.0
 
 
 def test_damaged_cell_is_skipped_and_the_round_goes_on(setup):
