@@ -32,6 +32,8 @@ _VALUE_WIDTH = 60
 _KINDS = {"protocol": ProtocolCampaign, "materials": MaterialsCampaign}
 #: Segments pydantic adds to error locations for union members and tags.
 _TAG_SEGMENTS = {"protocol", "materials", "cc", "cv", "rest"}
+#: Allowed values of each discriminator field (for "missing" messages).
+_TAG_CHOICES = {"step": "'cc', 'cv', 'rest'", "kind": "'protocol', 'materials'"}
 _TYPE_SEGMENTS = {"float", "int", "str", "bool", "dict", "list", "tuple", "none", "constrained-str"}
 
 
@@ -201,6 +203,16 @@ def _problems(
         value = ""
         if kind == "missing":
             message = "required field is missing"
+        elif kind in ("union_tag_not_found", "union_tag_invalid"):
+            ctx = error.get("ctx") or {}
+            tag = str(ctx.get("discriminator", "")).strip("'")
+            field = f"{field}.{tag}" if field else tag
+            allowed = ctx.get("expected_tags") or _TAG_CHOICES.get(tag, "a documented kind")
+            if kind == "union_tag_not_found":
+                message = f"required field is missing; must be one of {allowed}"
+            else:
+                value = _show(ctx.get("tag"))
+                message = f"must be one of {allowed}"
         elif kind == "extra_forbidden":
             message = _unknown_field_message(model, tuple(error["loc"]))
             value = _show(error.get("input"))

@@ -121,3 +121,13 @@ def test_many_problems_fit_on_one_screen(protocol_toml: str) -> None:
     )
     assert len(error.problems) >= 30
     assert "more" in str(error).splitlines()[-1]
+
+
+def test_charge_step_kind_missing_or_unknown(steps_toml: str) -> None:
+    text = steps_toml.replace('{ step = "rest", duration_s = 30 }', "{ duration_s = 30 }")
+    text = text.replace('{ step = "cc", rate_C = "I2"', '{ step = "ccv", rate_C = "I2"')
+    message = str(error_for(text))
+    assert "space.charge[1].step: required field is missing; must be one of 'cc', 'cv', 'rest'" in (
+        message
+    )
+    assert "space.charge[2].step = 'ccv': must be one of 'cc', 'cv', 'rest'" in message
