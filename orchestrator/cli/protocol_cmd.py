@@ -46,6 +46,15 @@ CyclesOption = Annotated[
         show_default=False,
     ),
 ]
+LimitsFromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--limits-from",
+        help="Query this cycler's limits (SYST:LIM?) and check against them, "
+        "e.g. socket://lab-pc:5025.",
+        show_default=False,
+    ),
+]
 EolOption = Annotated[
     bool,
     typer.Option("--end-of-life", help="Compile for a cell run to end of life (max_cycles)."),
@@ -113,8 +122,17 @@ def compile_from_config(
     return spec, compile_material_test(spec, material, cycles=cycles)
 
 
-def instrument_limits(spec: Any) -> tuple[Any | None, str]:
-    """The cycler limits to check against, and a phrase saying which they are."""
+def instrument_limits(spec: Any, limits_from: str | None = None) -> tuple[Any | None, str]:
+    """The cycler limits to check against, and a phrase saying which they are.
+
+    ``limits_from``: ask that cycler (bounded by ``instruments.timeout_s``); otherwise
+    the simulated cycler's defaults when every cycler of the spec is ``sim://``.
+    """
+    if limits_from:
+        from voltloop.drivers.cycler import CyclerDriver
+
+        with CyclerDriver(limits_from, timeout_s=spec.instruments.timeout_s) as cycler:
+            return cycler.limits(), f"the limits of the cycler at {limits_from}"
     cyclers = spec.instruments.cyclers
     if all(c.simulated for c in cyclers):
         from voltloop.drivers.sim.virtual_lab import InstrumentLimits
@@ -130,11 +148,12 @@ def show(
     material: MaterialOption = "material",
     cycles: CyclesOption = None,
     end_of_life: EolOption = False,
+    limits_from: LimitsFromOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show the protocol a campaign candidate compiles to, and whether it is within limits."""
     spec, compiled = compile_from_config(config, candidate, material, cycles, end_of_life)
-    limits, checked = instrument_limits(spec)
+    limits, checked = instrument_limits(spec, limits_from)
     violations = compiled.check(limits)
     if json_output:
         print_json(
@@ -151,7 +170,7 @@ def show(
         if violations:
             console.print(f"[bold red]refused[/] ({checked}):", highlight=False)
             for violation in violations:
-                console.print(f"  - {violation}", highlight=False, markup=False)
+                console.print(f"  - {violation}", highlight=False, markup=False, soft_wrap=True)
         else:
             console.print(f"[bold green]ok[/]: within {checked}", highlight=False)
     if violations:
@@ -174,6 +193,7 @@ def export(
         typer.Option("--out", help="File to write; '-' or omitted: standard output."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    limits_from: LimitsFromOption = None,
 ) -> None:
     """Export the compiled protocol through aurora_unicycler."""
     from voltloop.drivers.protocol_export import ExportFormat, export_protocol
@@ -185,7 +205,7 @@ def export(
             f"--format {fmt!r} is not known; use one of " + ", ".join(f.value for f in ExportFormat)
         ) from None
     spec, compiled = compile_from_config(config, candidate, material, cycles, end_of_life)
-    limits, _ = instrument_limits(spec)
+    limits, _ = instrument_limits(spec, limits_from)
     compiled.ensure_dispatchable(limits)
     result = export_protocol(compiled, export_format)
     for note in result.notes:

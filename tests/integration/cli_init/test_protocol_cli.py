@@ -91,3 +91,20 @@ def test_export_materials_test_to_biologic_and_neware(tmp_path: Path) -> None:
     xml = tmp_path / "olivine.xml"
     assert run("protocol", "export", MATERIALS, "--format", "neware", "--out", str(xml)) == 0
     assert "<!-- voltloop notes" in xml.read_text()
+
+
+def test_limits_queried_from_a_simulated_cycler_over_tcp(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from voltloop.drivers.sim.lab import SimulatedLab
+    from voltloop.drivers.sim.virtual_lab import InstrumentLimits
+    from voltloop.drivers.testing import simulated_cycler
+
+    lab = SimulatedLab(channel_count=2, limits=InstrumentLimits(max_current_A=5.0))
+    with simulated_cycler(lab, link="tcp") as server:
+        code = run("protocol", "show", PROTOCOL, "--candidate", CANDIDATE,
+                   "--limits-from", server.url)  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"refused (the limits of the cycler at {server.url})" in err
+    assert "method[7] constant_current 'CC1': current 5.72 A (5.2 C × 1.1 Ah) exceeds the " in err
