@@ -1,21 +1,151 @@
-"""``voltloop instruments check URL``."""
+"""``voltloop instruments check URL``: identify, self-test and limits of an instrument."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import enum
+from typing import Annotated, Any
 
 import typer
 
-from voltloop.orchestrator.cli.common import not_available
+from voltloop.orchestrator.cli.common import JsonOption, console, print_json
 
-instruments_app = typer.Typer(help="Talk to instruments.")
+instruments_app = typer.Typer(help="Talk to instruments.", no_args_is_help=True)
+
+
+class InstrumentKindChoice(enum.StrEnum):
+    AUTO = "auto"
+    CYCLER = "cycler"
+    POTENTIOSTAT = "potentiostat"
+
+
+class InstrumentCheckError(RuntimeError):
+    """The URL answered, but not like any instrument voltloop knows."""
+
+    exit_code = 1
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(instruments_app, name="instruments")
 
 
+def _check_cycler(url: str, timeout_s: float, retries: int) -> dict[str, Any]:
+    from voltloop.drivers.cycler import CyclerDriver
+
+    with CyclerDriver(url, timeout_s=timeout_s, retries=retries) as driver:
+        identity = driver.identify()
+        self_test = driver.self_test()
+        limits = driver.limits()
+        states = [driver.status(ch).state.value for ch in range(limits.channels)]
+    return {
+        "kind": "cycler",
+        "url": url,
+        "identity": identity.model_dump(mode="json"),
+        "self_test": self_test.model_dump(mode="json"),
+        "limits": limits.model_dump(mode="json"),
+        "channel_states": states,
+    }
+
+
+def _check_potentiostat(url: str, timeout_s: float) -> dict[str, Any]:
+    """MethodSCRIPT ``t`` (docs/protocols/methodscript.md): lines until one ends in ``*``."""
+    from voltloop.drivers.methodscript import DEVICE_LIMITS, DeviceModel
+    from voltloop.drivers.transport import Transport
+
+    with Transport(url, timeout_s=timeout_s, retries=0) as transport:
+        transport.drain(transport.quiet_s)
+        transport.write(b"t\n")
+        lines = [transport.read_line()]
+        while not lines[-1].endswith("*") and len(lines) < 4:
+            lines.append(transport.read_line())
+    if not lines[0].startswith("t") or not lines[-1].endswith("*"):
+        raise InstrumentCheckError(f"{url}: unexpected reply to MethodSCRIPT 't': {lines!r}")
+    firmware = " ".join(lines)[1:].rstrip("*")
+    model = next((m for m in DeviceModel if firmware.startswith(m.value)), None)
+    limits = DEVICE_LIMITS.get(model) if model is not None else None
+    return {
+        "kind": "potentiostat",
+        "url": url,
+        "identity": {
+            "maker": "PalmSens" if model else "unknown",
+            "model": model.value if model else firmware.split(" ")[0],
+            "firmware": firmware,
+        },
+        "self_test": {
+            "passed": True,
+            "code": 0,
+            "messages": ["MethodSCRIPT has no self-test; the firmware query answered"],
+        },
+        "limits": None
+        if limits is None
+        else {
+            "min_frequency_Hz": limits.min_frequency_Hz,
+            "max_frequency_Hz": limits.max_frequency_Hz,
+            "max_abs_potential_V": limits.max_abs_potential_V,
+            "max_current_A": limits.max_current_A,
+            "min_amplitude_Vrms": limits.min_amplitude_Vrms,
+            "max_amplitude_Vrms": limits.max_amplitude_Vrms,
+        },
+    }
+
+
 @instruments_app.command("check")
-def check(url: Annotated[str, typer.Argument(help="socket://host:port, a pty path or a port")]) -> None:
+def check(
+    url: Annotated[str, typer.Argument(help="socket://host:port, a pty path or a port")],
+    kind: Annotated[
+        InstrumentKindChoice,
+        typer.Option("--kind", help="What to expect at URL; auto tries the cycler first."),
+    ] = InstrumentKindChoice.AUTO,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout", min=0.05, max=60.0, help="Per-read timeout, s.")
+    ] = 2.0,
+    json_output: JsonOption = False,
+) -> None:
     """Identify an instrument, run its self-test and print its limits."""
-    not_available("instruments check")
+    from voltloop.drivers.errors import Disconnected, InstrumentCommunicationError
+
+    if kind is InstrumentKindChoice.POTENTIOSTAT:
+        report = _check_potentiostat(url, timeout_s)
+    elif kind is InstrumentKindChoice.CYCLER:
+        report = _check_cycler(url, timeout_s, retries=1)
+    else:
+        try:
+            report = _check_cycler(url, timeout_s, retries=0)
+        except Disconnected:
+            raise
+        except InstrumentCommunicationError as cycler_error:
+            try:
+                report = _check_potentiostat(url, timeout_s)
+            except (InstrumentCommunicationError, InstrumentCheckError) as exc:
+                raise InstrumentCheckError(
+                    f"{url} is neither a voltloop cycler ({cycler_error}) "
+                    f"nor a MethodSCRIPT potentiostat ({exc})"
+                ) from exc
+    if json_output:
+        print_json(report)
+    else:
+        _print_report(report)
+    if not report["self_test"]["passed"]:
+        raise typer.Exit(1)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    identity = report["identity"]
+    passed = report["self_test"]["passed"]
+    table = Table(title=f"{report['kind']} at {report['url']}", show_header=False)
+    table.add_column("item", style="bold")
+    table.add_column("value")
+    for key in ("maker", "model", "serial", "firmware"):
+        if key in identity:
+            table.add_row(key, str(identity[key]))
+    table.add_row("self-test", "[green]passed[/]" if passed else "[red]FAILED[/]")
+    for message in report["self_test"]["messages"]:
+        table.add_row("", message)
+    for key, value in (report["limits"] or {}).items():
+        table.add_row(key, f"{value:g}" if isinstance(value, float) else str(value))
+    states = report.get("channel_states")
+    if states:
+        counts = {s: states.count(s) for s in dict.fromkeys(states)}
+        table.add_row("channel states", ", ".join(f"{n} {s}" for s, n in counts.items()))
+    console.print(table)
