@@ -19,13 +19,12 @@ import enum
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from voltloop.campaigns import attia
 from voltloop.campaigns.base import (
-    IDENTIFIER_PATTERN,
     CampaignBase,
     CampaignKind,
     FixedCycle,
@@ -33,10 +32,14 @@ from voltloop.campaigns.base import (
     SpecFieldError,
     StrictModel,
 )
-
-Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
-#: A number, or the name of a parameter whose value is used.
-ParamRef = float | Identifier
+from voltloop.campaigns.charge_steps import (
+    ChargeStep,
+    ConstantCurrentCharge,
+    ConstantVoltageHold,
+    Identifier,
+    ParamRef,
+    step_refs,
+)
 
 _TOL = 1e-9
 
@@ -127,59 +130,6 @@ class DerivedParameter(StrictModel):
         return self
 
 
-class ConstantCurrentCharge(StrictModel):
-    """Charge at ``rate_C`` until ``soc_delta`` of nominal capacity has passed, ``duration_s``
-    has elapsed, or the voltage reaches ``until_voltage_V`` (default: the upper cut-off)."""
-
-    step: Literal["cc"]
-    rate_C: ParamRef
-    soc_delta: ParamRef | None = Field(default=None, description="SOC added, 0..1")
-    duration_s: ParamRef | None = None
-    until_voltage_V: float | None = Field(default=None, gt=0, le=10)
-    label: Identifier | None = Field(default=None, description="step id; default: parameter")
-
-    @model_validator(mode="after")
-    def _has_end(self) -> Self:
-        if self.soc_delta is None and self.duration_s is None and self.until_voltage_V is None:
-            raise ValueError("a cc step needs soc_delta, duration_s or until_voltage_V to end")
-        return self
-
-
-class ConstantVoltageHold(StrictModel):
-    """Hold ``voltage_V`` until the current falls to ``until_rate_C`` or ``duration_s``."""
-
-    step: Literal["cv"]
-    voltage_V: ParamRef
-    until_rate_C: ParamRef | None = None
-    duration_s: ParamRef | None = None
-    label: Identifier | None = None
-
-    @model_validator(mode="after")
-    def _has_end(self) -> Self:
-        if self.until_rate_C is None and self.duration_s is None:
-            raise ValueError("a cv step needs until_rate_C or duration_s to end")
-        return self
-
-
-class Rest(StrictModel):
-    """Open-circuit rest for ``duration_s``."""
-
-    step: Literal["rest"]
-    duration_s: ParamRef
-    label: Identifier | None = None
-
-
-ChargeStep = Annotated[
-    ConstantCurrentCharge | ConstantVoltageHold | Rest, Field(discriminator="step")
-]
-
-
-def _refs(step: ChargeStep) -> list[tuple[str, str]]:
-    """(field, parameter name) for every field of ``step`` that names a parameter."""
-    fields = ("rate_C", "soc_delta", "duration_s", "voltage_V", "until_rate_C")
-    return [(f, getattr(step, f)) for f in fields if isinstance(getattr(step, f, None), str)]
-
-
 def attia_space_fields() -> dict[str, Any]:
     """The ``attia2020`` preset written out as an ordinary space (plain dicts)."""
     return {
@@ -261,7 +211,7 @@ class ProtocolSpace(StrictModel):
             raise SpecFieldError("parameters", ", ".join(repeated), "names must be unique")
         used: list[str] = []
         for i, step in enumerate(self.charge):
-            for field, ref in _refs(step):
+            for field, ref in step_refs(step):
                 if ref not in names:
                     raise SpecFieldError(
                         f"charge[{i}].{field}",
@@ -292,7 +242,7 @@ class ProtocolSpace(StrictModel):
         users = [
             (i, s)
             for i, s in enumerate(self.charge)
-            if any(ref == derived.name for _, ref in _refs(s))
+            if any(ref == derived.name for _, ref in step_refs(s))
         ]
         if len(users) != 1 or not isinstance(users[0][1], ConstantCurrentCharge):
             raise SpecFieldError(

@@ -2,8 +2,9 @@
 
 Import from here (``from voltloop.campaigns.spec import ProtocolCampaign, ...``);
 the models live in campaigns/base.py (shared parts), campaigns/protocol_campaign.py
-and campaigns/materials_campaign.py. ``CampaignSpec`` is the tagged union of both
-kinds (tag: ``kind``); campaigns/loading.py reads one from TOML.
+(with its charge steps in campaigns/charge_steps.py) and
+campaigns/materials_campaign.py. ``CampaignSpec`` is the tagged union of both kinds
+(tag: ``kind``); campaigns/loading.py reads one from TOML.
 
 A spec round-trips through JSON (``spec.model_dump(mode="json")`` and
 :func:`spec_from_json`), which is how the database stores it.
@@ -33,6 +34,12 @@ from voltloop.campaigns.base import (
     ReferencePerformanceTest,
     StrictModel,
 )
+from voltloop.campaigns.charge_steps import (
+    ChargeStep,
+    ConstantCurrentCharge,
+    ConstantVoltageHold,
+    Rest,
+)
 from voltloop.campaigns.materials_campaign import (
     MATERIALS_METRICS,
     MaterialsCampaign,
@@ -44,16 +51,12 @@ from voltloop.campaigns.materials_campaign import (
 from voltloop.campaigns.protocol_campaign import (
     PROTOCOL_METRICS,
     CandidateError,
-    ChargeStep,
-    ConstantCurrentCharge,
-    ConstantVoltageHold,
     DerivedParameter,
     DerivedRule,
     ParameterDefinition,
     ParameterUnit,
     ProtocolCampaign,
     ProtocolSpace,
-    Rest,
     SpacePreset,
 )
 
