@@ -1,10 +1,13 @@
 """Shared fixtures: throw-away campaign databases on SQLite and PostgreSQL.
 
-``db_url`` gives each test a fresh database at the migration head, once on
-SQLite and once on PostgreSQL (marked ``postgres``); ``empty_db_url`` the same
-without a schema. PostgreSQL comes from ``$VOLTLOOP_TEST_PG_URL`` (a server on
-which the user may create databases) or else a private server started once per
-session from the installed binaries (voltloop.db.testing). Without PostgreSQL
+``db_url`` gives each test an empty database at the migration head, once on
+SQLite and once on PostgreSQL (marked ``postgres``): a copied SQLite file, or on
+PostgreSQL one shared database per session whose rows are deleted before each
+test. ``fresh_db_url`` is a brand-new database (for tests that change the
+schema), ``empty_db_url`` one without any schema. PostgreSQL comes from
+``$VOLTLOOP_TEST_PG_URL`` (a server on which the user may create databases) or
+else a private server started once per session from the installed binaries
+(voltloop.db.testing). Without PostgreSQL
 the ``postgres`` tests skip, except when ``$CI`` is set: then they fail.
 """
 
@@ -89,9 +92,46 @@ def db_backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(scope="session")
+def postgres_shared_url(postgres_admin_url: str, postgres_template: str) -> Iterator[str]:
+    """One migrated database per session, emptied before each test that uses it."""
+    from voltloop.db.testing import create_database, drop_database
+
+    name = f"voltloop_shared_{_worker_tag()}"
+    yield create_database(postgres_admin_url, name, template=postgres_template)
+    drop_database(postgres_admin_url, name)
+
+
+def _delete_all_rows(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from voltloop.db.models import Base
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def db_url(request: pytest.FixtureRequest, db_backend: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh database at the migration head, on each backend."""
+    """An empty database at the migration head, on each backend (do not alter its schema)."""
+    if db_backend == "sqlite":
+        path = tmp_path / "voltloop.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres_shared_url")
+        _delete_all_rows(url)
+        yield url
+
+
+@pytest.fixture
+def fresh_db_url(request: pytest.FixtureRequest, db_backend: str, tmp_path: Path) -> Iterator[str]:
+    """A brand-new database at the migration head, on each backend (may change the schema)."""
     if db_backend == "sqlite":
         path = tmp_path / "voltloop.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)

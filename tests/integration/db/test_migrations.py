@@ -66,7 +66,8 @@ def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_unknown_revision_is_a_mismatch(db_url: str) -> None:
+def test_unknown_revision_is_a_mismatch(fresh_db_url: str) -> None:
+    db_url = fresh_db_url
     engine = make_engine(db_url)
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
@@ -100,8 +101,9 @@ def downgrade():
 
 
 def test_database_behind_code_says_run_db_upgrade_and_upgrade_works(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    db_url = fresh_db_url
     head = migrate.head_revision()
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
