@@ -19,12 +19,15 @@ rules (docs/decisions/0041):
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import threading
 import time
 import uuid
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from aurora_unicycler import CyclingProtocol
@@ -51,6 +54,21 @@ from voltloop.drivers.transport import BlockReply, Transcript, Transport, split_
 
 LINK_ERRORS = (TransportTimeout, ProtocolError, Disconnected)
 _ERROR_QUEUE_DEPTH = 16
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _exclusive(method: Callable[P, R]) -> Callable[P, R]:
+    """One public call at a time per driver: a command and its ``SYST:ERR?`` drain must
+    not interleave with another thread's exchange."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._lock:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 def _protocol_dict(protocol: CyclingProtocol | dict[str, Any] | str) -> dict[str, Any]:
@@ -86,6 +104,7 @@ class CyclerDriver:
         self.retries = transport.retries
         self._limits: CyclerLimits | None = None
         self._tokens = random.Random(sync_seed)  # SYST:SYNC? tokens
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -156,6 +175,7 @@ class CyclerDriver:
             raise DriverInputError(f"channel {channel} out of range: {self.url} has 0-{last}")
 
     # ------------------------------------------------------------------ identity
+    @_exclusive
     def identify(self) -> InstrumentIdentity:
         fields = split_fields(self._query("*IDN?"))
         if len(fields) != 4:
@@ -170,6 +190,7 @@ class CyclerDriver:
             url=self.url,
         )
 
+    @_exclusive
     def limits(self) -> CyclerLimits:
         """``SYST:LIM?`` (asked once, then cached)."""
         if self._limits is None:
@@ -189,6 +210,7 @@ class CyclerDriver:
                 raise ProtocolError(f"bad SYST:LIM? reply {fields!r}: {exc}", url=self.url) from exc
         return self._limits
 
+    @_exclusive
     def self_test(self) -> SelfTestResult:
         """``*TST?``; a failure collects the queued −330 messages."""
         reply = self._query("*TST?")
@@ -206,6 +228,7 @@ class CyclerDriver:
         return SelfTestResult(passed=code == 0, code=code, messages=tuple(messages))
 
     # ------------------------------------------------------------------ channels
+    @_exclusive
     def status(self, channel: int) -> CyclerChannelStatus:
         self._check_channel(channel)
         line = self._query(f"CHAN{channel}:STAT?")
@@ -225,6 +248,7 @@ class CyclerDriver:
         except ValueError as exc:
             raise ProtocolError(f"bad STAT? reply {line!r}: {exc}", url=self.url) from exc
 
+    @_exclusive
     def start(
         self,
         channel: int,
@@ -267,10 +291,12 @@ class CyclerDriver:
                     raise
         raise AssertionError("unreachable")
 
+    @_exclusive
     def stop(self, channel: int) -> None:
         self._check_channel(channel)
         self._repeatable_command(f"CHAN{channel}:STOP")
 
+    @_exclusive
     def resume(self, channel: int) -> None:
         """Continue after an EIS checkpoint; checks ``STAT?`` if the link failed."""
         self._check_channel(channel)
@@ -284,6 +310,7 @@ class CyclerDriver:
                 if attempt == self.retries:
                     raise
 
+    @_exclusive
     def reset(self) -> None:
         """``*RST``: clears the session (errors, staged schedules); channels keep running."""
         self._repeatable_command("*RST")
@@ -311,6 +338,7 @@ class CyclerDriver:
         except ValueError as exc:
             raise ProtocolError(f"bad experiment id {exp!r} in DATA?", url=self.url) from exc
 
+    @_exclusive
     def fetch(
         self,
         channel: int,

@@ -4,8 +4,9 @@
   given the exact ``(sent_bytes, reply_bytes)`` pairs of a conversation, it answers
   each expected write with its reply and fails on anything extra, different or missing.
   :func:`expected_exchange` wires it into a :class:`~voltloop.drivers.transport.Transport`.
-* :func:`simulated_cycler` — a context manager that serves a simulated cycler on a pty
-  or TCP for end-to-end tests and yields its URL and server.
+* :func:`simulated_cycler` — a context manager that serves a simulated cycler (your own
+  lab, or a physics lab with loaded cells and a running clock) on a pty or TCP for
+  end-to-end tests and yields the server (``server.url``).
 
 Example::
 
@@ -145,18 +146,42 @@ def expected_exchange(
 
 @contextmanager
 def simulated_cycler(
-    lab: VirtualLab,
+    lab: VirtualLab | None = None,
     *,
     link: str = "tcp",
     faults: FaultInjector | None = None,
+    channels: int = 4,
+    speed: float | str | None = None,
+    seed: int = 0,
 ) -> Iterator[CyclerServer]:
-    """Serve ``lab`` as a simulated cycler over ``link`` ("tcp" or "pty") and yield the
-    running server (``server.url`` is the URL to give a driver); stopped on exit."""
-    from voltloop.drivers.sim.cycler_server import CyclerServer
+    """Serve a simulated cycler over ``link`` ("tcp" or "pty") and yield the running
+    server (``server.url`` is the URL to give a driver, ``server.lab`` the lab); all is
+    stopped on exit.
 
+    Without ``lab``, a physics lab (``SimulatedLab``) with ``channels`` channels is
+    built and every channel gets a default cell (the simulator-only loader), and its
+    clock runs at ``speed`` (default 3600 virtual s per wall s). With a ``lab`` of your
+    own, a clock runs only if ``speed`` is given (a factor or ``"max"``); otherwise you
+    advance the lab yourself (deterministic tests)."""
+    from voltloop.drivers.sim.cycler_server import CyclerServer
+    from voltloop.drivers.sim.serve import default_lab, load_default_cells, parse_speed
+
+    if lab is None:
+        lab = default_lab(channels, seed=seed)
+        load_default_cells(lab, seed=seed)
+        speed = 3600.0 if speed is None else speed
+    clock = None
+    if speed is not None:
+        from voltloop.drivers.sim.clock import LabClock
+
+        clock = LabClock(lab, factor=parse_speed(speed))
     server = CyclerServer(lab, link=link, faults=faults)
     server.start()
     try:
+        if clock is not None:
+            clock.start()
         yield server
     finally:
         server.stop()
+        if clock is not None:
+            clock.stop()

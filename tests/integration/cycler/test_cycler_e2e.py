@@ -141,3 +141,12 @@ def test_pty_url_is_a_stable_symlink(lab) -> None:
 
         assert os.path.islink(server.url)
         assert os.readlink(server.url).startswith("/dev/pts/")
+
+
+def test_testing_helper_serves_a_ready_physics_lab() -> None:
+    """Users' own tests: a lab with cells and a running clock, one context manager."""
+    with simulated_cycler(channels=2, link="pty", speed="max") as server:
+        with CyclerDriver(server.url, timeout_s=1.0) as driver:
+            assert [driver.status(ch).state for ch in range(2)] == [ChannelState.IDLE] * 2
+            assert driver.status(0).cell_id == "sim-cell-00"
+        assert server.lab.channel_count == 2

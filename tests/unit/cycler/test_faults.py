@@ -87,3 +87,11 @@ def test_disabled_injector_never_faults() -> None:
     inj = FaultInjector(FaultRates.uniform(1.0), seed=0)
     inj.enabled = False
     assert all(inj.decide("x") is None for _ in range(50))
+
+
+def test_host_and_simulator_channel_states_agree() -> None:
+    """interfaces.ChannelState (host) mirrors virtual_lab.ChannelState (wire values)."""
+    from voltloop.drivers.interfaces import ChannelState as HostState
+    from voltloop.drivers.sim.virtual_lab import ChannelState as LabState
+
+    assert [s.value for s in HostState] == [s.value for s in LabState]
