@@ -11,9 +11,10 @@ Per cell it keeps what the database would hold and the models read:
 
 * every cycle's discharge capacity, to end of life and ``past_eol`` beyond;
 * for cycles 0..``record_cycles`` the per-cycle summaries computed from the raw
-  records (charge capacity, charge time, temperature max/min/mean/integral,
-  internal resistance as ΔV/ΔI at the start of discharge) and the raw discharge
-  V/Q series; later cycles carry NaN there (never zeros);
+  records by the cycler host's summariser (drivers/cycle_summary.py: charge
+  capacity, charge time, temperature max/min/mean, internal resistance as the
+  median |ΔV/ΔI| at current steps) and the raw discharge V/Q series; later
+  cycles carry NaN there (never zeros);
 * the EIS spectra of the protocol's checkpoints (measured while the channel
   waits at the checkpoint, as the potentiostat would).
 
@@ -110,32 +111,28 @@ def compile_protocols(
 
 
 def summarise_cycle(rec: np.ndarray) -> dict[str, Any]:
-    """Summary values and the discharge series of one cycle's records (n,)."""
-    t = rec["t_s"].astype(float)
-    current = rec["current_A"].astype(float)
-    voltage = rec["voltage_V"].astype(float)
-    temp = rec["temperature_C"].astype(float)
-    dt = np.diff(t, append=t[-1]) if t.size else t
-    charging = current > 0
-    discharging = current < 0
-    ir = np.nan
-    first_dis = np.flatnonzero(discharging)
-    if first_dis.size and first_dis[0] > 0:
-        i = first_dis[0]
-        d_i = current[i] - current[i - 1]
-        if abs(d_i) > 1e-6:
-            ir = abs((voltage[i] - voltage[i - 1]) / d_i)
+    """Summary values and the discharge series of one cycle's records (n,).
+
+    The summary is the cycler host's (drivers/cycle_summary.py), i.e. what the
+    ``cycle`` table would hold; the temperature integral is temperature_mean ×
+    cycle duration, as the database adapter computes it (no integral column).
+    """
+    from voltloop.drivers.cycle_summary import summarise_cycle as host_summary
+
+    s = host_summary(rec)
+    discharging = rec["current_A"] < 0
+    ir = s.internal_resistance_ohm
     return {
-        "discharge_capacity_Ah": float(rec["discharge_Ah"].max()) if rec.size else np.nan,
-        "charge_capacity_Ah": float(rec["charge_Ah"].max()) if rec.size else np.nan,
-        "charge_time_s": float(dt[charging].sum()),
-        "temperature_max_C": float(temp.max()) if rec.size else np.nan,
-        "temperature_min_C": float(temp.min()) if rec.size else np.nan,
-        "temperature_mean_C": float(temp.mean()) if rec.size else np.nan,
-        "temperature_integral_Cs": float(np.sum(temp * dt)),
-        "internal_resistance_ohm": ir,
+        "discharge_capacity_Ah": s.discharge_Ah,
+        "charge_capacity_Ah": s.charge_Ah,
+        "charge_time_s": s.charge_time_s,
+        "temperature_max_C": s.temperature_max_C,
+        "temperature_min_C": s.temperature_min_C,
+        "temperature_mean_C": s.temperature_mean_C,
+        "temperature_integral_Cs": s.temperature_mean_C * (s.end_t_s - s.start_t_s),
+        "internal_resistance_ohm": np.nan if ir is None else ir,
         "curve": {
-            "voltage_V": voltage[discharging].astype(np.float32),
+            "voltage_V": rec["voltage_V"][discharging].astype(np.float32),
             "capacity_Ah": rec["discharge_Ah"][discharging].astype(np.float32),
         },
     }
