@@ -72,13 +72,17 @@ def _exclusive(method: Callable[P, R]) -> Callable[P, R]:
 
 
 def _protocol_dict(protocol: CyclingProtocol | dict[str, Any] | str) -> dict[str, Any]:
-    """Validate any accepted protocol form and return its JSON-ready dict."""
-    if isinstance(protocol, CyclingProtocol):
-        model = protocol
-    elif isinstance(protocol, str):
-        model = CyclingProtocol.model_validate_json(protocol)
-    else:
-        model = CyclingProtocol.model_validate(protocol)
+    """Validate any accepted protocol form and return its JSON-ready dict
+    (DriverInputError, before anything is sent, if it is not a valid protocol)."""
+    try:
+        if isinstance(protocol, CyclingProtocol):
+            model = protocol
+        elif isinstance(protocol, str):
+            model = CyclingProtocol.model_validate_json(protocol)
+        else:
+            model = CyclingProtocol.model_validate(protocol)
+    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise DriverInputError(f"not a valid aurora_unicycler protocol: {exc}") from exc
     return model.model_dump(mode="json")
 
 

@@ -13,6 +13,7 @@ limits are enforced at upload (:func:`check_protocol_limits`).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import uuid
@@ -29,6 +30,8 @@ from voltloop.drivers.sim.faults import FaultInjector, FaultKind, ReplyPlan
 from voltloop.drivers.sim.links import Connection, Link, LinkClosedError, make_link
 from voltloop.drivers.sim.virtual_lab import ChannelState, InstrumentLimits, VirtualLab
 from voltloop.drivers.transport import encode_block, quote, split_fields
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 << 20
 ERROR_QUEUE_DEPTH = 16
@@ -48,6 +51,7 @@ ERROR_TEXT = {
     -222: "Data out of range",
     -224: "Illegal parameter value",
     -240: "Hardware error",
+    -300: "Device-specific error",
     -241: "Hardware missing",
     -330: "Self-test failed",
     -350: "Queue overflow",
@@ -354,6 +358,10 @@ class CyclerServer:
         except ScpiError as err:
             session.push_error(err.code, err.message)
             return header, None
+        except Exception as exc:  # noqa: BLE001 - an instrument never dies of one command
+            log.exception("cycler server: %s failed", header)
+            session.push_error(-300, f"{ERROR_TEXT[-300]}; {type(exc).__name__}: {exc}")
+            return header, None
         if isinstance(reply, str):
             return header, reply.encode("ascii") + b"\n"
         return header, reply
@@ -489,6 +497,8 @@ class CyclerServer:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise ScpiError(-224, f"protocol: {loc}: {first['msg']}") from exc
+        except (TypeError, ValueError, AttributeError) as exc:  # unicycler's own validators
+            raise ScpiError(-224, f"protocol: {type(exc).__name__}: {exc}") from exc
         if max_temperature_C is not None and not isinstance(max_temperature_C, int | float):
             raise ScpiError(-224, f"max_temperature_C {max_temperature_C!r} is not a number")
         check_protocol_limits(protocol, self.lab.limits, max_temperature_C)

@@ -196,6 +196,8 @@ def test_invalid_inputs_send_nothing() -> None:
             driver.start(1, _protocol(), "not-a-uuid")
         with pytest.raises(DriverInputError):
             driver.status(-1)
+        with pytest.raises(DriverInputError, match="unicycler"):
+            driver.start(1, {"method": 3}, EXP)
         with pytest.raises(DriverInputError):
             driver.fetch(0, -5)
 
