@@ -34,6 +34,7 @@ from .models import (
     Candidate,
     Channel,
     Cycle,
+    CycleSeries,
     EisSpectrum,
     Event,
     Experiment,
@@ -195,13 +196,15 @@ def _eis_schema() -> Any:
 
 def _series_batches(session: Session, experiment_ids: list[str]) -> Iterator[dict[str, Any]]:
     table = Cycle.__table__
+    stored = CycleSeries.__table__
     for experiment_id in experiment_ids:
         result = (
             session.connection()
             .execution_options(yield_per=200)
             .execute(
-                select(table.c.cycle_index, table.c.series)
-                .where(table.c.experiment_id == experiment_id, table.c.series.is_not(None))
+                select(table.c.cycle_index, stored.c.data)
+                .join(stored, stored.c.cycle_id == table.c.id)
+                .where(table.c.experiment_id == experiment_id)
                 .order_by(table.c.cycle_index)
             )
         )

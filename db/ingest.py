@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ from .blobs import Codec, encode_arrays
 from .cycles import CycleData
 from .enums import EventLevel
 from .errors import InvalidRecordError, UnknownExperimentError
-from .models import Cycle, EisSpectrum, Event, Experiment, Prediction
+from .models import Cycle, CycleSeries, EisSpectrum, Event, Experiment, Prediction
 from .types import utcnow
 
 #: How raw series are compressed (docs/decisions/0011-array-blob-format.md).
@@ -101,17 +101,25 @@ def append_cycles(
             row = cycle.summary.as_row()
             row["experiment_id"] = experiment_id
             row["cycle_index"] = index
-            row["series"] = (
-                None
-                if cycle.series is None
-                else encode_arrays(
-                    cycle.series, codec=SERIES_CODEC, level=SERIES_LEVEL, shuffle=SERIES_SHUFFLE
-                )
-            )
             rows.append(row)
         if rows:
-            statement = _insert_ignoring_conflicts(session, table, ["experiment_id", "cycle_index"])
-            new = _execute_counting_new(connection, statement, rows, table.c.cycle_index)
+            statement = _insert_ignoring_conflicts(
+                session, table, ["experiment_id", "cycle_index"]
+            ).returning(table.c.id, table.c.cycle_index)
+            inserted = connection.execute(statement, rows).all()
+            new = len(inserted)
+            series_rows = [
+                {
+                    "cycle_id": cycle_id,
+                    "data": encode_arrays(
+                        series, codec=SERIES_CODEC, level=SERIES_LEVEL, shuffle=SERIES_SHUFFLE
+                    ),
+                }
+                for cycle_id, index in inserted
+                if (series := batch[index].series) is not None
+            ]
+            if series_rows:
+                connection.execute(insert(CycleSeries.__table__), series_rows)
     if records_ingested is not None:
         if records_ingested < 0:
             raise InvalidRecordError(f"records_ingested must be >= 0, got {records_ingested}")

@@ -201,7 +201,7 @@ class Lease(Base):
 
 
 class Cycle(Base):
-    """One cycle of one experiment: summary columns and the raw series blob."""
+    """One cycle of one experiment: its summary columns (raw series in ``cycle_series``)."""
 
     __tablename__ = "cycle"
     __table_args__ = (UniqueConstraint("experiment_id", "cycle_index"),)
@@ -223,8 +223,22 @@ class Cycle(Base):
     t_start_s: Mapped[float] = mapped_column(Float)  # test time at the cycle's first sample
     t_end_s: Mapped[float] = mapped_column(Float)
     sample_count: Mapped[int] = mapped_column(Integer)
-    #: raw series as a voltloop array blob (db/blobs.py); last column on purpose
-    series: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class CycleSeries(Base):
+    """The raw sample series of one cycle, as one voltloop array blob (db/blobs.py).
+
+    Kept 1:1 beside ``cycle`` rather than in it so that summary rows stay small
+    and reading 10,000 cycles' summaries touches a few hundred pages, not the
+    blobs (docs/decisions/0011-array-blob-format.md).
+    """
+
+    __tablename__ = "cycle_series"
+
+    cycle_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("cycle.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class EisSpectrum(Base):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from .blobs import decode_arrays
 from .cycles import SUMMARY_FIELDS
 from .errors import InvalidRecordError
-from .models import Cycle, EisSpectrum
+from .models import Cycle, CycleSeries, EisSpectrum
 
 
 def cycle_summaries(
@@ -59,20 +59,21 @@ def cycle_series(session: Session, experiment_id: str, cycle_index: int) -> dict
     Raises :class:`InvalidRecordError` if the cycle is not stored or kept no series.
     """
     table = Cycle.__table__
-    blob = (
+    series = CycleSeries.__table__
+    found = (
         session.connection()
         .execute(
-            select(table.c.series).where(
-                table.c.experiment_id == experiment_id, table.c.cycle_index == int(cycle_index)
-            )
+            select(table.c.id, series.c.data)
+            .outerjoin(series, series.c.cycle_id == table.c.id)
+            .where(table.c.experiment_id == experiment_id, table.c.cycle_index == int(cycle_index))
         )
         .first()
     )
-    if blob is None:
+    if found is None:
         raise InvalidRecordError(f"experiment {experiment_id} has no cycle {cycle_index}")
-    if blob[0] is None:
+    if found[1] is None:
         raise InvalidRecordError(f"cycle {cycle_index} of {experiment_id} kept no raw series")
-    return decode_arrays(blob[0])
+    return decode_arrays(found[1])
 
 
 def iter_cycle_series(
@@ -80,12 +81,14 @@ def iter_cycle_series(
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """``(cycle_index, series)`` for every cycle with a raw series, in cycle order."""
     table = Cycle.__table__
+    stored = CycleSeries.__table__
     result = (
         session.connection()
         .execution_options(yield_per=256)
         .execute(
-            select(table.c.cycle_index, table.c.series)
-            .where(table.c.experiment_id == experiment_id, table.c.series.is_not(None))
+            select(table.c.cycle_index, stored.c.data)
+            .join(stored, stored.c.cycle_id == table.c.id)
+            .where(table.c.experiment_id == experiment_id)
             .order_by(table.c.cycle_index)
         )
     )

@@ -280,7 +280,6 @@ def upgrade() -> None:
         sa.Column("t_start_s", sa.Float(), nullable=False),
         sa.Column("t_end_s", sa.Float(), nullable=False),
         sa.Column("sample_count", sa.Integer(), nullable=False),
-        sa.Column("series", sa.LargeBinary(), nullable=True),
         sa.ForeignKeyConstraint(
             ["experiment_id"],
             ["experiment.id"],
@@ -291,6 +290,18 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "experiment_id", "cycle_index", name=op.f("uq_cycle_experiment_id_cycle_index")
         ),
+    )
+    op.create_table(
+        "cycle_series",
+        sa.Column("cycle_id", BIG_ID, nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_cycle_series_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("cycle_id", name=op.f("pk_cycle_series")),
     )
     op.create_table(
         "eis_spectrum",
@@ -420,6 +431,7 @@ def downgrade() -> None:
 
     op.drop_table("event")
     op.drop_table("eis_spectrum")
+    op.drop_table("cycle_series")
     op.drop_table("cycle")
     op.drop_index(op.f("ix_experiment_channel_id"), table_name="experiment")
     op.drop_index(op.f("ix_experiment_candidate_id"), table_name="experiment")

@@ -18,7 +18,7 @@ from voltloop.db.ingest import (
     store_eis_spectrum,
     store_prediction,
 )
-from voltloop.db.models import Cycle, Event, Experiment, ModelVersion
+from voltloop.db.models import Cycle, CycleSeries, Event, Experiment, ModelVersion
 from voltloop.db.readback import cycle_series, cycle_summaries, eis_spectra, iter_cycle_series
 from voltloop.db.testing import synthetic_cycle_series
 
@@ -164,3 +164,4 @@ def test_iter_series_and_cascade_delete(engine: Engine, experiment_id: str) -> N
         session.delete(session.get(Experiment, experiment_id))
     with read_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Cycle)) == 0
+        assert session.scalar(select(func.count()).select_from(CycleSeries)) == 0

@@ -56,7 +56,7 @@ def test_select_returns_rows(db_url: str, engine: Engine) -> None:
     result = run_read_only_sql(db_url, "SELECT name, kind FROM campaign ORDER BY name")
     assert result.columns == ["name", "kind"]
     assert result.rows == [["cathodes", "materials"], ["fastcharge", "protocol"]]
-    limited = run_read_only_sql(db_url, "SELECT cycle_index, series FROM cycle", max_rows=2)
+    limited = run_read_only_sql(db_url, "SELECT cycle_id, data FROM cycle_series", max_rows=2)
     assert limited.truncated and len(limited.rows) == 2
     assert limited.rows[0][1].endswith(" bytes>")
 
