@@ -79,8 +79,10 @@ class EngineContext:
     proposer: Proposer
     predictor: LifetimePredictor | None
     operator: Operator
-    #: (candidate parameters, runs to end of life?) → the schedule JSON sent to the cycler;
-    #: raises ValueError naming the step and limit if the protocol is not dispatchable.
+    #: (candidate parameters, runs to end of life?) → the compiled protocol as JSON
+    #: (``drivers.protocols.CompiledProtocol``: ``protocol`` is the unicycler protocol,
+    #: ``safety`` voltloop's safety block); raises ValueError naming the step and limit
+    #: if the protocol is not dispatchable. Stored as ``experiment.protocol``.
     compile_protocol: Callable[[dict[str, float], bool], dict[str, Any]]
     holder: str = field(default_factory=new_holder_id)
     settings: EngineSettings = field(default_factory=EngineSettings)

@@ -185,11 +185,14 @@ def _start(ctx: EngineContext, experiment_id: str) -> str:
         assert experiment is not None and experiment.channel_id is not None
         channel = session.get(Channel, experiment.channel_id)
         assert channel is not None
-        url, index, protocol = channel.instrument.url, channel.channel_index, experiment.protocol
+        url, index, compiled = channel.instrument.url, channel.channel_index, experiment.protocol
     cycler = ctx.cyclers[url]
     try:
         outcome = cycler.start(
-            index, protocol, experiment_id, max_temperature_C=ctx.spec.cell.max_temperature_C
+            index,
+            compiled["protocol"],
+            experiment_id,
+            max_temperature_C=compiled["safety"]["max_temperature_C"],
         )
     except InstrumentError as exc:
         with write_session(ctx.db) as session:

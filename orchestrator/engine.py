@@ -139,8 +139,8 @@ class CampaignEngine:
         self._last_heartbeat = None
 
     # --- the step -------------------------------------------------------------------
-    def step(self) -> StepResult:
-        self._heartbeat()
+    def due(self) -> tuple[StepKind, int | None]:
+        """What :meth:`step` would do next, and in which round (reads the database only)."""
         with read_session(self.ctx.db) as session:
             campaign = session.get(Campaign, self.ctx.campaign_id)
             if campaign.status in (
@@ -148,13 +148,12 @@ class CampaignEngine:
                 CampaignStatus.ABORTED,
                 CampaignStatus.FAILED,
             ):
-                return StepResult(
-                    StepKind.FINALISE, f"campaign {campaign.status.value}", finished=True
-                )
+                return StepKind.FINALISE, None
             current = session.scalar(
                 select(Round)
                 .where(
-                    Round.campaign_id == self.ctx.campaign_id, Round.status.in_(OPEN_ROUND_STATUSES)
+                    Round.campaign_id == self.ctx.campaign_id,
+                    Round.status.in_(OPEN_ROUND_STATUSES),
                 )
                 .order_by(Round.round_index)
                 .limit(1)
@@ -162,13 +161,26 @@ class CampaignEngine:
             round_id = None if current is None else current.id
             round_status = None if current is None else current.status
         if round_id is None:
-            started = rounds_started(self.ctx)
-            if started < self.ctx.spec.rounds:
-                return open_round(self.ctx, started)
-            return finalise(self.ctx)
+            if rounds_started(self.ctx) < self.ctx.spec.rounds:
+                return StepKind.OPEN_ROUND, None
+            return StepKind.FINALISE, None
         if round_status in (RoundStatus.PLANNED, RoundStatus.TRAINING, RoundStatus.PROPOSING):
-            return propose(self.ctx, round_id)
+            return StepKind.PROPOSE, round_id
         if round_status == RoundStatus.DISPATCHING:
+            return StepKind.DISPATCH, round_id
+        return StepKind.POLL, round_id
+
+    def step(self) -> StepResult:
+        """Do the next due unit of work (see :meth:`due`) and say what it was."""
+        self._heartbeat()
+        kind, round_id = self.due()
+        if kind == StepKind.OPEN_ROUND:
+            return open_round(self.ctx, rounds_started(self.ctx))
+        if kind == StepKind.FINALISE:
+            return finalise(self.ctx)
+        if kind == StepKind.PROPOSE:
+            return propose(self.ctx, round_id)
+        if kind == StepKind.DISPATCH:
             result = load_and_dispatch(self.ctx, round_id)
             if result.counts.get("waiting", 0) == 0:
                 with write_session(self.ctx.db) as session:

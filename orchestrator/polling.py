@@ -22,7 +22,7 @@ from voltloop.db.ingest import append_cycles, store_eis_spectrum, store_predicti
 from voltloop.db.leases import channel_key, release_lease, renew_lease
 from voltloop.db.models import Candidate, Channel, Cycle, Experiment, Prediction
 from voltloop.db.types import utcnow
-from voltloop.drivers.errors import InstrumentCommunicationError
+from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentError
 from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, runs_to_end_of_life
 from voltloop.orchestrator.cycle_assembly import assemble_cycles
@@ -71,12 +71,13 @@ def _eis_checkpoint(
 ) -> str:
     cycler = ctx.cyclers[url]
     if ctx.potentiostat is None or ctx.eis_spec is None:
-        cycler.resume(index)
+        passed = _resume(ctx, cycler, index)
         with write_session(ctx.db) as session:
             ctx.event(
                 session,
                 "eis_skipped",
-                "EIS checkpoint skipped: no potentiostat configured",
+                f"EIS checkpoint at cycle {status.cycle} skipped: no potentiostat configured"
+                + ("" if passed else "; the instrument had already moved on"),
                 level=EventLevel.WARNING,
                 experiment_id=experiment_id,
             )
@@ -98,8 +99,28 @@ def _eis_checkpoint(
             if fit is not None
             else None,
         )
-    cycler.resume(index)
+    if not _resume(ctx, cycler, index):
+        with write_session(ctx.db) as session:
+            ctx.event(
+                session,
+                "eis_late",
+                f"EIS at cycle {status.cycle} finished after the instrument's checkpoint timeout",
+                level=EventLevel.WARNING,
+                experiment_id=experiment_id,
+            )
     return "eis_measured"
+
+
+def _resume(ctx: EngineContext, cycler, index: int) -> bool:
+    """Resume after a checkpoint; False if the channel was no longer waiting (the
+    instrument's own checkpoint timeout had already let the protocol go on)."""
+    try:
+        cycler.resume(index)
+        return True
+    except InstrumentError:
+        if cycler.status(index).state == ChannelState.WAITING_EIS:
+            raise
+        return False
 
 
 def _predict_if_due(ctx: EngineContext, experiment: Experiment, cycles: int) -> bool:

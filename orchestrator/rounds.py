@@ -168,6 +168,8 @@ def finalise(ctx: EngineContext) -> StepResult:
         knowledge = gather(session, ctx.campaign_id, ctx.eol_threshold_ah)
         finite = [o for o in knowledge.observations if math.isfinite(o.objective)]
         campaign = session.get(Campaign, ctx.campaign_id)
+        if campaign.status in (CampaignStatus.ABORTED, CampaignStatus.FAILED):
+            return StepResult(StepKind.FINALISE, f"campaign {campaign.status.value}", finished=True)
         if campaign.status != CampaignStatus.COMPLETED:
             campaign.status = CampaignStatus.COMPLETED
             if finite:

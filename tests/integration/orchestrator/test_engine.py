@@ -49,7 +49,8 @@ def setup(tmp_path):
     def make_engine(*, operator=None, ttl=120.0, holder=None, spec=spec, life_scale=1.0):
         def compile_protocol(parameters, run_on):
             cycles = spec.lifetime.max_cycles if run_on else spec.lifetime.stop_cycle
-            return {"max_cycles": cycles, "life": life_scale * fake_life(parameters)}
+            protocol = {"max_cycles": cycles, "life": life_scale * fake_life(parameters)}
+            return {"protocol": protocol, "safety": {"max_temperature_C": 60.0}}
 
         ctx = EngineContext(
             db=db,

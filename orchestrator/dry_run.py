@@ -1,0 +1,211 @@
+"""A campaign against the simulated lab: the same engine, simulated instruments.
+
+The simulated cycler (and potentiostat, when available) are served in-process on
+loopback TCP and reached through the real drivers, so every byte crosses a socket
+exactly as it would to hardware. The simulated lab's loader plays the operator.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from voltloop.campaigns.base import CampaignBase
+from voltloop.campaigns.loading import load_campaign
+from voltloop.campaigns.protocol_campaign import ProtocolCampaign
+from voltloop.db.engine import mask_url, read_session
+from voltloop.db.migrate import init_database, open_database
+from voltloop.db.models import Cycle, Event, Experiment, Round
+from voltloop.orchestrator.context import EngineContext, EngineSettings, StepResult
+from voltloop.orchestrator.engine import CampaignEngine, experiments_by_status, register_campaign
+from voltloop.orchestrator.ports import LifetimePredictor
+from voltloop.orchestrator.simulated_operator import SimulatedOperator, cell_seed
+
+DEFAULT_EXAMPLE = "protocol.toml"
+
+
+class DryRunError(ValueError):
+    exit_code = 2
+
+
+def example_path(name: str = DEFAULT_EXAMPLE) -> Path:
+    """Path of a campaign file shipped in ``campaigns/examples``."""
+    return Path(str(importlib.resources.files("voltloop.campaigns.examples") / name))
+
+
+def load_dry_run_spec(config: Path | None, seed: int | None = None) -> CampaignBase:
+    spec = load_campaign(config or example_path())
+    if seed is not None and seed != spec.seed:
+        spec = spec.model_copy(update={"seed": seed, "name": f"{spec.name}-seed{seed}"})
+    if len(spec.instruments.cyclers) != 1:
+        raise DryRunError(
+            f"a dry run simulates one cycler; the campaign names {len(spec.instruments.cyclers)}"
+        )
+    return spec
+
+
+def protocol_compiler(spec: ProtocolCampaign, limits: Any) -> Callable[[dict, bool], dict]:
+    """Candidate parameters → the unicycler protocol JSON, validated against the cell's
+    and the instrument's limits (raises ProtocolLimitError naming step and limit)."""
+    from voltloop.drivers.protocols import compile_candidate
+
+    def compile_protocol(parameters: dict[str, float], run_on: bool) -> dict[str, Any]:
+        cycles = spec.lifetime.max_cycles if run_on else spec.lifetime.stop_cycle
+        compiled = compile_candidate(spec, parameters, cycles=cycles)
+        compiled.ensure_dispatchable(limits)
+        return compiled.model_dump(mode="json")
+
+    return compile_protocol
+
+
+@dataclass
+class DryRunSummary:
+    campaign: str
+    database: str
+    rounds_completed: int
+    experiments: dict[str, int]
+    cycles_stored: int
+    channel_hours: float  # simulated cycler-channel time used
+    wall_s: float
+    recommendation: dict[str, Any] | None = None
+    true_life_of_recommendation: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def summarise(db, campaign_id: int, name: str, url: str, wall_s: float) -> DryRunSummary:
+    with read_session(db) as session:
+        rounds = session.scalar(
+            select(func.count())
+            .select_from(Round)
+            .where(Round.campaign_id == campaign_id, Round.status == "completed")
+        )
+        experiment_ids = select(Experiment.id).where(Experiment.campaign_id == campaign_id)
+        cycles = session.scalar(
+            select(func.count()).select_from(Cycle).where(Cycle.experiment_id.in_(experiment_ids))
+        )
+        seconds = session.scalar(
+            select(func.sum(Cycle.t_end_s - Cycle.t_start_s)).where(
+                Cycle.experiment_id.in_(experiment_ids)
+            )
+        )
+        event = session.scalar(
+            select(Event)
+            .where(Event.campaign_id == campaign_id, Event.kind == "recommendation")
+            .order_by(Event.id.desc())
+            .limit(1)
+        )
+        recommendation = dict(event.payload) if event is not None and event.payload else None
+    return DryRunSummary(
+        campaign=name,
+        database=url,
+        rounds_completed=int(rounds or 0),
+        experiments=experiments_by_status(db, campaign_id),
+        cycles_stored=int(cycles or 0),
+        channel_hours=float(seconds or 0.0) / 3600.0,
+        wall_s=wall_s,
+        recommendation=recommendation,
+    )
+
+
+def true_life(spec: ProtocolCampaign, parameters: dict[str, float], cells: int = 4) -> float:
+    """Mean simulated cycle life of ``parameters`` over ``cells`` fresh virtual cells."""
+    import numpy as np
+
+    from voltloop.drivers.protocols import compile_candidate
+    from voltloop.drivers.sim.truth import cycle_lives
+    from voltloop.drivers.sim.virtual_lab import CellSpec
+
+    protocol = compile_candidate(spec, parameters, cycles=spec.lifetime.max_cycles)
+    text = protocol.protocol.model_dump_json()
+    specs = [
+        CellSpec(
+            cell_id=f"truth-{i}",
+            kind=spec.cell.kind,
+            seed=cell_seed(spec.seed, f"truth-{i}"),
+            chamber_temperature_C=spec.cell.chamber_temperature_C,
+        )
+        for i in range(cells)
+    ]
+    run = cycle_lives(
+        specs,
+        [text] * cells,
+        eol_fraction=spec.lifetime.end_of_life_capacity,
+        max_cycles=spec.lifetime.max_cycles,
+    )
+    return float(np.nanmean(run.lives)) if np.isfinite(run.lives).any() else float("nan")
+
+
+def run_dry_run(
+    spec: CampaignBase,
+    db_url: str,
+    *,
+    faults: float = 0.0,
+    predictor: LifetimePredictor | None = None,
+    on_step: Callable[[StepResult], None] | None = None,
+    use_prefect: bool = False,
+    poll_interval_s: float = 0.05,
+) -> DryRunSummary:
+    """Run ``spec`` against simulated instruments into ``db_url``; resumable."""
+    from voltloop.drivers.cycler import CyclerDriver
+    from voltloop.drivers.sim.serve import serve_lab
+    from voltloop.drivers.sim.virtual_lab import InstrumentLimits
+
+    if not isinstance(spec, ProtocolCampaign):
+        raise DryRunError("materials dry runs are not available yet; use a protocol campaign")
+    started = time.perf_counter()
+    init_database(db_url)
+    db = open_database(db_url)
+    cycler_spec = spec.instruments.cyclers[0]
+    from voltloop.drivers.sim.lab import SimulatedLab
+
+    # A fast-charging cycler channel (e.g. 30 A, 0-5 V), enough for the cell's limits.
+    limits = InstrumentLimits(max_current_A=30.0)
+    lab = SimulatedLab(channel_count=cycler_spec.channels, seed=spec.seed, limits=limits)
+    instruments = serve_lab(lab, link="tcp", speed=None, fault_rate=faults, seed=spec.seed)
+    cycler = CyclerDriver(instruments.cycler.url, timeout_s=spec.instruments.timeout_s)
+    try:
+        campaign_id = register_campaign(db, spec)
+        ctx = EngineContext(
+            db=db,
+            campaign_id=campaign_id,
+            campaign_name=spec.name,
+            spec=spec,
+            cyclers={cycler_spec.url: cycler},
+            potentiostat=None,
+            proposer=_proposer(spec),
+            predictor=predictor,
+            operator=SimulatedOperator({cycler_spec.url: lab}, spec),
+            compile_protocol=protocol_compiler(spec, cycler.limits()),
+            settings=EngineSettings(),
+        )
+        engine = CampaignEngine(ctx)
+        if use_prefect:
+            from voltloop.orchestrator.flows import campaign_flow
+
+            campaign_flow(engine, poll_interval_s=poll_interval_s, on_step=on_step)
+        else:
+            engine.run(poll_interval_s=poll_interval_s, on_step=on_step)
+        engine.release()
+    finally:
+        cycler.close()
+        instruments.stop()
+    summary = summarise(db, campaign_id, spec.name, mask_url(db.url), time.perf_counter() - started)
+    db.dispose()
+    if summary.recommendation:
+        summary.true_life_of_recommendation = true_life(spec, summary.recommendation["parameters"])
+    return summary
+
+
+def _proposer(spec: ProtocolCampaign):
+    from voltloop.orchestrator.proposing import ProtocolProposer
+
+    return ProtocolProposer(spec)
