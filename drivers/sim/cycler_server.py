@@ -329,6 +329,8 @@ class CyclerServer:
             if len(buf) > MAX_MESSAGE_BYTES + 64:
                 buf.clear()
                 session.push_error(-363, ERROR_TEXT[-363])
+            if not buf and self.link.takeover_pending():
+                return  # a new host connected: it takes over the instrument
 
     def _inject_lab_fault(self, kind: FaultKind) -> None:
         running = [

@@ -6,8 +6,10 @@ A :class:`Link` hands out :class:`Connection` s (one host session each) through
 servers both use it.
 
 * **TCP** (:class:`TcpLink`): binds ``127.0.0.1`` (port 0 picks a free port; ``url`` is
-  ``socket://127.0.0.1:<port>``). A session is one accepted connection; a dropped
-  connection is closed and the listener accepts again after ``down_s``.
+  ``socket://127.0.0.1:<port>``). A session is one accepted connection; a new
+  connection takes over (the old one is closed), so an abandoned connection never
+  locks the instrument; a dropped connection is closed and the listener accepts again
+  after ``down_s``.
 * **pty** (:class:`PtyLink`): ``os.openpty``; the URL is a stable symlink to the slave
   (like ``/dev/serial/by-id/…`` for a USB adapter), so a host can reopen it after a
   disconnect. The server keeps its own slave fd open, so the pty survives the host
@@ -71,6 +73,11 @@ class Link:
     def drop(self, connection: Connection) -> None:
         """The disconnect fault: end the session abruptly; back after ``down_s``."""
         raise NotImplementedError
+
+    def takeover_pending(self) -> bool:
+        """A new host is waiting to connect (TCP): the server ends the current session
+        so a leaked or abandoned connection never locks the instrument."""
+        return False
 
     def close(self) -> None:
         raise NotImplementedError
@@ -145,6 +152,15 @@ class TcpLink(Link):
     def drop(self, connection: Connection) -> None:
         connection.close()
         self._resume_at = time.monotonic() + self.down_s
+
+    def takeover_pending(self) -> bool:
+        if self._listener is None or time.monotonic() < self._resume_at:
+            return False
+        try:
+            ready, _, _ = select.select([self._listener], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(ready)
 
     def close(self) -> None:
         if self._listener is not None:

@@ -150,3 +150,15 @@ def test_testing_helper_serves_a_ready_physics_lab() -> None:
             assert [driver.status(ch).state for ch in range(2)] == [ChannelState.IDLE] * 2
             assert driver.status(0).cell_id == "sim-cell-00"
         assert server.lab.channel_count == 2
+
+
+def test_a_new_tcp_host_takes_over_from_an_abandoned_connection(lab) -> None:
+    with simulated_cycler(lab) as server:
+        first = CyclerDriver(server.url, timeout_s=1.0)
+        assert first.identify().maker == "VOLTLOOP"  # connected, then abandoned (not closed)
+        with CyclerDriver(server.url, timeout_s=1.0) as second:
+            assert second.status(0).state is ChannelState.IDLE
+        # the first host notices its link is gone and reconnects by itself
+        assert first.status(1).state is ChannelState.IDLE
+        assert first.transport.reconnects == 1
+        first.close()
