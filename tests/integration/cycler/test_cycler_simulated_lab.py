@@ -88,3 +88,19 @@ def test_physics_lab_end_to_end_with_cycle_summaries(link) -> None:
                 assert 0.001 < s.internal_resistance_ohm < 0.5
                 assert s.temperature_min_C <= s.temperature_mean_C <= s.temperature_max_C
     assert driver.transport.reconnects >= 1
+
+
+def test_temperature_limit_is_enforced_on_the_instrument() -> None:
+    """max_temperature_C travels with the schedule; the lab stops the cell when it is
+    exceeded and the host reads the reason from STAT?."""
+    lab = SimulatedLab(channel_count=1, seed=3)
+    lab.load_cell(0, CellSpec(cell_id="hot", seed=3))
+    with simulated_cycler(lab) as server, CyclerDriver(server.url, timeout_s=1.0) as driver:
+        driver.start(0, _protocol(cycles=5), uuid.uuid4(), max_temperature_C=31.0)
+        for _ in range(40):
+            lab.advance(600)
+        status = driver.status(0)
+        assert status.state is ChannelState.SAFETY_STOPPED
+        assert "temperature" in (status.reason or "")
+        records = driver.fetch(0, 0).records
+        assert records["temperature_C"].max() > 31.0 - 0.5
