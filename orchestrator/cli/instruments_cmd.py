@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -28,10 +29,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(instruments_app, name="instruments")
 
 
-def _check_cycler(url: str, timeout_s: float, retries: int) -> dict[str, Any]:
+def _transcript(path: Path | None) -> Any:
+    from voltloop.drivers.transport import Transcript
+
+    return Transcript(path, enabled=path is not None)
+
+
+def _check_cycler(url: str, timeout_s: float, retries: int, log: Path | None) -> dict[str, Any]:
     from voltloop.drivers.cycler import CyclerDriver
 
-    with CyclerDriver(url, timeout_s=timeout_s, retries=retries) as driver:
+    with CyclerDriver(
+        url, timeout_s=timeout_s, retries=retries, transcript=_transcript(log)
+    ) as driver:
         identity = driver.identify()
         self_test = driver.self_test()
         limits = driver.limits()
@@ -46,12 +55,12 @@ def _check_cycler(url: str, timeout_s: float, retries: int) -> dict[str, Any]:
     }
 
 
-def _check_potentiostat(url: str, timeout_s: float) -> dict[str, Any]:
+def _check_potentiostat(url: str, timeout_s: float, log: Path | None) -> dict[str, Any]:
     """MethodSCRIPT ``t`` (docs/protocols/methodscript.md): lines until one ends in ``*``."""
     from voltloop.drivers.methodscript import DEVICE_LIMITS, DeviceModel
     from voltloop.drivers.transport import Transport
 
-    with Transport(url, timeout_s=timeout_s, retries=0) as transport:
+    with Transport(url, timeout_s=timeout_s, retries=0, transcript=_transcript(log)) as transport:
         transport.drain(transport.quiet_s)
         transport.write(b"t\n")
         lines = [transport.read_line()]
@@ -98,23 +107,27 @@ def check(
     timeout_s: Annotated[
         float, typer.Option("--timeout", min=0.05, max=60.0, help="Per-read timeout, s.")
     ] = 2.0,
+    transcript: Annotated[
+        Path | None,
+        typer.Option("--transcript", help="Append the bytes exchanged (timestamped) to FILE."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Identify an instrument, run its self-test and print its limits."""
     from voltloop.drivers.errors import Disconnected, InstrumentCommunicationError
 
     if kind is InstrumentKindChoice.POTENTIOSTAT:
-        report = _check_potentiostat(url, timeout_s)
+        report = _check_potentiostat(url, timeout_s, transcript)
     elif kind is InstrumentKindChoice.CYCLER:
-        report = _check_cycler(url, timeout_s, retries=1)
+        report = _check_cycler(url, timeout_s, 1, transcript)
     else:
         try:
-            report = _check_cycler(url, timeout_s, retries=0)
+            report = _check_cycler(url, timeout_s, 0, transcript)
         except Disconnected:
             raise
         except InstrumentCommunicationError as cycler_error:
             try:
-                report = _check_potentiostat(url, timeout_s)
+                report = _check_potentiostat(url, timeout_s, transcript)
             except (InstrumentCommunicationError, InstrumentCheckError) as exc:
                 raise InstrumentCheckError(
                     f"{url} is neither a voltloop cycler ({cycler_error}) "

@@ -46,7 +46,7 @@ def served(request: pytest.FixtureRequest):
         proc.wait(10)
 
 
-def test_sim_serve_then_instruments_check(served, capsys) -> None:
+def test_sim_serve_then_instruments_check(served, capsys, tmp_path) -> None:
     proc, info = served
     assert info["channels"] == 3 and len(info["cells"]) == 3
     url = info["cycler"]
@@ -58,8 +58,10 @@ def test_sim_serve_then_instruments_check(served, capsys) -> None:
     assert report["self_test"]["passed"] is True
     assert report["limits"]["channels"] == 3 and report["limits"]["max_current_A"] > 0
     assert report["channel_states"] == ["idle"] * 3
-    code, _, err = _run_cli(["instruments", "check", url], capsys)
+    log = tmp_path / "transcript.log"
+    code, _, err = _run_cli(["instruments", "check", url, "--transcript", str(log)], capsys)
     assert code == 0 and "VOLTLOOP" in err and "max_temperature_C" in err
+    assert "> b'*IDN?\\n'" in log.read_text()
     # Ctrl-C stops the servers and the clock cleanly
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0
