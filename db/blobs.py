@@ -57,11 +57,13 @@ def encode_arrays(
     codec: Codec = Codec.ZLIB,
     level: int = 1,
     shuffle: bool = True,
+    strategy: int = zlib.Z_DEFAULT_STRATEGY,
 ) -> bytes:
     """Pack equal-length 1-D numeric columns (each shape ``(N,)``) into one blob.
 
-    Each column keeps its own dtype (converted to little-endian). ``level`` is the
-    zlib level (1 = fastest; docs/decisions/0011-array-blob-format.md).
+    Each column keeps its own dtype (converted to little-endian). ``level`` and
+    ``strategy`` tune zlib (e.g. ``zlib.Z_RLE``); any choice gives a standard zlib
+    stream, so readers need no option (docs/decisions/0011-array-blob-format.md).
     """
     if not columns:
         raise BlobFormatError("an array blob needs at least one column")
@@ -98,7 +100,11 @@ def encode_arrays(
     payload = b"".join(parts)
     crc = zlib.crc32(payload)
     if codec == Codec.ZLIB:
-        stored = zlib.compress(payload, level)
+        if strategy == zlib.Z_DEFAULT_STRATEGY:
+            stored = zlib.compress(payload, level)
+        else:
+            compressor = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+            stored = compressor.compress(payload) + compressor.flush()
     elif codec == Codec.NONE:
         stored = payload
     else:  # pragma: no cover - IntEnum guards this
