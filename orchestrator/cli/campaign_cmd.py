@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from voltloop.orchestrator.cli.common import DbOption, not_available
+from voltloop.orchestrator.cli.common import (
+    DbOption,
+    JsonOption,
+    console,
+    not_available,
+    print_json,
+    resolve_db_url,
+    stdout,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,13 +28,115 @@ def register(app: typer.Typer) -> None:
 
 
 def dry_run(
-    config: Annotated[Path | None, typer.Argument(help="Campaign TOML (default: built-in)")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="Campaign TOML (default: the built-in Attia example)."),
+    ] = None,
     db: DbOption = None,
-    faults: Annotated[float, typer.Option(help="Instrument fault rate per command")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    faults: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Injected instrument faults per reply.")
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the campaign's).")] = None,
+    prefect: Annotated[
+        bool, typer.Option("--prefect/--no-prefect", help="Run as Prefect flows.")
+    ] = True,
+    json_out: JsonOption = False,
 ) -> None:
-    """Run a campaign against the simulated lab."""
-    not_available("dry-run")
+    """Run a campaign against the simulated lab (resumes it if it exists)."""
+    from voltloop.orchestrator.dry_run import load_dry_run_spec, run_dry_run
+
+    spec = load_dry_run_spec(config, seed)
+    url = resolve_db_url(db or spec.database_url)
+    progress = _Progress(spec.rounds, spec.batch_size, quiet=json_out)
+    with progress:
+        summary = run_dry_run(
+            spec, url, faults=faults, on_step=progress.update, use_prefect=prefect
+        )
+    if json_out:
+        print_json(summary.as_dict())
+        return
+    _print_summary(summary)
+
+
+class _Progress:
+    """Rounds, experiments and cycles as the campaign goes (stderr, ~4 updates/s)."""
+
+    def __init__(self, rounds: int, batch: int, *, quiet: bool):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.quiet = quiet
+        self.rounds = rounds
+        self.closed = 0
+        self.counts: dict[str, int] = {}
+        self._last = 0.0
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} rounds"),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+        )
+        self.task = self.bar.add_task("campaign", total=rounds, detail="starting")
+
+    def __enter__(self) -> _Progress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def _tally(self, counts) -> None:
+        for key, value in counts.items():
+            if key in ("started", "completed", "safety_stopped", "failed", "aborted"):
+                self.counts[key] = self.counts.get(key, 0) + int(value)
+
+    def update(self, result) -> None:
+        from voltloop.orchestrator.context import StepKind
+
+        if result.kind == StepKind.CLOSE_ROUND:
+            self.closed += 1
+        if result.kind in (StepKind.POLL, StepKind.DISPATCH, StepKind.WAIT):
+            self._tally(result.counts)
+        now = time.monotonic()
+        if now - self._last < 0.25 and result.kind != StepKind.CLOSE_ROUND:
+            return
+        self._last = now
+        detail = (
+            f"{result.kind.value}: {result.message}  "
+            f"[dim]started {self.counts.get('started', 0)}, "
+            f"ended {sum(v for k, v in self.counts.items() if k != 'started')}[/]"
+        )
+        self.bar.update(self.task, completed=self.closed, detail=detail)
+
+
+def _print_summary(summary) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"dry run: {summary.campaign}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rec = summary.recommendation
+    if rec:
+        params = ", ".join(f"{k}={v:g}" for k, v in rec["parameters"].items())
+        table.add_row("recommended protocol", params)
+        table.add_row("its observed/predicted life", f"{rec['objective']:.0f} cycles")
+        if summary.true_life_of_recommendation is not None:
+            table.add_row(
+                "its true life (simulation)", f"{summary.true_life_of_recommendation:.0f} cycles"
+            )
+    else:
+        table.add_row("recommended protocol", "none (no candidate was observed)")
+    table.add_row(
+        "experiments", ", ".join(f"{k} {v}" for k, v in sorted(summary.experiments.items()))
+    )
+    table.add_row("rounds completed", str(summary.rounds_completed))
+    table.add_row("cycles stored", f"{summary.cycles_stored:,}")
+    table.add_row("simulated channel time", f"{summary.channel_hours:,.0f} h")
+    table.add_row("wall time", f"{summary.wall_s:.1f} s")
+    table.add_row("database", summary.database)
+    stdout.print(table)
 
 
 def run(config: Annotated[Path, typer.Argument()], db: DbOption = None) -> None:
