@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# What `make demo` runs. Argument: the voltloop executable.
+# What `make demo` runs: the built-in dry run — the Attia et al. ten-minute
+# fast-charge space, 4 rounds x 48 channels on the simulated cycler, early
+# prediction at cycle 100 — into voltloop.db in the working directory.
+# Running it again resumes (and, once finished, just summarises) that campaign.
 set -euo pipefail
 voltloop=${1:-voltloop}
-work=$(mktemp -d "${TMPDIR:-/tmp}/voltloop-demo.XXXXXX")
-echo "voltloop demo in $work"
-"$voltloop" --help
+"$voltloop" dry-run
+echo
+echo "Look inside:  $voltloop status   |   $voltloop db query experiments --format table"
