@@ -23,7 +23,6 @@ def register(app: typer.Typer) -> None:
     app.command("dry-run")(dry_run)
     app.command("run")(run)
     app.command("resume")(resume)
-    app.command("report")(report)
     app.command("confirm")(confirm)
 
 
@@ -147,15 +146,6 @@ def run(config: Annotated[Path, typer.Argument()], db: DbOption = None) -> None:
 def resume(campaign: Annotated[str, typer.Argument()], db: DbOption = None) -> None:
     """Continue a campaign from the database after a stop or crash."""
     not_available("resume")
-
-
-def report(
-    campaign: Annotated[str, typer.Argument()],
-    out: Annotated[Path, typer.Option("--out")] = Path("report.html"),
-    db: DbOption = None,
-) -> None:
-    """Write a self-contained HTML report of a campaign."""
-    not_available("report")
 
 
 def confirm(
