@@ -222,12 +222,23 @@ def _emit(columns: list[str], rows: list[list[Any]], output: OutputFormat, title
         writer.writerows([["" if v is None else _text(v) for v in row] for row in rows])
         sys.stdout.flush()
         return
+    # human view: leave out columns empty in every row, show timestamps to the second
+    keep = [i for i in range(len(columns)) if any(row[i] not in (None, "") for row in rows)]
+    if not rows:
+        keep = list(range(len(columns)))
     table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for i in keep:
+        table.add_column(columns[i], overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else _text(v) for v in row))
+        table.add_row(*("" if row[i] is None else _short(_text(row[i])) for i in keep))
     stdout.print(table)
+
+
+def _short(text: str) -> str:
+    """``2026-05-01T08:00:00.123456+00:00`` -> ``2026-05-01 08:00:00``."""
+    if len(text) >= 19 and text[4] == "-" and text[10] == "T" and text[13] == ":":
+        return f"{text[:10]} {text[11:19]}"
+    return text
 
 
 def _text(value: Any) -> str:
