@@ -14,7 +14,8 @@ Fault kinds (docs/protocols/cycler.md §8):
 ``drop``           reply never sent
 ``garble``         1–3 reply bytes replaced by bytes ≥ 0x80 (always detectable)
 ``partial``        reply cut short, no terminator
-``disconnect``     link closed (TCP: connection; pty: both fds), back after ``down_s``
+``disconnect``     part of the reply, then the link closes (TCP: connection; pty: both
+                   fds); back after ``down_s``
 ``reset``          reply lost and session state cleared; channels keep running
 ``channel_fault``  a running channel goes to ``fault`` (``VirtualLab.inject_fault``)
 ``over_temperature`` a running channel goes to ``safety_stopped``
@@ -150,6 +151,7 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._forced: list[_Forced] = []
         self.events: list[FaultEvent] = []
+        self.decisions = 0  # messages decided on while enabled
         self.enabled = True
 
     @property
@@ -180,6 +182,7 @@ class FaultInjector:
         with self._lock:
             if not self.enabled:
                 return None
+            self.decisions += 1
             kind = self._take_forced(context.upper())
             if kind is None and self.rates.total > 0:
                 draw = self._rng.random()
@@ -229,8 +232,9 @@ class FaultInjector:
             case FaultKind.PARTIAL:
                 assert reply is not None
                 return ReplyPlan(self.truncate(reply), kind=kind)
-            case FaultKind.DISCONNECT:
-                return ReplyPlan(None, disconnect=True, kind=kind)
+            case FaultKind.DISCONNECT:  # the cable goes mid-reply
+                cut = self.truncate(reply) if reply else None
+                return ReplyPlan(cut, disconnect=True, kind=kind)
             case FaultKind.RESET:
                 return ReplyPlan(None, reset=True, kind=kind)
             case _:

@@ -188,9 +188,17 @@ def test_random_faults_soak(lab, link, make_protocol, clock_type) -> None:
         faults.enabled = True
         with clock_type(lab, dt_s=10.0, period_s=0.005):
             deadline = time.monotonic() + 40
-            while len(done) < len(experiments) and time.monotonic() < deadline:
+            # poll until every experiment is stored and at least 150 messages were
+            # exposed to faults (the seeded draws are then the same on every run)
+            while (len(done) < len(experiments) or faults.decisions < 150) and (
+                time.monotonic() < deadline
+            ):
                 for ch, exp in experiments.items():
                     if ch in done:
+                        try:
+                            driver.status(ch)
+                        except InstrumentCommunicationError as exc:
+                            errors.append(type(exc).__name__)
                         continue
                     try:
                         status = _timed(driver.status, ch)
@@ -208,7 +216,8 @@ def test_random_faults_soak(lab, link, make_protocol, clock_type) -> None:
         for ch in experiments:
             assert driver.status(ch).state is ChannelState.COMPLETED
             np.testing.assert_array_equal(np.concatenate(stored[ch]), lab.all_records(ch))
-    assert sum(faults.counts.values()) >= 15 and len(faults.counts) >= 4
+    assert faults.decisions >= 150
+    assert sum(faults.counts.values()) >= 10 and len(faults.counts) >= 4
 
 
 def test_a_dead_instrument_gives_a_timeout_not_a_hang(lab, link) -> None:

@@ -70,7 +70,7 @@ def test_plan_per_kind() -> None:
         "drop": lambda p: p.send is None,
         "garble": lambda p: p.send is not None and p.send != reply,
         "partial": lambda p: p.send is not None and not p.send.endswith(b"\n"),
-        "disconnect": lambda p: p.disconnect and p.send is None,
+        "disconnect": lambda p: p.disconnect and p.send and not p.send.endswith(b"\n"),
         "reset": lambda p: p.reset and p.send is None,
         "channel_fault": lambda p: p.send == reply and p.lab_fault is FaultKind.CHANNEL_FAULT,
         "over_temperature": lambda p: p.lab_fault is FaultKind.OVER_TEMPERATURE,
