@@ -63,7 +63,11 @@ _OPTIONAL_SUMMARY = frozenset(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CycleSummary:
-    """The per-cycle summary columns (units in the names; Ah, Wh, degC, ohm, s)."""
+    """The per-cycle summary columns (units in the names; Ah, Wh, degC, ohm, s).
+
+    Optional fields may be None; NaN there also means "not measured" and is
+    stored as NULL. Required fields must be finite.
+    """
 
     charge_capacity_ah: float
     discharge_capacity_ah: float
@@ -90,6 +94,9 @@ class CycleSummary:
             if name == "sample_count":
                 if int(value) != value or value < 0:
                     raise InvalidRecordError(f"sample_count must be an integer >= 0, got {value!r}")
+                continue
+            if math.isnan(float(value)) and name in _OPTIONAL_SUMMARY:
+                object.__setattr__(self, name, None)  # NaN in an optional field = not measured
                 continue
             if not math.isfinite(float(value)):
                 raise InvalidRecordError(f"cycle summary field {name} is not finite: {value!r}")

@@ -88,3 +88,13 @@ def test_negative_cycle_index_is_refused() -> None:
 def test_empty_series_gives_a_zero_summary() -> None:
     empty = {name: np.empty(0) for name in ("t_s", "voltage_V", "current_A", "temperature_C")}
     assert summarise_series(normalise_series(empty)).sample_count == 0
+
+
+def test_nan_in_optional_fields_means_not_measured() -> None:
+    from voltloop.db.cycles import CycleSummary
+
+    summary = CycleSummary(1.0, 0.9, 3.3, 3.0, 0.0, 10.0, 5, internal_resistance_ohm=float("nan"))
+    assert summary.internal_resistance_ohm is None
+    assert summary.as_row()["internal_resistance_ohm"] is None
+    with pytest.raises(InvalidRecordError, match="cv_time_s is not finite"):
+        CycleSummary(1.0, 0.9, 3.3, 3.0, 0.0, 10.0, 5, cv_time_s=float("inf"))
