@@ -138,7 +138,7 @@ class CellBank:
 
         d = chem.degradation
         values = {
-            "chem_off": 2.0 * self.tables.index_of(chem),
+            "chem_off": float(self.tables.index_of(chem)),
             "nominal_Ah": chem.nominal_capacity_Ah,
             "c_pos": draw("c_pos_Ah", chem.c_pos_Ah),
             "r0": draw("r0_ohm", chem.r0_ohm),
@@ -198,7 +198,7 @@ class CellBank:
         for name in PARAMETER_FIELDS + STATE_FIELDS:
             getattr(self, name)[slot] = getattr(src, name)[src_slot]
         if chem is not None:
-            self.chem_off[slot] = 2.0 * self.tables.index_of(chem)
+            self.chem_off[slot] = float(self.tables.index_of(chem))
         self.loaded[slot] = src.loaded[src_slot]
         self.chemistry[slot] = chem
 
@@ -243,8 +243,14 @@ class CellBank:
         r0: np.ndarray,
         v_rc: np.ndarray,
     ) -> np.ndarray:
-        """Graphite potential vs Li/Li+ under load (V): U_n - share*(v1+v2) - I R0 / 2."""
-        return self.anode_ocp(p, q) - p.anode_share * v_rc - 0.5 * current_A * r0
+        """Graphite potential vs Li/Li+ under load (V).
+
+        phi = U_n(x) - share*(v1 + v2) - I*(R0 + R_film)/2: the graphite carries
+        ``anode_share`` of the kinetic/diffusion overpotential, half of the ohmic drop
+        (R0 includes the film) and all of the SEI/plating film drop, which sits on
+        the graphite surface.
+        """
+        return self.anode_ocp(p, q) - p.anode_share * v_rc - 0.5 * current_A * (r0 + p.r_film)
 
     def window(self, sel: Any) -> tuple[np.ndarray, np.ndarray]:
         """Anode charge (Ah) at the chemistry's lower and upper voltage limits at rest.

@@ -7,9 +7,10 @@ Four coupled mechanisms (docs/simulator.md, "Degradation"), every rate in Ah/s:
 
       r_sei = k_sei * A(E_sei, T) * (1 + g_soc * x) / (Q_sei + Q0)
 
-* SEI on freshly cracked graphite, proportional to throughput::
+* SEI on graphite surface freshly exposed by cracking, driven by the same stress
+  as the cracking itself (below)::
 
-      r_crack = k_crack * |I| / 3600
+      r_crack = k_crack * C_n * c^p * A(E_lam, T) / 3600      (c = charging C-rate)
 
 * Lithium plating, a soft Butler-Volmer-like onset when the graphite potential
   under load, phi = U_n(x) - eta_n, falls below a threshold::
@@ -19,10 +20,10 @@ Four coupled mechanisms (docs/simulator.md, "Degradation"), every rate in Ah/s:
   eta_n grows with current and with resistance (Arrhenius: cold => more plating),
   U_n falls at high lithiation: high C-rate, high SOC and low temperature all plate.
 
-* Loss of graphite active material from particle cracking, superlinear in C-rate,
-  plus pore clogging by plated lithium (this feedback makes the knee)::
+* Loss of graphite active material from particle cracking under fast lithiation
+  (charging only), superlinear in C-rate, plus pore clogging by plated lithium::
 
-      r_lam = k_lam * C_n * |c|^p * A(E_lam, T) / 3600 + k_lam_pl * r_pl
+      r_lam = k_lam * C_n * c^p * A(E_lam, T) / 3600 + k_lam_pl * r_pl
 
 All arguments broadcast; shapes are (n,) or (n, K) for K points along a phase.
 """
@@ -65,19 +66,19 @@ class Rates:
         phi_V: np.ndarray,
         q_sei: np.ndarray,
     ) -> None:
-        abs_i = np.abs(current_A)
-        crate = abs_i / p.nominal_Ah
+        crate = np.abs(current_A) / p.nominal_Ah
+        # diffusion-induced stress of fast lithiation (charging only), |c|^p
+        stress = np.where(current_A > 0.0, crate, 0.0) ** p.lam_exp * (
+            p.c_neg * arrhenius(p.lam_ea, t_C, p.t_ref) / 3600.0
+        )
         self.sei = (
             p.sei_k
             * arrhenius(p.sei_ea, t_C, p.t_ref)
             * (1.0 + p.sei_soc_gain * x)
             / (q_sei + p.sei_q0)
-            + p.crack_sei * abs_i / 3600.0
+            + p.crack_sei * stress
         )
         onset = softplus((p.pl_threshold - phi_V) / p.pl_phi0)
         self.plating = np.where(current_A > 0.0, p.pl_k * onset / 3600.0, 0.0)
-        self.lam_neg = (
-            p.lam_k * p.c_neg * crate**p.lam_exp * arrhenius(p.lam_ea, t_C, p.t_ref) / 3600.0
-            + p.lam_pl * self.plating
-        )
+        self.lam_neg = p.lam_k * stress + p.lam_pl * self.plating
         self.lam_pos = p.lam_p_k * p.c_pos * crate / 3600.0

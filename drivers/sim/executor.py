@@ -21,17 +21,19 @@ import numpy as np
 from voltloop.drivers.records import empty_records
 from voltloop.drivers.sim.cell_model import CellBank
 from voltloop.drivers.sim.phases import (
+    BUDGET,
     CUTOFF,
     SAFETY,
     TIME,
-    ConstantCurrentPhase,
-    ConstantVoltagePhase,
-    PhaseLimits,
-    RestPhase,
-    VoltageScanPhase,
+    Coefficients,
+    Phase,
+    trajectory,
 )
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
 from voltloop.drivers.sim.record_buffer import RecordBuffer
+
+#: A voltage scan runs as this many constant-voltage stairs.
+SCAN_SEGMENTS = 20
 
 
 class RunState(enum.IntEnum):
@@ -141,10 +143,14 @@ class Executor:
         self.chg_hist[ch, :] = 0.0
         self.run[ch] = RunState.RUNNING
         sel = np.array([ch])
-        phase = RestPhase(self.bank, sel, np.zeros(1), np.ones(1))
-        pieces: list[tuple[np.ndarray, np.ndarray]] = []
-        self._emit(phase, sel, np.array([0]), np.zeros(1), pieces)
-        self._flush(pieces)
+        zero, nan = np.zeros(1), np.full(1, np.nan)
+        phase = Phase(
+            self.bank, sel, np.zeros(1, bool), zero, zero, nan, nan, zero, np.ones(1),
+            (np.full(1, -np.inf), np.full(1, np.inf), np.full(1, np.inf)),
+        )  # fmt: skip
+        pending: list[tuple] = []
+        self._schedule(phase, sel, np.array([1]), np.zeros(1), pending)
+        self._flush(pending)
 
     def halt(self, ch: int, state: RunState, reason: str | None = None) -> None:
         """Stop a channel (host stop, fault, safety) keeping its records."""
@@ -172,18 +178,15 @@ class Executor:
         if not live.any() or dt <= 0:
             return
         rem = np.where(live, float(dt), 0.0)
-        pieces: list[tuple[np.ndarray, np.ndarray]] = []
+        pending: list[tuple] = []
         for _ in range(1_000_000):
             self._settle()
             live = (self.run == RunState.RUNNING) | (self.run == RunState.WAITING_EIS)
             live &= rem > 1e-9
             if not live.any():
                 break
-            kinds = self.k_kind[self._ar, self.pc]
-            for kind in np.unique(kinds[live]):
-                m = live & (kinds == kind)
-                self._run_phase(OpKind(int(kind)), m, rem, pieces)
-        self._flush(pieces)
+            self._run_phase(live, rem, pending)
+        self._flush(pending)
 
     def _settle(self) -> None:
         """Process zero-time ops until every running channel sits on a timed op."""
@@ -235,64 +238,65 @@ class Executor:
         self.closed[ch] = cyc + 1
         self.chg_hist[ch, cyc] = self.chg[ch]
 
-    def _run_phase(
-        self,
-        kind: OpKind,
-        m: np.ndarray,
-        rem: np.ndarray,
-        pieces: list[tuple[np.ndarray, np.ndarray]],
-    ) -> None:
+    def _run_phase(self, m: np.ndarray, rem: np.ndarray, pending: list[tuple]) -> None:
+        """One phase solve for every live channel (all step kinds at once)."""
         sel = slice(None) if m.all() else np.flatnonzero(m)
         chs = self._ar[sel]
         pcs = self.pc[sel]
-        t_avail = rem[sel]
-        t_left = self.k_time[chs, pcs] - self.step_t[sel]
-        limits = PhaseLimits(self.v_lo[sel], self.v_hi[sel], self.t_hi[sel])
-        bank = self.bank
-        if kind == OpKind.CC:
-            phase = ConstantCurrentPhase(
-                bank, sel, self.k_value[chs, pcs], t_avail, t_left, self.k_volt[chs, pcs], limits
-            )
-        elif kind == OpKind.CV:
-            phase = ConstantVoltagePhase(
-                bank, sel, self.k_value[chs, pcs], t_avail, t_left, self.k_curr[chs, pcs], limits
-            )
-        elif kind == OpKind.REST:
-            phase = RestPhase(bank, sel, t_avail, t_left)
-        elif kind == OpKind.EIS:
-            phase = RestPhase(bank, sel, t_avail, self.eis_timeout_s - self.eis_waited[sel])
-        elif kind == OpKind.SCAN:
-            phase = VoltageScanPhase(
-                bank,
-                sel,
-                self.k_value[chs, pcs],
-                self.k_volt[chs, pcs],
-                self.k_curr[chs, pcs],
-                self.step_t[sel],
-                t_avail,
-                limits,
-            )
-        else:  # pragma: no cover - zero-time ops never reach here
-            raise RuntimeError(f"op kind {kind} has no phase")
+        kind = self.k_kind[chs, pcs]
+        value = self.k_value[chs, pcs]
+        step_t = self.step_t[sel]
+        is_cc = kind == OpKind.CC
+        is_cv = kind == OpKind.CV
+        is_scan = kind == OpKind.SCAN
+        is_eis = kind == OpKind.EIS
+        t_left = self.k_time[chs, pcs] - step_t
+        v_set = np.where(is_cv, value, 0.0)
+        if is_scan.any():  # staircase: CV segments of SCAN_SEGMENTS per sweep
+            seg = self.k_time[chs, pcs] / SCAN_SEGMENTS
+            n_done = np.floor(step_t / np.where(is_scan, seg, 1.0) + 1e-9)
+            seg_left = (n_done + 1.0) * seg - step_t
+            mid = (n_done + 0.5) * seg
+            v_scan = value + np.sign(self.k_volt[chs, pcs] - value) * self.k_curr[chs, pcs] * mid
+            v_set = np.where(is_scan, v_scan, v_set)
+            t_left = np.where(is_scan, np.minimum(seg_left, t_left), t_left)
+        if is_eis.any():
+            t_left = np.where(is_eis, self.eis_timeout_s - self.eis_waited[sel], t_left)
+        phase = Phase(
+            self.bank,
+            sel,
+            is_cv | is_scan,
+            np.where(is_cc, value, 0.0),
+            v_set,
+            np.where(is_cc, self.k_volt[chs, pcs], np.nan),
+            np.where(is_cv, self.k_curr[chs, pcs], np.nan),
+            rem[sel],
+            t_left,
+            (self.v_lo[sel], self.v_hi[sel], self.t_hi[sel]),
+        )
         end_t, code = phase.end_t, phase.code
-        step_done = (code == TIME) | (code == CUTOFF) | (code == SAFETY)
-        self._records(phase, sel, chs, end_t, step_done, pieces)
-        phase.commit()
+        if is_scan.any():
+            finished = step_t + end_t >= self.k_time[chs, pcs] - 1e-9
+            code = np.where(is_scan & (code == TIME) & ~finished, BUDGET, code)
+        step_done = code != BUDGET
+        if self.keep_records:
+            self._records(phase, sel, chs, end_t, step_done, pending)
         passed = phase.passed_Ah
+        phase.commit()
         rem[sel] -= end_t
         self.step_t[sel] += end_t
         self.exp_t[sel] += end_t
         self.chg[sel] += np.maximum(passed, 0.0)
         self.dis[sel] += np.maximum(-passed, 0.0)
-        if kind == OpKind.EIS:
-            self.eis_waited[sel] += end_t
+        if is_eis.any():
+            self.eis_waited[sel] += np.where(is_eis, end_t, 0.0)
         advance = (code == TIME) | (code == CUTOFF)
         if advance.any():
             done = chs[advance]
-            if kind == OpKind.EIS:
-                for c in done:
-                    self.skipped_eis[c].append(int(self.cycle[c]))
-                self.run[done] = RunState.RUNNING
+            timed_out = done[is_eis[advance]]
+            for c in timed_out:
+                self.skipped_eis[c].append(int(self.cycle[c]))
+            self.run[timed_out] = RunState.RUNNING
             self.pc[done] += 1
             self.step_t[done] = 0.0
         over_cap = (self.chg[sel] > self.max_cap[sel]) | (self.dis[sel] > self.max_cap[sel])
@@ -327,15 +331,15 @@ class Executor:
     # --- records ---------------------------------------------------------------------
     def _records(
         self,
-        phase: object,
+        phase: Phase,
         sel: object,
         chs: np.ndarray,
         end_t: np.ndarray,
         step_done: np.ndarray,
-        pieces: list[tuple[np.ndarray, np.ndarray]],
+        pending: list[tuple],
     ) -> None:
-        if not self.keep_records:
-            return
+        """Schedule the records that fall inside this phase (every ``record.time_s`` of
+        test time, plus one at the end of each step)."""
         t0 = self.exp_t[sel]
         dt = self.rec_dt[sel]
         k0 = np.floor(t0 / dt + 1e-9)
@@ -351,49 +355,61 @@ class Executor:
         starts = np.cumsum(counts) - counts
         j = np.arange(total) - starts[rows]
         tau = (k0[rows] + 1 + j) * dt[rows] - t0[rows]
-        last = j == counts[rows] - 1
-        tau = np.where(last & (extra[rows] == 1), end_t[rows], tau)
-        self._emit(phase, chs, rows, tau, pieces)
+        last_extra = (j == counts[rows] - 1) & (extra[rows] == 1)
+        tau = np.where(last_extra, end_t[rows], tau)
+        self._schedule(phase, chs, counts, tau, pending)
 
-    def _emit(
+    def _schedule(
         self,
-        phase: object,
+        phase: Phase,
         chs: np.ndarray,
-        rows: np.ndarray,
+        counts: np.ndarray,
         tau: np.ndarray,
-        pieces: list[tuple[np.ndarray, np.ndarray]],
+        pending: list[tuple],
     ) -> None:
-        v, i, temp, passed = phase.sample(rows, tau)  # type: ignore[attr-defined]
-        ch = chs[rows]
-        out = empty_records(rows.size)
-        counts = np.bincount(rows, minlength=chs.size)
-        starts = np.cumsum(counts) - counts
-        out["record"] = self.rec_count[ch] + (np.arange(rows.size) - starts[rows])
+        """Reserve record numbers now; evaluate the values in one batch at flush time."""
+        meta = np.empty((chs.size, 6))
+        meta[:, 0] = chs
+        meta[:, 1] = self.rec_count[chs]
+        meta[:, 2] = self.exp_t[chs]
+        meta[:, 3] = self.cycle[chs]
+        meta[:, 4] = self.pc[chs]
+        meta[:, 5] = self.chg[chs]
+        dis0 = self.dis[chs].copy()
         self.rec_count[chs] += counts
-        out["t_s"] = self.exp_t[ch] + tau
-        out["cycle"] = self.cycle[ch]
-        out["step"] = self.pc[ch]
-        noise = self.noise
-        rng = self.rng
-        out["voltage_V"] = v + rng.normal(0.0, noise.voltage_V, v.size)
-        out["current_A"] = i * (1.0 + rng.normal(0.0, noise.current_rel, v.size))
-        out["temperature_C"] = temp + rng.normal(0.0, noise.temperature_C, v.size)
-        out["charge_Ah"] = self.chg[ch] + np.maximum(passed, 0.0)
-        out["discharge_Ah"] = self.dis[ch] + np.maximum(-passed, 0.0)
-        pieces.append((ch, out))
+        pending.append((phase.coef, meta, dis0, counts, tau))
 
-    def _flush(self, pieces: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Hand the records of one advance to the channel buffers, grouped by channel."""
-        if not pieces:
+    def _flush(self, pending: list[tuple]) -> None:
+        """Evaluate all scheduled records of one advance and append them per channel."""
+        if not pending:
             return
-        if len(pieces) == 1:
-            chans, recs = pieces[0]
-        else:
-            chans = np.concatenate([c for c, _ in pieces])
-            recs = np.concatenate([r for _, r in pieces])
-        order = np.argsort(chans, kind="stable")
-        chans, recs = chans[order], recs[order]
-        counts = np.bincount(chans, minlength=self.n)
-        bounds = np.cumsum(counts)
-        for c in np.flatnonzero(counts):
-            self.buffers[c].append(recs[bounds[c] - counts[c] : bounds[c]])
+        coef = np.concatenate([p[0] for p in pending])
+        meta = np.concatenate([p[1] for p in pending])
+        dis0 = np.concatenate([p[2] for p in pending])
+        counts = np.concatenate([p[3] for p in pending])
+        tau = np.concatenate([p[4] for p in pending])
+        rows = np.repeat(np.arange(counts.size), counts)
+        starts = np.cumsum(counts) - counts
+        c = Coefficients(coef[rows])
+        v, current, temp, q, *_ = trajectory(self.bank, c, tau)
+        v = np.where(c.cv > 0, c.v_set, v)
+        passed = q - c.q0
+        m = meta[rows]
+        out = empty_records(rows.size)
+        out["record"] = m[:, 1].astype(np.int64) + (np.arange(rows.size) - starts[rows])
+        out["t_s"] = m[:, 2] + tau
+        out["cycle"] = m[:, 3]
+        out["step"] = m[:, 4]
+        noise, rng = self.noise, self.rng
+        out["voltage_V"] = v + rng.normal(0.0, noise.voltage_V, v.size)
+        out["current_A"] = current * (1.0 + rng.normal(0.0, noise.current_rel, v.size))
+        out["temperature_C"] = temp + rng.normal(0.0, noise.temperature_C, v.size)
+        out["charge_Ah"] = m[:, 5] + np.maximum(passed, 0.0)
+        out["discharge_Ah"] = dis0[rows] + np.maximum(-passed, 0.0)
+        chans = m[:, 0].astype(np.int64)
+        order = np.lexsort((out["record"], chans))
+        chans, out = chans[order], out[order]
+        per = np.bincount(chans, minlength=self.n)
+        bounds = np.cumsum(per)
+        for ch in np.flatnonzero(per):
+            self.buffers[ch].append(out[bounds[ch] - per[ch] : bounds[ch]])
