@@ -41,11 +41,15 @@ class PostgresUnavailableError(RuntimeError):
 def find_postgres_bindir() -> Path | None:
     """The directory holding ``initdb`` and ``pg_ctl``, or None if not installed.
 
-    Looks at ``$VOLTLOOP_PG_BINDIR``, then ``PATH``, then Debian's
-    ``/usr/lib/postgresql/<major>/bin`` (newest major first).
+    ``$VOLTLOOP_PG_BINDIR`` if set (and nothing else); otherwise ``PATH``, then
+    Debian's ``/usr/lib/postgresql/<major>/bin`` (newest major first).
     """
     configured = os.environ.get("VOLTLOOP_PG_BINDIR")
-    candidates: list[Path] = [Path(configured)] if configured else []
+    if configured:  # an explicit choice is the only candidate
+        directory = Path(configured)
+        ok = (directory / "initdb").is_file() and (directory / "pg_ctl").is_file()
+        return directory if ok else None
+    candidates: list[Path] = []
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(Path(on_path).parent)
