@@ -9,6 +9,7 @@ with :meth:`SimulatedInstruments.stop` (bounded joins).
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,22 @@ def potentiostat_server_class() -> type | None:
             return None
         raise
     return getattr(module, "PotentiostatServer", None)
+
+
+def _make_potentiostat_server(
+    server_class: type, lab: VirtualLab, link: str, faults: FaultInjector | None
+) -> Any:
+    """Build the potentiostat server with the keyword names its constructor accepts
+    (``link``; ``faults`` or ``fault_injector``)."""
+    params = inspect.signature(server_class).parameters
+    kwargs: dict[str, Any] = {}
+    if "link" in params:
+        kwargs["link"] = link
+    for name in ("faults", "fault_injector", "injector"):
+        if name in params:
+            kwargs[name] = faults
+            break
+    return server_class(lab, **kwargs)
 
 
 def load_default_cells(
@@ -120,8 +137,10 @@ def serve_lab(
     try:
         server_class = potentiostat_server_class() if potentiostat else None
         if server_class is not None:
-            server = server_class(lab, link=link, faults=faults.get("potentiostat"))
-            server.start()
+            server = _make_potentiostat_server(server_class, lab, link, faults.get("potentiostat"))
+            url = server.start()
+            if not getattr(server, "url", None) and isinstance(url, str):
+                server.url = url
             instruments.potentiostat = server
         elif potentiostat:
             log.warning("no simulated potentiostat server in this version; serving the cycler only")
