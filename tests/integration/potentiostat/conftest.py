@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_lab import FakeLab  # noqa: E402
+from potentiostat_fake_lab import FakeLab  # noqa: E402
 
 from voltloop.drivers.potentiostat import PalmSensPotentiostat  # noqa: E402
 from voltloop.drivers.sim.potentiostat_server import SimulatedPotentiostatServer  # noqa: E402

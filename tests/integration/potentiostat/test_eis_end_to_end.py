@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from fake_lab import TRUE_PARAMETERS, FakeLab, model_impedance
+from potentiostat_fake_lab import TRUE_PARAMETERS, FakeLab, model_impedance
 
 from voltloop.drivers.eis import DEFAULT_CIRCUIT, EisSpec
 from voltloop.drivers.errors import InstrumentError

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from fake_lab import FakeLab, model_impedance
+from potentiostat_fake_lab import FakeLab, model_impedance
 
 from voltloop.drivers import methodscript as ms
 from voltloop.drivers.eis import EisSpec
