@@ -165,3 +165,18 @@ def test_iter_series_and_cascade_delete(engine: Engine, experiment_id: str) -> N
     with read_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Cycle)) == 0
         assert session.scalar(select(func.count()).select_from(CycleSeries)) == 0
+
+
+def test_summaries_subset_empty_and_unknown_columns(engine: Engine, experiment_id: str) -> None:
+    with read_session(engine) as session:
+        empty = cycle_summaries(session, experiment_id, ["discharge_capacity_ah"])
+        assert list(empty) == ["cycle_index", "discharge_capacity_ah"]
+        assert empty["cycle_index"].shape == (0,) and empty["cycle_index"].dtype == np.int64
+        with pytest.raises(InvalidRecordError, match="unknown cycle summary column"):
+            cycle_summaries(session, experiment_id, ["discharge_capacity_ah; DROP TABLE cycle"])
+    with write_session(engine) as session:
+        append_cycles(session, experiment_id, _cycles(range(2), n_samples=20))
+        # uncommitted rows of the same transaction are visible to the read
+        got = cycle_summaries(session, experiment_id, ["sample_count", "cv_time_s"])
+    np.testing.assert_array_equal(got["sample_count"], [20, 20])
+    assert got["sample_count"].dtype == np.int64 and got["cv_time_s"].dtype == np.float64
