@@ -250,7 +250,7 @@ class CyclerServer:
     ) -> None:
         self.lab = lab
         down_s = faults.down_s if faults is not None else 0.2
-        self.link = make_link(link, down_s=down_s) if isinstance(link, str) else link
+        self.link = make_link(link, name="cycler", down_s=down_s) if isinstance(link, str) else link
         self.faults = faults
         self.identity = identity or ("VOLTLOOP", f"VLC-{lab.channel_count}", "SIM00001", "1.0.0")
         self.max_batch = max_batch

@@ -208,11 +208,13 @@ class _PtyConnection(Connection):
 
 
 class PtyLink(Link):
-    def __init__(self, path: str | Path | None = None, **kwargs: float) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, name: str = "tty", **kwargs: float
+    ) -> None:
         super().__init__(**kwargs)
         if path is None:
             folder = Path(tempfile.mkdtemp(prefix="voltloop-sim-"))
-            path = folder / "tty"
+            path = folder / name
             self._own_folder: Path | None = folder
         else:
             self._own_folder = None
@@ -279,10 +281,10 @@ class PtyLink(Link):
                 self._own_folder.rmdir()
 
 
-def make_link(kind: str, **kwargs: float) -> Link:
-    """``"tcp"`` or ``"pty"``."""
+def make_link(kind: str, *, name: str = "tty", **kwargs: float) -> Link:
+    """``"tcp"`` or ``"pty"`` (``name``: the pty symlink's file name, e.g. ``cycler``)."""
     if kind == "tcp":
         return TcpLink(**kwargs)  # type: ignore[arg-type]
     if kind == "pty":
-        return PtyLink(**kwargs)  # type: ignore[arg-type]
+        return PtyLink(name=name, **kwargs)  # type: ignore[arg-type]
     raise ValueError(f"unknown link {kind!r}; use 'tcp' or 'pty'")
