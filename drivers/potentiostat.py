@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from voltloop.drivers import methodscript as ms
+from voltloop.drivers import potentiostat_scripts as ps
 from voltloop.drivers.eis import EisSpec, EisSpectrum
 from voltloop.drivers.errors import Disconnected, ProtocolError, TransportTimeout
 from voltloop.drivers.interfaces import InstrumentIdentity, InstrumentKind
@@ -45,12 +46,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Firmware id prefix (docs §t) → (device model name, limits key or None)
-DEVICE_IDS: tuple[tuple[str, str, ms.DeviceModel | None], ...] = (
-    ("espico", "EmStat Pico", ms.DeviceModel.EMSTAT_PICO),
-    ("es4_hr", "EmStat4 HR", ms.DeviceModel.EMSTAT4_HR),
-    ("es4_lr", "EmStat4 LR", ms.DeviceModel.EMSTAT4_LR),
-    ("mes4hr", "MultiEmStat4 HR", ms.DeviceModel.EMSTAT4_HR),
-    ("mes4lr", "MultiEmStat4 LR", ms.DeviceModel.EMSTAT4_LR),
+DEVICE_IDS: tuple[tuple[str, str, ps.DeviceModel | None], ...] = (
+    ("espico", "EmStat Pico", ps.DeviceModel.EMSTAT_PICO),
+    ("es4_hr", "EmStat4 HR", ps.DeviceModel.EMSTAT4_HR),
+    ("es4_lr", "EmStat4 LR", ps.DeviceModel.EMSTAT4_LR),
+    ("mes4hr", "MultiEmStat4 HR", ps.DeviceModel.EMSTAT4_HR),
+    ("mes4lr", "MultiEmStat4 LR", ps.DeviceModel.EMSTAT4_LR),
     ("nexus1", "Nexus", None),
 )
 _LINK_FAULTS = (TransportTimeout, ProtocolError, Disconnected)
@@ -81,7 +82,7 @@ class PalmSensPotentiostat:
         self,
         url: str,
         *,
-        device: ms.DeviceModel | None = None,
+        device: ps.DeviceModel | None = None,
         timeout_s: float = 2.0,
         retries: int = 2,
         measurement_retries: int = 1,
@@ -119,10 +120,10 @@ class PalmSensPotentiostat:
         return self.transport.timeout_s
 
     @property
-    def limits(self) -> ms.DeviceLimits:
+    def limits(self) -> ps.DeviceLimits:
         if self.device is None:
             self.identify()
-        return ms.DEVICE_LIMITS[self.device or ms.DeviceModel.EMSTAT4_HR]
+        return ps.DEVICE_LIMITS[self.device or ps.DeviceModel.EMSTAT4_HR]
 
     def close(self) -> None:
         self.transport.close()
@@ -278,7 +279,7 @@ class PalmSensPotentiostat:
         """
         limits = self.limits
         n = spec.n_points
-        script = ms.eis_script(
+        script = ps.eis_script(
             limits,
             f_start_Hz=spec.f_start_Hz,
             f_end_Hz=spec.f_end_Hz,
@@ -286,16 +287,16 @@ class PalmSensPotentiostat:
             amplitude_Vrms=spec.amplitude_Vrms,
             dc_potential_V=spec.dc_potential_V,
         )
-        frequencies = ms.eis_frequencies(spec.f_start_Hz, spec.f_end_Hz, n)
+        frequencies = ps.eis_frequencies(spec.f_start_Hz, spec.f_end_Hz, n)
         at_ocv = spec.dc_potential_V is None
-        first_extra = ms.EIS_TIMEOUT_SAFETY * ms.OCV_REST_S if at_ocv else 0.0
+        first_extra = ps.EIS_TIMEOUT_SAFETY * ps.OCV_REST_S if at_ocv else 0.0
 
         def line_budget(k: int) -> float:
             if k >= n:
                 return self.timeout_s
-            return ms.eis_point_budget_s(frequencies[k]) + (first_extra if k == 0 else 0.0)
+            return ps.eis_point_budget_s(frequencies[k]) + (first_extra if k == 0 else 0.0)
 
-        total = ms.eis_sweep_budget_s(frequencies, at_ocv=at_ocv)
+        total = ps.eis_sweep_budget_s(frequencies, at_ocv=at_ocv)
 
         def measure() -> EisSpectrum:
             packages, aborted = self._run_script(script, line_budget, total)
@@ -356,7 +357,7 @@ class PalmSensPotentiostat:
     # ------------------------------------------------------------------ OCV / CP
     def ocv(self, *, interval_s: float = 0.1, duration_s: float = 1.0) -> float:
         """Mean open-circuit potential over ``duration_s`` (``meas_loop_ocp``), V."""
-        trace = self._potential_trace(ms.ocv_script(interval_s=interval_s, duration_s=duration_s),
+        trace = self._potential_trace(ps.ocv_script(interval_s=interval_s, duration_s=duration_s),
                                       interval_s, duration_s)  # fmt: skip
         values = np.asarray(trace.potential_V, dtype=float)
         if values.size == 0 or not np.isfinite(values).any():
@@ -367,14 +368,14 @@ class PalmSensPotentiostat:
         self, current_A: float, *, interval_s: float = 0.1, duration_s: float = 2.0
     ) -> PotentialTrace:
         """Apply ``current_A`` for ``duration_s`` and record the potential (``meas_loop_cp``)."""
-        script = ms.chronopotentiometry_script(
+        script = ps.chronopotentiometry_script(
             self.limits, current_A=current_A, interval_s=interval_s, duration_s=duration_s
         )
         return self._potential_trace(script, interval_s, duration_s)
 
     def _potential_trace(self, script: str, interval_s: float, duration_s: float) -> PotentialTrace:
-        per_line = ms.EIS_TIMEOUT_SAFETY * interval_s + self.timeout_s
-        total = ms.EIS_TIMEOUT_SAFETY * duration_s + 10.0
+        per_line = ps.EIS_TIMEOUT_SAFETY * interval_s + self.timeout_s
+        total = ps.EIS_TIMEOUT_SAFETY * duration_s + 10.0
 
         def measure() -> PotentialTrace:
             packages, aborted = self._run_script(script, lambda _k: per_line, total)

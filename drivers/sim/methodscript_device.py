@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voltloop.drivers import methodscript as ms
+from voltloop.drivers import potentiostat_scripts as ps
 
 # Error codes the simulator emits (docs/protocols/methodscript.md §Errors).
 ERR_UNKNOWN_COMMAND = 0x0003
@@ -142,7 +143,7 @@ def _where(line_no: int, col: int = 1) -> str:
     return f"Line {line_no}, Col {col}"
 
 
-def parse_script(lines: list[str], limits: ms.DeviceLimits) -> Program:
+def parse_script(lines: list[str], limits: ps.DeviceLimits) -> Program:
     """Parse the script lines (between ``e`` and the empty line); raise ScriptError."""
     declared: set[str] = set()
     main: list[Statement | Loop] = []
@@ -189,7 +190,7 @@ def parse_script(lines: list[str], limits: ms.DeviceLimits) -> Program:
     return Program(tuple(main), tuple(finished))
 
 
-def _check_arguments(statement: Statement, declared: set[str], limits: ms.DeviceLimits) -> None:
+def _check_arguments(statement: Statement, declared: set[str], limits: ps.DeviceLimits) -> None:
     command, args = statement.command, statement.args
     n_out = len(LOOPS.get(command, ()))
     col = len(command) + 2
@@ -220,7 +221,7 @@ def _literal_or_none(text: str) -> float | None:
 
 
 def _check_eis_limits(
-    statement: Statement, limits: ms.DeviceLimits, value: Callable[[str], float | None]
+    statement: Statement, limits: ps.DeviceLimits, value: Callable[[str], float | None]
 ) -> None:
     """Frequency, amplitude, point count and DC level within the device's limits."""
     _, _, _, amp, f_start, f_end, n, e_dc = statement.args
@@ -243,7 +244,7 @@ def _check_eis_limits(
 class DeviceContext:
     """What a running script may touch: the lab through two calls, and device limits."""
 
-    limits: ms.DeviceLimits
+    limits: ps.DeviceLimits
     channel: Callable[[], int | None]
     impedance: Callable[[int, np.ndarray], np.ndarray]
     open_circuit_voltage: Callable[[int], float]
@@ -373,7 +374,7 @@ def _run_loop(run: _Run, loop: Loop) -> Iterator[tuple[float, bytes]]:
             raise ScriptError(ERR_CELL_OFF, f"{_where(head.line_no)}: cell is off")
         _check_eis_limits(head, run.ctx.limits, lambda a: _value(run, a))
         amp, f_start, f_end, n = (_value(run, a) for a in head.args[3:7])
-        frequencies = ms.eis_frequencies(f_start, f_end, int(n))
+        frequencies = ps.eis_frequencies(f_start, f_end, int(n))
         z = np.asarray(_lab(run.ctx.impedance, channel, frequencies), dtype=complex)
         yield 0.0, marker
         f_var, re_var, im_var = outputs

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from potentiostat_fake_lab import FakeLab, model_impedance
 
-from voltloop.drivers import methodscript as ms
+from voltloop.drivers import potentiostat_scripts as ps
 from voltloop.drivers.eis import EisSpec
 from voltloop.drivers.errors import (
     Disconnected,
@@ -58,7 +58,7 @@ def test_eis_recovers_from_a_fault_in_the_output_stream(
     assert faults.counts[kind] == 1
     assert_matches_lab(spectrum)
     # one failed attempt (at most the longest point budget) + sync + a clean attempt
-    assert elapsed < ms.eis_point_budget_s(100) + 3.0
+    assert elapsed < ps.eis_point_budget_s(100) + 3.0
 
 
 @pytest.mark.parametrize("kind", [FaultKind.GARBLE, FaultKind.DISCONNECT, FaultKind.PARTIAL])
@@ -91,7 +91,7 @@ def test_eis_raises_its_typed_error_when_the_fault_persists(
     with pytest.raises(error) as info:
         driver.eis(SPEC)
     assert isinstance(info.value, InstrumentCommunicationError)
-    assert time.monotonic() - start < 2 * (ms.eis_point_budget_s(100) + 2.0)
+    assert time.monotonic() - start < 2 * (ps.eis_point_budget_s(100) + 2.0)
     # the link is usable afterwards
     assert driver.identify().model == "EmStat4 HR"
 

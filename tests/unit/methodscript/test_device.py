@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from voltloop.drivers import methodscript as ms
+from voltloop.drivers import potentiostat_scripts as ps
 from voltloop.drivers.sim import methodscript_device as dev
 
-HR = ms.DEVICE_LIMITS[ms.DeviceModel.EMSTAT4_HR]
+HR = ps.DEVICE_LIMITS[ps.DeviceModel.EMSTAT4_HR]
 
 
 def context(channel: int | None = 0, busy: bool = False) -> dev.DeviceContext:
@@ -42,11 +43,11 @@ def run(script: str, ctx: dev.DeviceContext | None = None) -> tuple[list[ms.Outp
 
 
 def test_generated_eis_script_runs_and_sweeps_high_to_low() -> None:
-    script = ms.eis_script(HR, f_start_Hz=1e4, f_end_Hz=1e-1, n_points=11, amplitude_Vrms=5e-3)
+    script = ps.eis_script(HR, f_start_Hz=1e4, f_end_Hz=1e-1, n_points=11, amplitude_Vrms=5e-3)
     events, device_time = run(script)
     packages = [e for e in events if isinstance(e, ms.DataPackage)]
     f = np.array([p.get("dc").value for p in packages])
-    np.testing.assert_allclose(f, ms.eis_frequencies(1e4, 1e-1, 11), rtol=1e-6)
+    np.testing.assert_allclose(f, ps.eis_frequencies(1e4, 1e-1, 11), rtol=1e-6)
     z = np.array([p.get("cc").value + 1j * p.get("cd").value for p in packages])
     expected = 0.02 + 0.01 / (1 + 1j * 2 * np.pi * f * 1e-3)
     np.testing.assert_allclose(z, expected, rtol=1e-5)
@@ -56,10 +57,10 @@ def test_generated_eis_script_runs_and_sweeps_high_to_low() -> None:
 
 
 def test_generated_ocv_and_cp_scripts_run() -> None:
-    events, _ = run(ms.ocv_script(interval_s=0.1, duration_s=0.5))
+    events, _ = run(ps.ocv_script(interval_s=0.1, duration_s=0.5))
     values = [e.get("ab").value for e in events if isinstance(e, ms.DataPackage)]
     assert values == pytest.approx([3.3] * 5)
-    events, _ = run(ms.chronopotentiometry_script(HR, current_A=0.01, interval_s=0.5, duration_s=1))
+    events, _ = run(ps.chronopotentiometry_script(HR, current_A=0.01, interval_s=0.5, duration_s=1))
     packages = [e for e in events if isinstance(e, ms.DataPackage)]
     assert [p.get("eb").value for p in packages] == pytest.approx([0.5, 1.0])
     assert all(p.get("db").value == pytest.approx(0.01) for p in packages)
@@ -91,7 +92,7 @@ def test_parse_errors_carry_code_and_position(lines: list[str], code: int, where
     [(context(channel=None), 0x7001), (context(busy=True), 0x7002)],
 )
 def test_runtime_errors(ctx: dev.DeviceContext, code: int) -> None:
-    script = ms.eis_script(HR, f_start_Hz=1e3, f_end_Hz=10, n_points=3, amplitude_Vrms=5e-3)
+    script = ps.eis_script(HR, f_start_Hz=1e3, f_end_Hz=10, n_points=3, amplitude_Vrms=5e-3)
     program = dev.parse_script(lines_of(script), HR)
     with pytest.raises(dev.ScriptError) as info:
         list(dev.run_script(program, ctx))
@@ -108,7 +109,7 @@ def test_eis_needs_the_cell_on() -> None:
 def test_overload_flag_when_the_current_exceeds_the_limit() -> None:
     ctx = context()
     ctx.current_limit_A = 0.1  # 5 mV on ~25 mOhm is ~0.2 A
-    script = ms.eis_script(
+    script = ps.eis_script(
         HR, f_start_Hz=1e3, f_end_Hz=10, n_points=3, amplitude_Vrms=5e-3, dc_potential_V=0
     )
     events, _ = run(script, ctx)
@@ -118,6 +119,6 @@ def test_overload_flag_when_the_current_exceeds_the_limit() -> None:
 
 
 def test_expected_line_count_estimate() -> None:
-    script = ms.eis_script(HR, f_start_Hz=1e3, f_end_Hz=10, n_points=21, amplitude_Vrms=5e-3)
+    script = ps.eis_script(HR, f_start_Hz=1e3, f_end_Hz=10, n_points=21, amplitude_Vrms=5e-3)
     program = dev.parse_script(lines_of(script), HR)
     assert program.expected_lines() == 1 + 2 + 2 + 21

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from voltloop.drivers import methodscript as ms
+from voltloop.drivers import potentiostat_scripts as ps
 from voltloop.drivers.eis import EisSpec
 from voltloop.drivers.errors import InstrumentError, ProtocolError, TransportTimeout
 from voltloop.drivers.potentiostat import PalmSensPotentiostat
@@ -38,7 +39,7 @@ SYNC_IDLE = (b"\nZ\n", b"Z!0006\n")
 
 
 def driver(transport, **kwargs) -> PalmSensPotentiostat:
-    options = {"device": ms.DeviceModel.EMSTAT4_HR, "analyse": False, "measurement_retries": 0}
+    options = {"device": ps.DeviceModel.EMSTAT4_HR, "analyse": False, "measurement_retries": 0}
     options.update(kwargs)
     return PalmSensPotentiostat("expected://", transport=transport, **options)
 
@@ -53,7 +54,7 @@ def test_identify() -> None:
 def test_identify_learns_the_device_limits() -> None:
     with expected_exchange([(b"t\n", b"tespico1.2\n#2019*\n")]) as port:
         pico = driver(port, device=None)
-        assert pico.limits.model is ms.DeviceModel.EMSTAT_PICO
+        assert pico.limits.model is ps.DeviceModel.EMSTAT_PICO
 
 
 def test_eis_exact_bytes_and_decoded_spectrum() -> None:
@@ -75,8 +76,8 @@ def test_eis_refused_by_the_device_raises_instrument_error_with_the_code() -> No
 
 
 def test_eis_outside_device_limits_fails_before_any_byte() -> None:
-    with expected_exchange([]) as port, pytest.raises(ms.ScriptValidationError, match="f_start_Hz"):
-        driver(port, device=ms.DeviceModel.EMSTAT_PICO).eis(EisSpec(f_start_Hz=1e6, f_end_Hz=1))
+    with expected_exchange([]) as port, pytest.raises(ps.ScriptValidationError, match="f_start_Hz"):
+        driver(port, device=ps.DeviceModel.EMSTAT_PICO).eis(EisSpec(f_start_Hz=1e6, f_end_Hz=1))
 
 
 def test_wrong_sweep_frequency_is_a_protocol_error_and_the_driver_resyncs() -> None:
@@ -100,7 +101,7 @@ def test_silent_device_times_out_within_the_point_budget() -> None:
         with pytest.raises(TransportTimeout):
             driver(port).eis(SPEC_3)
         elapsed = time.monotonic() - start
-    assert ms.eis_point_budget_s(1000) - 0.1 < elapsed < ms.eis_point_budget_s(1000) + 1.5
+    assert ps.eis_point_budget_s(1000) - 0.1 < elapsed < ps.eis_point_budget_s(1000) + 1.5
 
 
 def test_measurement_is_retried_once_after_a_link_fault() -> None:
@@ -114,7 +115,7 @@ def test_measurement_is_retried_once_after_a_link_fault() -> None:
 
 
 def test_ocv_read() -> None:
-    script = ms.ocv_script(interval_s=0.5, duration_s=1.0).encode()
+    script = ps.ocv_script(interval_s=0.5, duration_s=1.0).encode()
     assert script.startswith(b"e\nvar p\n") and b"meas_loop_ocp p 500m 1\n" in script
     reply = b"eM000B\nPab8325C40u,10\nPab8325C42u,10\n*\n\n"
     with expected_exchange([(script, reply)]) as port:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voltloop.drivers import methodscript as ms
+from voltloop.drivers import potentiostat_scripts as ps
 
-HR = ms.DEVICE_LIMITS[ms.DeviceModel.EMSTAT4_HR]
-PICO = ms.DEVICE_LIMITS[ms.DeviceModel.EMSTAT_PICO]
+HR = ps.DEVICE_LIMITS[ps.DeviceModel.EMSTAT4_HR]
+PICO = ps.DEVICE_LIMITS[ps.DeviceModel.EMSTAT_PICO]
 
 
 def test_point_count_and_frequencies() -> None:
-    n = ms.eis_point_count(1e4, 1e-2, 10)
+    n = ps.eis_point_count(1e4, 1e-2, 10)
     assert n == 61
-    f = ms.eis_frequencies(1e4, 1e-2, n)
+    f = ps.eis_frequencies(1e4, 1e-2, n)
     assert f.shape == (61,)
     assert f[0] == pytest.approx(1e4) and f[-1] == pytest.approx(1e-2)
     assert np.all(np.diff(f) < 0)  # high -> low
@@ -22,7 +22,7 @@ def test_point_count_and_frequencies() -> None:
 
 
 def test_eis_script_fixed_potential_exact_text() -> None:
-    script = ms.eis_script(
+    script = ps.eis_script(
         HR, f_start_Hz=1e3, f_end_Hz=10, n_points=3, amplitude_Vrms=5e-3, dc_potential_V=3.3
     )
     lines = script.split("\n")
@@ -36,7 +36,7 @@ def test_eis_script_fixed_potential_exact_text() -> None:
 
 
 def test_eis_script_at_ocv_uses_measured_potential() -> None:
-    script = ms.eis_script(HR, f_start_Hz=1e4, f_end_Hz=1e-2, n_points=61, amplitude_Vrms=5e-3)
+    script = ps.eis_script(HR, f_start_Hz=1e4, f_end_Hz=1e-2, n_points=61, amplitude_Vrms=5e-3)
     lines = script.split("\n")
     assert "meas_loop_ocp p 100m 2" in lines
     assert lines.index("meas_loop_ocp p 100m 2") < lines.index("cell_on")
@@ -66,26 +66,26 @@ def test_eis_validation_names_field_and_limit(kwargs: dict, field: str, limit: s
         "dc_potential_V": 0.5,
     }
     args.update(kwargs)
-    with pytest.raises(ms.ScriptValidationError) as info:
-        ms.eis_script(PICO, **args)
+    with pytest.raises(ps.ScriptValidationError) as info:
+        ps.eis_script(PICO, **args)
     assert info.value.field == field
     assert field in str(info.value) and limit in str(info.value)
     assert info.value.exit_code == 2
 
 
 def test_ocv_and_cp_scripts() -> None:
-    ocv = ms.ocv_script(interval_s=0.1, duration_s=1.0)
+    ocv = ps.ocv_script(interval_s=0.1, duration_s=1.0)
     assert "meas_loop_ocp p 100m 1" in ocv.split("\n") and ocv.endswith("endloop\n\n")
-    cp = ms.chronopotentiometry_script(HR, current_A=0.01, interval_s=0.1, duration_s=2)
+    cp = ps.chronopotentiometry_script(HR, current_A=0.01, interval_s=0.1, duration_s=2)
     assert "meas_loop_cp p c 10m 100m 2" in cp.split("\n")
-    with pytest.raises(ms.ScriptValidationError, match="current_A"):
-        ms.chronopotentiometry_script(PICO, current_A=0.1)
-    with pytest.raises(ms.ScriptValidationError, match="interval_s"):
-        ms.ocv_script(interval_s=5, duration_s=1)
+    with pytest.raises(ps.ScriptValidationError, match="current_A"):
+        ps.chronopotentiometry_script(PICO, current_A=0.1)
+    with pytest.raises(ps.ScriptValidationError, match="interval_s"):
+        ps.ocv_script(interval_s=5, duration_s=1)
 
 
 def test_timeout_scales_with_the_sweep() -> None:
-    fast = ms.eis_sweep_budget_s(ms.eis_frequencies(1e4, 1, 41), at_ocv=False)
-    slow = ms.eis_sweep_budget_s(ms.eis_frequencies(1e4, 1e-2, 61), at_ocv=True)
+    fast = ps.eis_sweep_budget_s(ps.eis_frequencies(1e4, 1, 41), at_ocv=False)
+    slow = ps.eis_sweep_budget_s(ps.eis_frequencies(1e4, 1e-2, 61), at_ocv=True)
     assert fast < 200 < 3600 < slow
-    assert ms.eis_point_budget_s(1e-2) > 1000 > 2 > ms.eis_point_budget_s(1e4)
+    assert ps.eis_point_budget_s(1e-2) > 1000 > 2 > ps.eis_point_budget_s(1e4)
