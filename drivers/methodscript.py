@@ -9,8 +9,6 @@ Value encoding (docs §Data packages): a variable is ``<2-letter type><7 hex><pr
 with value = (hex − 0x8000000) × prefix factor; NaN is ``"     nan"``.
 """
 
-# ruff: noqa: N815 - unit-suffixed physics names (f_start_Hz, max_current_A)
-
 from __future__ import annotations
 
 import enum

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from voltloop.drivers import methodscript as ms
 from voltloop.drivers.errors import ProtocolError
@@ -174,3 +176,39 @@ def test_error_reply_becomes_instrument_error() -> None:
     exc = reply.to_exception(url="socket://x:1")
     assert exc.code == 0x4005 and exc.command == "e"
     assert "Line 12" in str(exc) and "socket://x:1" in str(exc)
+
+
+@given(
+    values=st.lists(
+        st.tuples(st.floats(min_value=1e-3, max_value=1e5), st.floats(-1, 1), st.floats(-1, 1)),
+        min_size=1,
+        max_size=8,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12),
+)
+def test_any_split_of_a_sweep_gives_the_same_packages(values: list, cuts: list[int]) -> None:
+    """Property: bytes may arrive split anywhere; the parser's events never depend on it."""
+    lines = [b"eM0007"]
+    for f, zr, zi in values:
+        package = ms.DataPackage(
+            (
+                ms.Variable("dc", f),
+                ms.Variable("cc", zr, ms.StatusFlag.OK, 0x1B),
+                ms.Variable("cd", zi),
+            )
+        )
+        lines.append(package.encode().encode())
+    output = b"\n".join([*lines, b"*", b"", b""])
+    whole = ms.parse_output(output)
+    parser = ms.OutputParser()
+    events = []
+    previous = 0
+    for cut in sorted({c % (len(output) + 1) for c in cuts}) + [len(output)]:
+        events.extend(parser.feed(output[previous:cut]))
+        previous = cut
+    parser.finish()
+    assert events == whole
+    packages = [e for e in events if isinstance(e, ms.DataPackage)]
+    assert [p.get("dc").value for p in packages] == pytest.approx(
+        [v[0] for v in values], rel=7.5e-6
+    )
