@@ -14,6 +14,7 @@ database makes each new one a fast file copy.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -157,6 +158,7 @@ class PostgresServer:
                 check=False,
             )
             if result.returncode == 0:
+                atexit.register(self.stop)  # also on an interpreter exit that skips teardown
                 return self
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         self._cleanup()
@@ -164,6 +166,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory."""
+        atexit.unregister(self.stop)
         if self.workdir is None:
             return
         data = self.workdir / "data"
