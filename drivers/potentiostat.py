@@ -222,11 +222,12 @@ class PalmSensPotentiostat:
     def _run_script(
         self,
         script: str,
-        line_budget_s: Callable[[int], float],
+        line_budget_s: Callable[[list[ms.DataPackage]], float],
         total_budget_s: float,
     ) -> tuple[list[ms.DataPackage], bool]:
-        """Send ``script``; read its output to the end line. ``line_budget_s(k)`` is how
-        long to wait for the line after ``k`` packages. Returns (packages, aborted)."""
+        """Send ``script``; read its output to the end line. ``line_budget_s(packages)`` is
+        how long to wait for the next line given the packages so far. Returns
+        (packages, aborted)."""
         with self._lock:
             self._abort_requested.clear()
             self.transport.command(script[:-1])  # the transport adds the final "\n"
@@ -237,7 +238,7 @@ class PalmSensPotentiostat:
                 self._measuring.clear()
 
     def _read_output(
-        self, line_budget_s: Callable[[int], float], total_budget_s: float
+        self, line_budget_s: Callable[[list[ms.DataPackage]], float], total_budget_s: float
     ) -> tuple[list[ms.DataPackage], bool]:
         parser = ms.OutputParser()
         packages: list[ms.DataPackage] = []
@@ -251,7 +252,7 @@ class PalmSensPotentiostat:
                     f"script output not finished within its budget of {total_budget_s:.0f} s",
                     url=self.url,
                 )
-            budget = self.timeout_s if error or aborted else line_budget_s(len(packages))
+            budget = self.timeout_s if error or aborted else line_budget_s(packages)
             line = self.transport.read_line(min(budget, remaining))
             try:
                 events = parser.feed_line(line.encode("ascii"))
@@ -291,7 +292,8 @@ class PalmSensPotentiostat:
         at_ocv = spec.dc_potential_V is None
         first_extra = ps.EIS_TIMEOUT_SAFETY * ps.OCV_REST_S if at_ocv else 0.0
 
-        def line_budget(k: int) -> float:
+        def line_budget(packages: list[ms.DataPackage]) -> float:
+            k = sum(1 for package in packages if package.get("dc") is not None)
             if k >= n:
                 return self.timeout_s
             return ps.eis_point_budget_s(frequencies[k]) + (first_extra if k == 0 else 0.0)
@@ -318,6 +320,8 @@ class PalmSensPotentiostat:
         aborted: bool,
     ) -> EisSpectrum:
         f_out, zr, zi, status, ranges = [], [], [], [], []
+        ocv = [p.get("ab").value for p in packages if p.get("dc") is None and p.get("ab")]
+        packages = [p for p in packages if p.get("dc") is not None or p.get("ab") is None]
         for k, package in enumerate(packages):
             f, re_, im_ = (package.get(c) for c in ("dc", "cc", "cd"))
             if f is None or re_ is None or im_ is None:
@@ -349,7 +353,7 @@ class PalmSensPotentiostat:
             status=status,
             current_range=ranges,
             spec=spec,
-            dc_potential_V=spec.dc_potential_V,
+            dc_potential_V=ocv[-1] if spec.dc_potential_V is None and ocv else spec.dc_potential_V,
             instrument=self.firmware,
             complete=complete,
         )
@@ -378,7 +382,7 @@ class PalmSensPotentiostat:
         total = ps.EIS_TIMEOUT_SAFETY * duration_s + 10.0
 
         def measure() -> PotentialTrace:
-            packages, aborted = self._run_script(script, lambda _k: per_line, total)
+            packages, aborted = self._run_script(script, lambda _packages: per_line, total)
             t, i, e, s = [], [], [], []
             for k, package in enumerate(packages):
                 potential = package.get("ab")

@@ -74,6 +74,7 @@ EIS_PERIODS_PER_POINT = 4.0
 EIS_POINT_OVERHEAD_S = 0.5
 EIS_TIMEOUT_SAFETY = 3.0
 OCV_REST_S = 2.0  # the open-circuit rest before an OCV-referenced sweep
+OCV_INTERVAL_S = 0.1  # its sampling interval
 
 
 def eis_point_budget_s(frequency_Hz: float) -> float:
@@ -168,7 +169,14 @@ def eis_script(
         "set_autoranging ab 4 4",
     ]
     if at_ocv:
-        lines += [f"meas_loop_ocp p 100m {format_literal(OCV_REST_S)}", "endloop"]
+        # the open-circuit rest; its packages report the OCV the sweep is centred on
+        lines += [
+            f"meas_loop_ocp p {format_literal(OCV_INTERVAL_S)} {format_literal(OCV_REST_S)}",
+            "  pck_start",
+            "  pck_add p",
+            "  pck_end",
+            "endloop",
+        ]
     lines += [
         f"set_range_minmax da {dc} {dc}",
         f"set_range ba {top}",

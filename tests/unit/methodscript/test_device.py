@@ -46,6 +46,9 @@ def test_generated_eis_script_runs_and_sweeps_high_to_low() -> None:
     script = ps.eis_script(HR, f_start_Hz=1e4, f_end_Hz=1e-1, n_points=11, amplitude_Vrms=5e-3)
     events, device_time = run(script)
     packages = [e for e in events if isinstance(e, ms.DataPackage)]
+    ocv = [p.get("ab").value for p in packages if p.get("dc") is None]
+    assert ocv == pytest.approx([3.3] * 20)  # the 2 s rest, every 100 ms
+    packages = [p for p in packages if p.get("dc") is not None]
     f = np.array([p.get("dc").value for p in packages])
     np.testing.assert_allclose(f, ps.eis_frequencies(1e4, 1e-1, 11), rtol=1e-6)
     z = np.array([p.get("cc").value + 1j * p.get("cd").value for p in packages])
@@ -121,4 +124,4 @@ def test_overload_flag_when_the_current_exceeds_the_limit() -> None:
 def test_expected_line_count_estimate() -> None:
     script = ps.eis_script(HR, f_start_Hz=1e3, f_end_Hz=10, n_points=21, amplitude_Vrms=5e-3)
     program = dev.parse_script(lines_of(script), HR)
-    assert program.expected_lines() == 1 + 2 + 2 + 21
+    assert program.expected_lines() == 1 + 2 + 20 + 2 + 21

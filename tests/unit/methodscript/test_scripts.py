@@ -40,6 +40,8 @@ def test_eis_script_at_ocv_uses_measured_potential() -> None:
     lines = script.split("\n")
     assert "meas_loop_ocp p 100m 2" in lines
     assert lines.index("meas_loop_ocp p 100m 2") < lines.index("cell_on")
+    rest = lines[lines.index("meas_loop_ocp p 100m 2") : lines.index("endloop") + 1]
+    assert rest[1:] == ["  pck_start", "  pck_add p", "  pck_end", "endloop"]
     assert "meas_loop_eis f r j 5m 10k 10m 61i p" in lines
     assert "set_e p" in lines
 
