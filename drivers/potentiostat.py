@@ -46,12 +46,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Firmware id prefix (docs §t) → (device model name, limits key or None)
-DEVICE_IDS: tuple[tuple[str, str, ps.DeviceModel | None], ...] = (
-    ("espico", "EmStat Pico", ps.DeviceModel.EMSTAT_PICO),
-    ("es4_hr", "EmStat4 HR", ps.DeviceModel.EMSTAT4_HR),
-    ("es4_lr", "EmStat4 LR", ps.DeviceModel.EMSTAT4_LR),
-    ("mes4hr", "MultiEmStat4 HR", ps.DeviceModel.EMSTAT4_HR),
-    ("mes4lr", "MultiEmStat4 LR", ps.DeviceModel.EMSTAT4_LR),
+DEVICE_IDS: tuple[tuple[str, str, ms.DeviceModel | None], ...] = (
+    ("espico", "EmStat Pico", ms.DeviceModel.EMSTAT_PICO),
+    ("es4_hr", "EmStat4 HR", ms.DeviceModel.EMSTAT4_HR),
+    ("es4_lr", "EmStat4 LR", ms.DeviceModel.EMSTAT4_LR),
+    ("mes4hr", "MultiEmStat4 HR", ms.DeviceModel.EMSTAT4_HR),
+    ("mes4lr", "MultiEmStat4 LR", ms.DeviceModel.EMSTAT4_LR),
     ("nexus1", "Nexus", None),
 )
 _LINK_FAULTS = (TransportTimeout, ProtocolError, Disconnected)
@@ -82,7 +82,7 @@ class PalmSensPotentiostat:
         self,
         url: str,
         *,
-        device: ps.DeviceModel | None = None,
+        device: ms.DeviceModel | None = None,
         timeout_s: float = 2.0,
         retries: int = 2,
         measurement_retries: int = 1,
@@ -120,10 +120,10 @@ class PalmSensPotentiostat:
         return self.transport.timeout_s
 
     @property
-    def limits(self) -> ps.DeviceLimits:
+    def limits(self) -> ms.DeviceLimits:
         if self.device is None:
             self.identify()
-        return ps.DEVICE_LIMITS[self.device or ps.DeviceModel.EMSTAT4_HR]
+        return ms.DEVICE_LIMITS[self.device or ms.DeviceModel.EMSTAT4_HR]
 
     def close(self) -> None:
         self.transport.close()

@@ -8,13 +8,11 @@ budgets the driver derives from a sweep (docs/protocols/methodscript.md §Script
 
 from __future__ import annotations
 
-import enum
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from voltloop.drivers.methodscript import format_literal
+from voltloop.drivers.methodscript import DeviceLimits, format_literal
 
 
 class ScriptValidationError(ValueError):
@@ -27,32 +25,6 @@ class ScriptValidationError(ValueError):
         self.value = value
         self.limit = limit
         super().__init__(f"{field_name} = {value:g} is outside the device limit: {limit}")
-
-
-class DeviceModel(enum.StrEnum):
-    EMSTAT_PICO = "espico"
-    EMSTAT4_LR = "es4_lr"
-    EMSTAT4_HR = "es4_hr"
-
-
-@dataclass(frozen=True)
-class DeviceLimits:
-    """What a device can do (PalmSens datasheet values; check your unit's datasheet)."""
-
-    model: DeviceModel
-    min_frequency_Hz: float
-    max_frequency_Hz: float
-    max_abs_potential_V: float
-    max_current_A: float
-    min_amplitude_Vrms: float = 1e-3
-    max_amplitude_Vrms: float = 0.25
-
-
-DEVICE_LIMITS: dict[DeviceModel, DeviceLimits] = {
-    DeviceModel.EMSTAT_PICO: DeviceLimits(DeviceModel.EMSTAT_PICO, 0.016, 200e3, 1.7, 5e-3),
-    DeviceModel.EMSTAT4_LR: DeviceLimits(DeviceModel.EMSTAT4_LR, 1e-5, 200e3, 3.0, 10e-3),
-    DeviceModel.EMSTAT4_HR: DeviceLimits(DeviceModel.EMSTAT4_HR, 1e-5, 200e3, 6.0, 100e-3),
-}
 
 
 def eis_point_count(f_start_Hz: float, f_end_Hz: float, points_per_decade: float) -> int:

@@ -143,7 +143,7 @@ def _where(line_no: int, col: int = 1) -> str:
     return f"Line {line_no}, Col {col}"
 
 
-def parse_script(lines: list[str], limits: ps.DeviceLimits) -> Program:
+def parse_script(lines: list[str], limits: ms.DeviceLimits) -> Program:
     """Parse the script lines (between ``e`` and the empty line); raise ScriptError."""
     declared: set[str] = set()
     main: list[Statement | Loop] = []
@@ -190,7 +190,7 @@ def parse_script(lines: list[str], limits: ps.DeviceLimits) -> Program:
     return Program(tuple(main), tuple(finished))
 
 
-def _check_arguments(statement: Statement, declared: set[str], limits: ps.DeviceLimits) -> None:
+def _check_arguments(statement: Statement, declared: set[str], limits: ms.DeviceLimits) -> None:
     command, args = statement.command, statement.args
     n_out = len(LOOPS.get(command, ()))
     col = len(command) + 2
@@ -221,7 +221,7 @@ def _literal_or_none(text: str) -> float | None:
 
 
 def _check_eis_limits(
-    statement: Statement, limits: ps.DeviceLimits, value: Callable[[str], float | None]
+    statement: Statement, limits: ms.DeviceLimits, value: Callable[[str], float | None]
 ) -> None:
     """Frequency, amplitude, point count and DC level within the device's limits."""
     _, _, _, amp, f_start, f_end, n, e_dc = statement.args
@@ -244,7 +244,7 @@ def _check_eis_limits(
 class DeviceContext:
     """What a running script may touch: the lab through two calls, and device limits."""
 
-    limits: ps.DeviceLimits
+    limits: ms.DeviceLimits
     channel: Callable[[], int | None]
     impedance: Callable[[int, np.ndarray], np.ndarray]
     open_circuit_voltage: Callable[[int], float]

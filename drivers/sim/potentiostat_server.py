@@ -39,7 +39,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from voltloop.drivers import potentiostat_scripts as ps
+from voltloop.drivers import methodscript as ms
 from voltloop.drivers.sim.faults import FaultInjector, FaultKind, ReplyPlan
 from voltloop.drivers.sim.links import Connection, Link, LinkClosedError, make_link
 from voltloop.drivers.sim.methodscript_device import (
@@ -95,7 +95,7 @@ class SimulatedPotentiostatServer:
         faults: FaultInjector | None = None,
         *,
         link: str | Link | None = None,
-        device: ps.DeviceModel = ps.DeviceModel.EMSTAT4_HR,
+        device: ms.DeviceModel = ms.DeviceModel.EMSTAT4_HR,
         speed: float | None = None,
         current_limit_A: float | None = None,  # noqa: N803 - unit suffix
     ) -> None:
@@ -106,7 +106,7 @@ class SimulatedPotentiostatServer:
         self.link = make_link(kind, down_s=down_s) if isinstance(kind, str) else kind
         self.lab = lab
         self.faults = faults
-        self.limits = ps.DEVICE_LIMITS[device]
+        self.limits = ms.DEVICE_LIMITS[device]
         self.firmware = f"{device.value}1.3 voltloop-sim"
         self.speed = speed
         self.current_limit_A = current_limit_A

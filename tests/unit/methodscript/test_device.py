@@ -9,7 +9,7 @@ from voltloop.drivers import methodscript as ms
 from voltloop.drivers import potentiostat_scripts as ps
 from voltloop.drivers.sim import methodscript_device as dev
 
-HR = ps.DEVICE_LIMITS[ps.DeviceModel.EMSTAT4_HR]
+HR = ms.DEVICE_LIMITS[ms.DeviceModel.EMSTAT4_HR]
 
 
 def context(channel: int | None = 0, busy: bool = False) -> dev.DeviceContext:

@@ -39,7 +39,7 @@ SYNC_IDLE = (b"\nZ\n", b"Z!0006\n")
 
 
 def driver(transport, **kwargs) -> PalmSensPotentiostat:
-    options = {"device": ps.DeviceModel.EMSTAT4_HR, "analyse": False, "measurement_retries": 0}
+    options = {"device": ms.DeviceModel.EMSTAT4_HR, "analyse": False, "measurement_retries": 0}
     options.update(kwargs)
     return PalmSensPotentiostat("expected://", transport=transport, **options)
 
@@ -54,7 +54,7 @@ def test_identify() -> None:
 def test_identify_learns_the_device_limits() -> None:
     with expected_exchange([(b"t\n", b"tespico1.2\n#2019*\n")]) as port:
         pico = driver(port, device=None)
-        assert pico.limits.model is ps.DeviceModel.EMSTAT_PICO
+        assert pico.limits.model is ms.DeviceModel.EMSTAT_PICO
 
 
 def test_eis_exact_bytes_and_decoded_spectrum() -> None:
@@ -77,7 +77,7 @@ def test_eis_refused_by_the_device_raises_instrument_error_with_the_code() -> No
 
 def test_eis_outside_device_limits_fails_before_any_byte() -> None:
     with expected_exchange([]) as port, pytest.raises(ps.ScriptValidationError, match="f_start_Hz"):
-        driver(port, device=ps.DeviceModel.EMSTAT_PICO).eis(EisSpec(f_start_Hz=1e6, f_end_Hz=1))
+        driver(port, device=ms.DeviceModel.EMSTAT_PICO).eis(EisSpec(f_start_Hz=1e6, f_end_Hz=1))
 
 
 def test_wrong_sweep_frequency_is_a_protocol_error_and_the_driver_resyncs() -> None:

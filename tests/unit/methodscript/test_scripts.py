@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from voltloop.drivers import methodscript as ms
 from voltloop.drivers import potentiostat_scripts as ps
 
-HR = ps.DEVICE_LIMITS[ps.DeviceModel.EMSTAT4_HR]
-PICO = ps.DEVICE_LIMITS[ps.DeviceModel.EMSTAT_PICO]
+HR = ms.DEVICE_LIMITS[ms.DeviceModel.EMSTAT4_HR]
+PICO = ms.DEVICE_LIMITS[ms.DeviceModel.EMSTAT_PICO]
 
 
 def test_point_count_and_frequencies() -> None:
