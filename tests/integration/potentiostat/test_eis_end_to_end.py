@@ -79,7 +79,7 @@ def test_abort_mid_sweep_returns_the_points_measured_so_far(serve, lab: FakeLab,
     start = time.monotonic()
     driver.abort()
     thread.join(5.0)
-    assert not thread.is_alive() and time.monotonic() - start < 1.0
+    assert not thread.is_alive() and time.monotonic() - start < 2.0
     spectrum = result["spectrum"]
     assert not spectrum.complete
     assert 5 < spectrum.n_points < 61
