@@ -28,6 +28,8 @@ from voltloop.orchestrator.ports import LifetimePredictor
 from voltloop.orchestrator.simulated_operator import SimulatedOperator, cell_seed
 
 DEFAULT_EXAMPLE = "protocol.toml"
+#: Cycle budget when the simulator runs a protocol to its true end of life.
+TRUTH_MAX_CYCLES = 4000
 
 
 class DryRunError(ValueError):
@@ -124,7 +126,9 @@ def true_life(spec: ProtocolCampaign, parameters: dict[str, float], cells: int =
     from voltloop.drivers.sim.truth import cycle_lives
     from voltloop.drivers.sim.virtual_lab import CellSpec
 
-    protocol = compile_candidate(spec, parameters, cycles=spec.lifetime.max_cycles)
+    every = spec.eis.every_cycles if spec.eis is not None else 1
+    cycles = -(-TRUTH_MAX_CYCLES // every) * every  # whole checkpoint blocks
+    protocol = compile_candidate(spec, parameters, cycles=cycles)
     text = protocol.protocol.model_dump_json()
     specs = [
         CellSpec(
@@ -139,7 +143,7 @@ def true_life(spec: ProtocolCampaign, parameters: dict[str, float], cells: int =
         specs,
         [text] * cells,
         eol_fraction=spec.lifetime.end_of_life_capacity,
-        max_cycles=spec.lifetime.max_cycles,
+        max_cycles=cycles,
     )
     return float(np.nanmean(run.lives)) if np.isfinite(run.lives).any() else float("nan")
 
@@ -153,14 +157,22 @@ def run_dry_run(
     on_step: Callable[[StepResult], None] | None = None,
     use_prefect: bool = False,
     poll_interval_s: float = 0.05,
+    history_cells: int | None = None,
+    on_history: Callable[[int, int], None] | None = None,
 ) -> DryRunSummary:
-    """Run ``spec`` against simulated instruments into ``db_url``; resumable."""
+    """Run ``spec`` against simulated instruments into ``db_url``; resumable.
+
+    Without an explicit ``predictor``, early predictions come from
+    :class:`~voltloop.orchestrator.lifetime.EarlyLifeModel`, pretrained on
+    ``history_cells`` simulated cells (cached on disk after the first run)."""
     from voltloop.drivers.cycler import CyclerDriver
     from voltloop.drivers.sim.serve import serve_lab
     from voltloop.drivers.sim.virtual_lab import InstrumentLimits
 
     if not isinstance(spec, ProtocolCampaign):
         raise DryRunError("materials dry runs are not available yet; use a protocol campaign")
+    if predictor is None and spec.lifetime.early_prediction_cycle is not None:
+        predictor = default_predictor(spec, history_cells, on_history)
     started = time.perf_counter()
     init_database(db_url)
     db = open_database(db_url)
@@ -203,6 +215,24 @@ def run_dry_run(
     if summary.recommendation:
         summary.true_life_of_recommendation = true_life(spec, summary.recommendation["parameters"])
     return summary
+
+
+def default_predictor(
+    spec: ProtocolCampaign,
+    history_cells: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> LifetimePredictor:
+    from voltloop.orchestrator.lifetime import (
+        DEFAULT_HISTORY_CELLS,
+        EarlyLifeModel,
+        simulated_history,
+    )
+
+    n = history_cells or DEFAULT_HISTORY_CELLS
+    return EarlyLifeModel(
+        lambda: simulated_history(spec, n, progress=progress),
+        spec.lifetime.early_prediction_cycle,
+    )
 
 
 def _proposer(spec: ProtocolCampaign):

@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 from voltloop.db.engine import write_session
 from voltloop.db.enums import CandidateStatus, EventLevel, ExperimentStatus
 from voltloop.db.errors import LeaseLostError
-from voltloop.db.ingest import append_cycles, store_eis_spectrum, store_prediction
+from voltloop.db.ingest import append_cycles, store_eis_spectrum
 from voltloop.db.leases import channel_key, release_lease, renew_lease
 from voltloop.db.models import Candidate, Channel, Cycle, Experiment, Prediction
 from voltloop.db.types import utcnow
+from voltloop.drivers.cycle_summary import step_kinds
 from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentError
 from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, runs_to_end_of_life
@@ -58,7 +59,11 @@ def _ingest(
     cycler = ctx.cyclers[url]
     batch = cycler.fetch(index, since, experiment_id=experiment_id, limit=ctx.settings.fetch_limit)
     final = status.state.is_final and batch.next_index >= status.record_count
-    assembled = assemble_cycles(batch.records, since, final=final)
+    with write_session(ctx.db) as session:
+        compiled = session.get(Experiment, experiment_id).protocol or {}
+    protocol = compiled.get("protocol") or {}
+    kinds = step_kinds(protocol) if "method" in protocol else None
+    assembled = assemble_cycles(batch.records, since, final=final, kinds=kinds)
     with write_session(ctx.db) as session:
         new = append_cycles(
             session, experiment_id, assembled.cycles, records_ingested=assembled.next_record
@@ -135,15 +140,7 @@ def _predict_if_due(ctx: EngineContext, experiment: Experiment, cycles: int) -> 
             .where(Prediction.experiment_id == experiment.id, Prediction.cycles_seen == due_cycle)
         )
         if not done:
-            estimate = ctx.predictor.predict(session, experiment.id, due_cycle)
-            store_prediction(
-                session,
-                experiment.id,
-                estimate.model_version_id,
-                estimate.cycles_seen,
-                estimate.predicted_life_cycles,
-                estimate.predicted_life_std,
-            )
+            ctx.predictor.predict(session, experiment.id, due_cycle)  # stores the row
         row = session.get(Experiment, experiment.id)
         run_on = runs_to_end_of_life(
             ctx.spec.seed, experiment.id, ctx.spec.lifetime.run_to_end_of_life

@@ -77,8 +77,14 @@ class LifetimeEstimate:
 
 @runtime_checkable
 class LifetimePredictor(Protocol):
+    def prepare(self, session: Any, campaign_id: int) -> str:
+        """Retrain on everything measured so far (called before each proposal); a note
+        for the audit trail says what was done."""
+        ...
+
     def predict(self, session: Any, experiment_id: str, cycles_seen: int) -> LifetimeEstimate:
-        """Predict an experiment's cycle life from its first ``cycles_seen`` stored cycles."""
+        """Predict an experiment's cycle life from its first ``cycles_seen`` stored cycles
+        and store the prediction row (with its model version)."""
         ...
 
 

@@ -59,6 +59,10 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
     reason; the others get an experiment each. All in one transaction with the move
     to ``dispatching``, so a crash never leaves half a batch.
     """
+    if ctx.predictor is not None:
+        with write_session(ctx.db) as session:
+            note = ctx.predictor.prepare(session, ctx.campaign_id)
+            ctx.event(session, "lifetime_retrained", note)
     with write_session(ctx.db) as session:
         rnd = session.get(Round, round_id)
         knowledge = gather(session, ctx.campaign_id, ctx.eol_threshold_ah)

@@ -39,6 +39,12 @@ def dry_run(
     prefect: Annotated[
         bool, typer.Option("--prefect/--no-prefect", help="Run as Prefect flows.")
     ] = True,
+    history_cells: Annotated[
+        int | None,
+        typer.Option(
+            min=6, max=2000, help="Simulated cells to pretrain the lifetime model on (cached)."
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Run a campaign against the simulated lab (resumes it if it exists)."""
@@ -49,7 +55,13 @@ def dry_run(
     progress = _Progress(spec.rounds, spec.batch_size, quiet=json_out)
     with progress:
         summary = run_dry_run(
-            spec, url, faults=faults, on_step=progress.update, use_prefect=prefect
+            spec,
+            url,
+            faults=faults,
+            on_step=progress.update,
+            use_prefect=prefect,
+            history_cells=history_cells,
+            on_history=progress.history,
         )
     if json_out:
         print_json(summary.as_dict())
@@ -85,6 +97,12 @@ class _Progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
+
+    def history(self, done: int, total: int) -> None:
+        """Progress of simulating the pretraining history (first run only)."""
+        self.bar.update(
+            self.task, detail=f"simulating {total} cells to end of life for pretraining: {done}"
+        )
 
     def _tally(self, counts) -> None:
         for key, value in counts.items():

@@ -137,13 +137,18 @@ class StoredLifePredictor:
     """Predicts from the stored cycles: extrapolates the capacity fade line."""
 
     def predict(self, session, experiment_id, cycles_seen):
+        from voltloop.db.ingest import store_prediction
         from voltloop.db.readback import cycle_summaries
 
         table = cycle_summaries(session, experiment_id)
         q = np.asarray(table["discharge_capacity_ah"])[:cycles_seen]
         slope = np.polyfit(np.arange(len(q)), q, 1)[0]
         life = 0.2 * q[0] / max(-slope, 1e-9)
+        store_prediction(session, experiment_id, self.version_id, cycles_seen, float(life), 50.0)
         return LifetimeEstimate(cycles_seen, float(life), 50.0, model_version_id=self.version_id)
+
+    def prepare(self, session, campaign_id):
+        return "fade-line extrapolation needs no training"
 
 
 class AutoOperator:

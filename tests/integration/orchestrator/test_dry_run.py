@@ -21,12 +21,16 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "campaigns" / "examples" / "prot
 
 def _dry_run(tmp_path: Path, url: str) -> dict:
     result = subprocess.run(
-        [str(SCRIPT), "dry-run", str(EXAMPLE), "--db", url, "--json"],
+        [str(SCRIPT), "dry-run", str(EXAMPLE), "--db", url, "--json", "--history-cells", "8"],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=tmp_path,
-        env={"PREFECT_HOME": str(tmp_path / "prefect"), "PATH": "/usr/bin:/bin"},
+        env={
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+            "VOLTLOOP_CACHE": str(tmp_path / "cache"),
+            "PATH": "/usr/bin:/bin",
+        },
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
@@ -65,6 +69,11 @@ def test_dry_run_with_prefect_then_resume(tmp_path: Path) -> None:
         assert reason, f"experiment {experiment_id} ended without a reason"
         if status == "completed":  # ran its compiled 30 cycles (early-prediction cycle)
             assert cycles == 30, (experiment_id, cycles, reason)
+
+    # early predictions were made from 30 stored cycles and fed the proposer
+    assert first["recommendation"] is not None
+    assert first["recommendation"]["objective"] > 0
+    assert first["true_life_of_recommendation"] > 0
 
     again = _dry_run(tmp_path, url)
     assert again["experiments"] == first["experiments"]
