@@ -37,25 +37,38 @@ def parse_speed(text: str | float | None) -> float | None:
 
 
 def potentiostat_server_class() -> type | None:
-    """``drivers/sim/potentiostat_server.PotentiostatServer`` if that module exists."""
+    """The simulated potentiostat server class of drivers/sim/potentiostat_server.py
+    (``SimulatedPotentiostatServer``), or None if this version has none."""
     try:
         module = importlib.import_module("voltloop.drivers.sim.potentiostat_server")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.endswith("potentiostat_server"):
             return None
         raise
-    return getattr(module, "PotentiostatServer", None)
+    for name in ("SimulatedPotentiostatServer", "PotentiostatServer"):
+        if hasattr(module, name):
+            return getattr(module, name)
+    return None
 
 
 def _make_potentiostat_server(
-    server_class: type, lab: VirtualLab, link: str, faults: FaultInjector | None
+    server_class: type,
+    lab: VirtualLab,
+    link: str,
+    faults: FaultInjector | None,
+    speed: float | None = None,
 ) -> Any:
     """Build the potentiostat server with the keyword names its constructor accepts
-    (``link``; ``faults`` or ``fault_injector``)."""
+    (``link`` or ``transport``; ``faults`` or ``fault_injector``; ``speed``: device
+    seconds per wall second, the lab clock's factor)."""
     params = inspect.signature(server_class).parameters
     kwargs: dict[str, Any] = {}
     if "link" in params:
         kwargs["link"] = link
+    elif "transport" in params:
+        kwargs["transport"] = link
+    if "speed" in params:
+        kwargs["speed"] = speed
     for name in ("faults", "fault_injector", "injector"):
         if name in params:
             kwargs[name] = faults
@@ -137,7 +150,9 @@ def serve_lab(
     try:
         server_class = potentiostat_server_class() if potentiostat else None
         if server_class is not None:
-            server = _make_potentiostat_server(server_class, lab, link, faults.get("potentiostat"))
+            server = _make_potentiostat_server(
+                server_class, lab, link, faults.get("potentiostat"), speed
+            )
             url = server.start()
             if not getattr(server, "url", None) and isinstance(url, str):
                 server.url = url

@@ -56,37 +56,25 @@ def _check_cycler(url: str, timeout_s: float, retries: int, log: Path | None) ->
 
 
 def _check_potentiostat(url: str, timeout_s: float, log: Path | None) -> dict[str, Any]:
-    """MethodSCRIPT ``t`` (docs/protocols/methodscript.md): lines until one ends in ``*``."""
-    from voltloop.drivers.methodscript import DEVICE_LIMITS, DeviceModel
-    from voltloop.drivers.transport import Transport
+    """MethodSCRIPT ``t`` through the potentiostat driver (docs/protocols/methodscript.md)."""
+    from voltloop.drivers.potentiostat import PalmSensPotentiostat
 
-    with Transport(url, timeout_s=timeout_s, retries=0, transcript=_transcript(log)) as transport:
-        transport.drain(transport.quiet_s)
-        transport.write(b"t\n")
-        lines = [transport.read_line()]
-        while not lines[-1].endswith("*") and len(lines) < 4:
-            lines.append(transport.read_line())
-    if not lines[0].startswith("t") or not lines[-1].endswith("*"):
-        raise InstrumentCheckError(f"{url}: unexpected reply to MethodSCRIPT 't': {lines!r}")
-    firmware = " ".join(lines)[1:].rstrip("*")
-    model = next((m for m in DeviceModel if firmware.startswith(m.value)), None)
-    limits = DEVICE_LIMITS.get(model) if model is not None else None
+    with PalmSensPotentiostat(
+        url, timeout_s=timeout_s, retries=0, transcript=_transcript(log)
+    ) as driver:
+        identity = driver.identify()
+        limits = driver.limits
     return {
         "kind": "potentiostat",
         "url": url,
-        "identity": {
-            "maker": "PalmSens" if model else "unknown",
-            "model": model.value if model else firmware.split(" ")[0],
-            "firmware": firmware,
-        },
+        "identity": identity.model_dump(mode="json"),
         "self_test": {
             "passed": True,
             "code": 0,
             "messages": ["MethodSCRIPT has no self-test; the firmware query answered"],
         },
-        "limits": None
-        if limits is None
-        else {
+        "limits": {
+            "device": limits.model.value,
             "min_frequency_Hz": limits.min_frequency_Hz,
             "max_frequency_Hz": limits.max_frequency_Hz,
             "max_abs_potential_V": limits.max_abs_potential_V,

@@ -62,12 +62,18 @@ def test_sim_serve_then_instruments_check(served, capsys, tmp_path) -> None:
     code, _, err = _run_cli(["instruments", "check", url, "--transcript", str(log)], capsys)
     assert code == 0 and "VOLTLOOP" in err and "max_temperature_C" in err
     assert "> b'*IDN?\\n'" in log.read_text()
+    # the potentiostat is found by auto-detection (the cycler's *IDN? fails first)
+    code, out, _ = _run_cli(["instruments", "check", info["potentiostat"], "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["kind"] == "potentiostat" and report["identity"]["maker"] == "PalmSens"
+    assert report["limits"]["max_frequency_Hz"] > 1e4
     # Ctrl-C stops the servers and the clock cleanly
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0
     assert "stopped" in proc.stderr.read()
     if info["link"] == "pty":
-        assert not os.path.lexists(url)
+        assert not os.path.lexists(url) and not os.path.lexists(info["potentiostat"])
 
 
 def test_instruments_check_unreachable_url_fails_fast(tmp_path, capsys) -> None:

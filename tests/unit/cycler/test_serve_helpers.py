@@ -18,13 +18,22 @@ def test_parse_speed() -> None:
 
 def test_potentiostat_server_gets_the_keywords_it_accepts() -> None:
     class ByFaults:
-        def __init__(self, lab, *, link="tcp", faults=None):
-            self.args = (lab, link, faults)
+        def __init__(self, lab, *, link="tcp", faults=None, speed=None):
+            self.args = (lab, link, faults, speed)
 
     class ByInjector:
-        def __init__(self, lab, fault_injector=None):
-            self.args = (lab, fault_injector)
+        def __init__(self, lab, transport="tcp", fault_injector=None):
+            self.args = (lab, transport, fault_injector)
 
     faults = FaultInjector()
-    assert _make_potentiostat_server(ByFaults, "lab", "pty", faults).args == ("lab", "pty", faults)
-    assert _make_potentiostat_server(ByInjector, "lab", "pty", faults).args == ("lab", faults)
+    made = _make_potentiostat_server(ByFaults, "lab", "pty", faults, 60.0)
+    assert made.args == ("lab", "pty", faults, 60.0)
+    made = _make_potentiostat_server(ByInjector, "lab", "pty", faults, 60.0)
+    assert made.args == ("lab", "pty", faults)
+
+
+def test_the_simulated_potentiostat_server_is_found() -> None:
+    from voltloop.drivers.sim.serve import potentiostat_server_class
+
+    cls = potentiostat_server_class()
+    assert cls is not None and cls.__name__ == "SimulatedPotentiostatServer"
