@@ -121,7 +121,8 @@ class PalmSensPotentiostat:
 
     @property
     def limits(self) -> ms.DeviceLimits:
-        if self.device is None:
+        """The device's limits; an unrecognised device is validated as an EmStat4 HR."""
+        if self.device is None and self.firmware is None:
             self.identify()
         return ms.DEVICE_LIMITS[self.device or ms.DeviceModel.EMSTAT4_HR]
 

@@ -57,6 +57,14 @@ def test_identify_learns_the_device_limits() -> None:
         assert pico.limits.model is ms.DeviceModel.EMSTAT_PICO
 
 
+def test_unknown_device_is_identified_once_and_validated_as_emstat4_hr() -> None:
+    with expected_exchange([(b"t\n", b"tnexus1.0\n#2024*\n")]) as port:
+        nexus = driver(port, device=None)
+        assert nexus.limits.model is ms.DeviceModel.EMSTAT4_HR
+        assert nexus.limits.model is ms.DeviceModel.EMSTAT4_HR  # no second 't'
+        assert nexus.firmware == "nexus1.0 #2024"
+
+
 def test_eis_exact_bytes_and_decoded_spectrum() -> None:
     with expected_exchange([(EIS_3_POINTS, EIS_3_REPLY)]) as port:
         spectrum = driver(port).eis(SPEC_3)
