@@ -41,8 +41,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     from voltloop.db.readback import cycle_summaries
     from voltloop.db.testing import synthetic_cycle_series
 
-    n_experiments, n_cycles, n_samples = (3, 20, 1000) if quick else (48, 200, 1000)
-    read_cycles, read_repeats = (1000, 5) if quick else (10_000, 9)
+    n_experiments, n_cycles, n_samples = (2, 10, 1000) if quick else (48, 200, 1000)
+    read_cycles, read_repeats = (500, 5) if quick else (10_000, 9)
     rng = np.random.default_rng(2026)
 
     def raw_cycles(count: int) -> list[dict[str, np.ndarray]]:
@@ -93,7 +93,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             resend_s = time.perf_counter() - start
 
             long_id = ids[n_experiments]
-            pool = raw_cycles(min(read_cycles, 200))
+            pool = raw_cycles(min(read_cycles // 10, 200))
             long_ingest_s = 0.0
             for first in range(0, read_cycles, 500):
                 chunk = [
@@ -162,7 +162,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             "blob_bytes_per_sample": round(blob_bytes / stored_samples, 2),
             "raw_bytes_per_sample": _raw_bytes_per_sample(),
         },
-        "blob_options": _blob_options(raw_cycles(20 if quick else 50)),
+        "blob_options": _blob_options(raw_cycles(8 if quick else 50)),
     }
 
 
