@@ -52,6 +52,27 @@ def load_dry_run_spec(config: Path | None, seed: int | None = None) -> CampaignB
     return spec
 
 
+def is_simulated(spec: CampaignBase) -> bool:
+    """True if every instrument of the campaign is a ``sim://`` placeholder."""
+    urls = [c.url for c in spec.instruments.cyclers]
+    if spec.instruments.potentiostat is not None:
+        urls.append(spec.instruments.potentiostat.url)
+    return all(url.startswith("sim://") for url in urls)
+
+
+def stored_spec(db_url: str, campaign: str) -> CampaignBase:
+    """The validated spec of a campaign stored in the database."""
+    from voltloop.campaigns.loading import validate_campaign_data
+    from voltloop.orchestrator.engine import find_campaign
+
+    db = open_database(db_url, read_only=True)
+    try:
+        _, data = find_campaign(db, campaign)
+    finally:
+        db.dispose()
+    return validate_campaign_data(data, f"campaign {campaign!r} in {mask_url(db_url)}")
+
+
 def protocol_compiler(spec: ProtocolCampaign, limits: Any) -> Callable[[dict, bool], dict]:
     """Candidate parameters → the unicycler protocol JSON, validated against the cell's
     and the instrument's limits (raises ProtocolLimitError naming step and limit)."""

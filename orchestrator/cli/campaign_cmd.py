@@ -161,9 +161,35 @@ def run(config: Annotated[Path, typer.Argument()], db: DbOption = None) -> None:
     not_available("run")
 
 
-def resume(campaign: Annotated[str, typer.Argument()], db: DbOption = None) -> None:
-    """Continue a campaign from the database after a stop or crash."""
-    not_available("resume")
+def resume(
+    campaign: Annotated[str, typer.Argument(help="Name of a campaign in the database.")],
+    db: DbOption = None,
+    prefect: Annotated[
+        bool, typer.Option("--prefect/--no-prefect", help="Run as Prefect flows.")
+    ] = True,
+    json_out: JsonOption = False,
+) -> None:
+    """Continue a campaign from the database after a stop or crash.
+
+    In-flight experiments are reconciled with the instruments, nothing is dispatched
+    twice and no cycle is stored twice. Campaigns on simulated instruments (sim://)
+    continue as dry runs.
+    """
+    from voltloop.orchestrator.dry_run import is_simulated, run_dry_run, stored_spec
+
+    url = resolve_db_url(db)
+    spec = stored_spec(url, campaign)
+    if not is_simulated(spec):
+        not_available("resume for campaigns on real instruments")
+    progress = _Progress(spec.rounds, spec.batch_size, quiet=json_out)
+    with progress:
+        summary = run_dry_run(
+            spec, url, on_step=progress.update, use_prefect=prefect, on_history=progress.history
+        )
+    if json_out:
+        print_json(summary.as_dict())
+        return
+    _print_summary(summary)
 
 
 def confirm(
