@@ -349,10 +349,16 @@ def render_html(data: ReportData) -> str:
 
 
 # --- files ------------------------------------------------------------------------------
-def _atomic_write(path: Path, text: str, *, newline: str | None = None) -> None:
-    folder = path.resolve().parent
+def check_output(path: Path) -> None:
+    """Refuse early (before reading the database) an output whose folder does not exist."""
+    folder = Path(path).resolve().parent
     if not folder.is_dir():
         raise ReportError(f"cannot write {path}: folder {folder} does not exist")
+
+
+def _atomic_write(path: Path, text: str, *, newline: str | None = None) -> None:
+    check_output(path)
+    folder = path.resolve().parent
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
@@ -407,11 +413,15 @@ def write_loading_sheet(data: ReportData, round_index: int, out: Path) -> int:
     return text.count("\n") - 1
 
 
+def check_csv_folder(folder: Path) -> None:
+    if not Path(folder).is_dir():
+        raise ReportError(f"--csv folder {folder} does not exist")
+
+
 def write_loading_sheets(data: ReportData, folder: Path) -> list[Path]:
     """Every round's loading sheet as ``loading-sheet-round-N.csv`` in ``folder``."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ReportError(f"--csv folder {folder} does not exist")
+    check_csv_folder(folder)
     paths = []
     for r in data.rounds:
         path = folder / f"loading-sheet-round-{r.index}.csv"
