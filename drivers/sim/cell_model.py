@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from voltloop.drivers.sim.chemistry import KELVIN, Chemistry, OcpTable
-from voltloop.drivers.sim.degradation import arrhenius
+from voltloop.drivers.sim.chemistry import GAS_CONSTANT, KELVIN, Chemistry, OcpTable
 
 #: Parameters stored per slot (name -> how it is drawn from a Chemistry).
 PARAMETER_FIELDS = (
@@ -44,6 +43,7 @@ PARAMETER_FIELDS = (
     "ds1",
     "t_ref",
     "t_chamber",
+    "side_heat",
     "sei_k",
     "sei_q0",
     "sei_ea",
@@ -158,6 +158,7 @@ class CellBank:
             "ds1": chem.entropic_mV_K[1] * 1e-3,
             "t_ref": chem.t_ref_C,
             "t_chamber": chamber_C,
+            "side_heat": chem.side_heat_V,
             "sei_k": draw("sei_k", d.sei_k_Ah2_per_s),
             "sei_q0": d.sei_q0_Ah,
             "sei_ea": d.sei_ea_J_mol,
@@ -223,11 +224,12 @@ class CellBank:
         R0 = r0 A(E0, T) + R_film; R1 (charge transfer) rises at the ends of the graphite
         range: factor 1 + 0.8 exp(-x/0.08) + 0.3 exp(-(1-x)/0.06).
         """
-        x = np.clip(q / p.c_neg, 0.0, 1.0)
-        soc_factor = 1.0 + 0.8 * np.exp(-x / 0.08) + 0.3 * np.exp(-(1.0 - x) / 0.06)
-        r0 = p.r0 / arrhenius(p.r0_ea, t_C, p.t_ref) + p.r_film
-        r1 = p.r1 / arrhenius(p.r1_ea, t_C, p.t_ref) * soc_factor
-        r2 = p.r2 / arrhenius(p.r2_ea, t_C, p.t_ref) * soc_factor
+        x = np.minimum(np.maximum(q / p.c_neg, 0.0), 1.0)
+        soc_factor = 1.0 + 0.8 * np.exp(x * (-1.0 / 0.08)) + 0.3 * np.exp((x - 1.0) * (1.0 / 0.06))
+        inv_t = (1.0 / GAS_CONSTANT) * (1.0 / (t_C + KELVIN) - 1.0 / (p.t_ref + KELVIN))
+        r0 = p.r0 * np.exp(p.r0_ea * inv_t) + p.r_film
+        r1 = p.r1 * np.exp(p.r1_ea * inv_t) * soc_factor
+        r2 = p.r2 * np.exp(p.r2_ea * inv_t) * soc_factor
         return r0, r1, r2
 
     def entropic(self, p: View, q: np.ndarray) -> np.ndarray:

@@ -85,16 +85,17 @@ def nmc811_ocp_chen2020(y: np.ndarray) -> np.ndarray:
 def sloped_cathode_ocp(average_V: float, span_V: float, flat: bool) -> OcpFunction:
     """A generic cathode curve around ``average_V`` for material-derived cells.
 
-    ``flat`` gives a two-phase plateau (olivines, like LFP); otherwise a solid-solution
-    slope of ``span_V`` across the lithiation range (layered/spinel oxides).
+    ``flat`` gives a two-phase plateau (olivines, like LFP: 30 mV of slope);
+    otherwise a solid-solution slope of ``span_V`` across the lithiation range
+    (layered/spinel oxides). Both end in steep walls: +0.5 exp(-y/0.02) when fully
+    delithiated and -0.6 exp(-(1-y)/0.03) when fully lithiated.
     """
 
     def ocp(y: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype=float)
-        s = 1.0 - y
         slope = (0.03 if flat else span_V) * (0.5 - y)
-        ends = 0.35 * np.exp(-s / 0.03) * -1.0 + 0.5 * np.exp(-y / 0.02)
-        return average_V + slope + ends
+        walls = 0.5 * np.exp(-y / 0.02) - 0.6 * np.exp(-(1.0 - y) / 0.03)
+        return average_V + slope + walls
 
     return ocp
 
@@ -154,6 +155,7 @@ class Chemistry:
     h_area_W_K: float = 0.090  # convection to the chamber, h*A
     entropic_mV_K: tuple[float, float] = (-0.10, 0.15)  # dU/dT at empty / full (linear)
     t_ref_C: float = 30.0
+    side_heat_V: float = 0.0  # parasitic heat per ampere (W/A), from thermal risk
     degradation: DegradationParams = field(default_factory=DegradationParams)
     variation: dict[str, float] = field(default_factory=dict)  # relative sd per parameter
 

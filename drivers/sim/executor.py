@@ -59,6 +59,11 @@ class SensorNoise:
         self.temperature_C = temperature_C
 
 
+_RUNNING, _WAITING = int(RunState.RUNNING), int(RunState.WAITING_EIS)
+_CC, _CV, _SCAN, _EIS = int(OpKind.CC), int(OpKind.CV), int(OpKind.SCAN), int(OpKind.EIS)
+_TAG, _LOOP = int(OpKind.TAG), int(OpKind.LOOP)
+
+
 class Executor:
     """Protocol execution for ``bank.n_slots`` channels (arrays shape (n_channels,))."""
 
@@ -181,7 +186,7 @@ class Executor:
         pending: list[tuple] = []
         for _ in range(1_000_000):
             self._settle()
-            live = (self.run == RunState.RUNNING) | (self.run == RunState.WAITING_EIS)
+            live = (self.run == _RUNNING) | (self.run == _WAITING)
             live &= rem > 1e-9
             if not live.any():
                 break
@@ -192,7 +197,7 @@ class Executor:
         """Process zero-time ops until every running channel sits on a timed op."""
         ar = self._ar
         for _ in range(10 * self.max_ops + 10):
-            run = self.run == RunState.RUNNING
+            run = self.run == _RUNNING
             if not run.any():
                 return
             ended = run & (self.pc >= self.n_ops)
@@ -201,9 +206,9 @@ class Executor:
                 self._close_cycle(np.flatnonzero(ended))
                 run &= ~ended
             kind = self.k_kind[ar, self.pc]
-            tag = run & (kind == OpKind.TAG)
-            loop = run & (kind == OpKind.LOOP)
-            eis = run & (kind == OpKind.EIS)
+            tag = run & (kind == _TAG)
+            loop = run & (kind == _LOOP)
+            eis = run & (kind == _EIS)
             if not (tag.any() or loop.any() or eis.any() or ended.any()):
                 return
             self.pc[tag] += 1
@@ -246,10 +251,10 @@ class Executor:
         kind = self.k_kind[chs, pcs]
         value = self.k_value[chs, pcs]
         step_t = self.step_t[sel]
-        is_cc = kind == OpKind.CC
-        is_cv = kind == OpKind.CV
-        is_scan = kind == OpKind.SCAN
-        is_eis = kind == OpKind.EIS
+        is_cc = kind == _CC
+        is_cv = kind == _CV
+        is_scan = kind == _SCAN
+        is_eis = kind == _EIS
         t_left = self.k_time[chs, pcs] - step_t
         v_set = np.where(is_cv, value, 0.0)
         if is_scan.any():  # staircase: CV segments of SCAN_SEGMENTS per sweep
@@ -303,18 +308,20 @@ class Executor:
         tripped = (code == SAFETY) | over_cap
         if tripped.any():
             for c, reason in zip(
-                chs[tripped], self._safety_reasons(chs[tripped], over_cap[tripped]), strict=True
+                chs[tripped],
+                self._safety_reasons(chs[tripped], over_cap[tripped], phase.v_end[tripped]),
+                strict=True,
             ):
                 self.run[c] = RunState.SAFETY_STOPPED
                 self.reason[c] = reason
                 rem[c] = 0.0
 
-    def _safety_reasons(self, chs: np.ndarray, over_cap: np.ndarray) -> list[str]:
+    def _safety_reasons(
+        self, chs: np.ndarray, over_cap: np.ndarray, v_end: np.ndarray
+    ) -> list[str]:
         out = []
         bank = self.bank
-        for c, cap in zip(chs, over_cap, strict=True):
-            last = self.buffers[c].last()
-            v = float(last["voltage_V"]) if last is not None else float("nan")
+        for c, cap, v in zip(chs, over_cap, v_end, strict=True):
             if cap:
                 out.append(f"capacity limit {self.max_cap[c] * 1000:.0f} mAh exceeded")
             elif bank.temp[c] > self.t_hi[c] - 1e-6:

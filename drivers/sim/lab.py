@@ -24,6 +24,7 @@ from voltloop.drivers.sim.chemistry import Chemistry, get_chemistry
 from voltloop.drivers.sim.degradation import arrhenius
 from voltloop.drivers.sim.executor import Executor, RunState, SensorNoise
 from voltloop.drivers.sim.impedance_model import ImpedanceParameters, noisy_spectrum
+from voltloop.drivers.sim.plugins import load_cell_model, load_material_mapping
 from voltloop.drivers.sim.program import compile_protocol
 from voltloop.drivers.sim.virtual_lab import (
     CellSpec,
@@ -55,9 +56,11 @@ class SimulatedLab:
     """A virtual battery lab: ``channel_count`` cycler channels and one potentiostat.
 
     ``seed`` seeds the sensor and EIS noise; cells draw their own variation from
-    ``CellSpec.seed``. ``cell_types`` adds or overrides chemistries by name (see
-    plugins.py for loading them from an import path); ``material_mapping`` turns a
-    ``CellSpec.material`` structure into a chemistry.
+    ``CellSpec.seed``. ``cell_types`` adds or overrides chemistries by name;
+    ``cell_model`` (a ``CellModelFactory`` or its import path "pkg.mod:func") picks
+    the chemistry of a loaded ``CellSpec`` first; ``material_mapping`` (a
+    ``MaterialMapping`` or import path) turns ``CellSpec.material`` into a
+    chemistry (default: materials_mapping.default_mapping). See plugins.py.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class SimulatedLab:
         max_records_per_channel: int | None = None,
         keep_records: bool = True,
         cell_types: dict[str, Chemistry] | None = None,
+        cell_model: Any = None,
         material_mapping: Any = None,
     ) -> None:
         if channel_count < 1:
@@ -92,6 +96,11 @@ class SimulatedLab:
         )
         self._eis_rng = np.random.default_rng([seed, 0xE15])
         self._cell_types = dict(cell_types or {})
+        if isinstance(cell_model, str):
+            cell_model = load_cell_model(cell_model)
+        if isinstance(material_mapping, str):
+            material_mapping = load_material_mapping(material_mapping)
+        self._cell_model = cell_model
         self._material_mapping = material_mapping
         self._specs: list[CellSpec | None] = [None] * channel_count
         self._experiment: list[str | None] = [None] * channel_count
@@ -369,6 +378,14 @@ class SimulatedLab:
 
             mapping = self._material_mapping or default_mapping
             return mapping(cell.material)
+        if self._cell_model is not None:
+            chem = self._cell_model(cell)
+            if chem is not None:
+                if not isinstance(chem, Chemistry):
+                    raise TypeError(
+                        f"cell model returned {type(chem).__name__}, expected a Chemistry"
+                    )
+                return chem
         if cell.kind in self._cell_types:
             return self._cell_types[cell.kind]
         return get_chemistry(cell.kind)

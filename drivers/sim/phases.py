@@ -36,7 +36,7 @@ from voltloop.drivers.sim.degradation import Rates
 BUDGET, TIME, CUTOFF, SAFETY = 0, 1, 2, 3
 GRID = 10
 _G = 1.0 - (1.0 - np.linspace(0.0, 1.0, GRID + 1)) ** 2  # grid fractions, dense at the end
-_REGULA_FALSI_STEPS = 2
+_REGULA_FALSI_STEPS = 1
 
 #: Columns of the coefficient matrix (closed-form trajectory of one phase).
 COLUMNS = (
@@ -148,7 +148,7 @@ class Phase:
         heat = (
             i_mean * i_mean * (r0s + r1s + r2s)
             + i_mean * (temp0 + 273.15) * bank.entropic(p, q0)
-            + np.abs(i_mean) * p.hyst_m
+            + np.abs(i_mean) * (p.hyst_m + p.side_heat)
         )
         sgn = np.sign(i0)
         coef = np.empty((n, len(COLUMNS)))
@@ -290,7 +290,8 @@ class Phase:
         """Move the cells to the phase's end state and apply the integrated ageing."""
         bank, sel = self.bank, self.sel
         c = Coefficients(self.coef)
-        _, _, temp, q, v1, v2, h, _ = trajectory(bank, c, self.end_t)
+        v_end, _, temp, q, v1, v2, h, _ = trajectory(bank, c, self.end_t)
+        self.v_end = np.where(c.cv > 0, c.v_set, v_end)
         p = bank.view(sel)
         bank.v1[sel] = v1
         bank.v2[sel] = v2

@@ -1,0 +1,140 @@
+"""Protocol execution details, safety limits, record buffering and EIS spectra."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from voltloop.drivers.records import empty_records
+from voltloop.drivers.sim.lab import SimulatedLab
+from voltloop.drivers.sim.record_buffer import RecordBuffer
+from voltloop.drivers.sim.virtual_lab import CellSpec, ChannelState, InstrumentLimits
+
+
+def _protocol(method: list[dict], **extra: object) -> str:
+    data = {"sample": {"capacity_mAh": 1100}, "record": {"time_s": 10}, "method": method}
+    data.update(extra)
+    return json.dumps(data)
+
+
+CHARGE = {"step": "constant_current", "rate_C": 1.0, "until_voltage_V": 3.6}
+HOLD = {"step": "constant_voltage", "voltage_V": 3.6, "until_rate_C": 0.05}
+REST = {"step": "open_circuit_voltage", "until_time_s": 60}
+DISCHARGE = {"step": "constant_current", "rate_C": -1.0, "until_voltage_V": 2.0}
+
+
+def _lab(**kw: object) -> SimulatedLab:
+    lab = SimulatedLab(1, seed=2, **kw)  # type: ignore[arg-type]
+    lab.load_cell(0, CellSpec(cell_id="c", seed=4))
+    return lab
+
+
+def test_nested_loops_count_cycles() -> None:
+    lab = _lab()
+    method = [
+        {"step": "tag", "tag": "outer"},
+        REST,
+        {"step": "tag", "tag": "inner"},
+        CHARGE,
+        DISCHARGE,
+        {"step": "loop", "loop_to": "inner", "cycle_count": 2},
+        {"step": "loop", "loop_to": "outer", "cycle_count": 2},
+    ]
+    lab.start(0, _protocol(method), "n")
+    lab.advance(20 * 3600.0)
+    st = lab.status(0)
+    assert st.state == ChannelState.COMPLETED
+    assert st.cycle == 3  # 2 x 2 passes -> cycles 0..3
+    caps = lab.capacities(0)
+    assert caps.size == 4 and np.all(caps > 1.0)
+    rec = lab.records(0, 0, 10**6)
+    # within a cycle the charge counter never decreases; it resets between cycles
+    for c in range(4):
+        assert np.all(np.diff(rec["charge_Ah"][rec["cycle"] == c]) >= -1e-6)
+
+
+def test_cv_step_ends_at_current_cutoff() -> None:
+    lab = _lab()
+    lab.start(0, _protocol([CHARGE, HOLD, REST]), "cv")
+    lab.advance(4 * 3600.0)
+    rec = lab.records(0, 0, 10**6)
+    hold = rec[rec["step"] == 1]
+    assert np.all(np.abs(hold["voltage_V"] - 3.6) < 2e-3)
+    assert hold["current_A"][-1] == pytest.approx(0.055, rel=0.1)
+    assert np.all(np.diff(hold["current_A"]) < 1e-3)
+
+
+def test_protocol_safety_voltage_stops_channel_with_reason() -> None:
+    lab = _lab()
+    method = [{"step": "constant_current", "rate_C": 1.0, "until_time_s": 7200}]
+    lab.start(0, _protocol(method, safety={"max_voltage_V": 3.5}), "s")
+    lab.advance(7200.0)
+    st = lab.status(0)
+    assert st.state == ChannelState.SAFETY_STOPPED
+    assert "voltage" in (st.reason or "") and "3.500" in (st.reason or "")
+    assert lab.records(0, 0)["voltage_V"].max() < 3.52
+
+
+def test_cell_temperature_limit_from_voltloop_block() -> None:
+    lab = _lab()
+    method = [{"step": "constant_current", "rate_C": 5.0, "until_time_s": 600}]
+    lab.start(0, _protocol(method, voltloop={"max_temperature_C": 32.0}), "t")
+    lab.advance(600.0)
+    st = lab.status(0)
+    assert st.state == ChannelState.SAFETY_STOPPED
+    assert "temperature" in (st.reason or "")
+
+
+def test_instrument_limits_refuse_upload() -> None:
+    lab = SimulatedLab(1, limits=InstrumentLimits(max_current_A=2.0))
+    lab.load_cell(0, CellSpec(cell_id="c"))
+    with pytest.raises(ValueError, match="exceeds the instrument limit"):
+        lab.start(0, _protocol([{**CHARGE, "rate_C": 3.0}]), "x")
+    with pytest.raises(ValueError, match="invalid unicycler protocol"):
+        lab.start(0, _protocol([{"step": "warp"}]), "y")
+
+
+def test_voltage_scan_runs() -> None:
+    lab = _lab()
+    scan = {"step": "voltage_scan", "start_voltage_V": 3.2, "end_voltage_V": 3.4,
+            "scan_rate_mV_per_s": 0.5}  # fmt: skip
+    lab.start(0, _protocol([CHARGE, {**DISCHARGE, "until_voltage_V": 3.25}, scan]), "v")
+    lab.advance(6 * 3600.0)
+    assert lab.status(0).state == ChannelState.COMPLETED
+    rec = lab.records(0, 0, 10**6)
+    sweep = rec[rec["step"] == 2]
+    assert sweep["voltage_V"][0] < 3.25 and sweep["voltage_V"][-1] > 3.38
+
+
+def test_record_buffer_since_limit_and_retention() -> None:
+    buf = RecordBuffer(max_records=25)
+    for start in range(0, 60, 10):
+        chunk = empty_records(10)
+        chunk["record"] = np.arange(start, start + 10)
+        buf.append(chunk)
+    assert buf.count == 60
+    assert buf.since(55)["record"].tolist() == [55, 56, 57, 58, 59]
+    assert buf.since(0, limit=3)["record"].tolist() == [buf.first, buf.first + 1, buf.first + 2]
+    assert buf.first == 30 and buf.since(100).size == 0
+
+
+def test_impedance_arcs_grow_with_age() -> None:
+    lab = _lab()
+    f = np.logspace(4, -2, 61)
+    z_fresh = lab.impedance(0, f)
+    fresh = lab.impedance_parameters(0)
+    lab.bank.r_film[0] += 0.01  # an aged film
+    aged = lab.impedance_parameters(0)
+    assert aged.r_sei > fresh.r_sei
+    z_aged = lab.impedance(0, f)
+    assert z_aged.real.max() > z_fresh.real.max() + 0.008
+    assert -z_fresh.imag.min() > 0  # capacitive arcs below the real axis
+
+
+def test_impedance_needs_a_resting_cell() -> None:
+    lab = _lab()
+    lab.start(0, _protocol([CHARGE]), "r")
+    with pytest.raises(ValueError, match="at rest"):
+        lab.impedance(0, np.array([1.0]))
