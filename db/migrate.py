@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import URL
 
-from .engine import make_engine, mask_url
+from .engine import make_engine, mask_url, parse_url, sqlite_path
 from .errors import AlreadyInitialisedError, DatabaseNotInitialisedError, MigrationMismatchError
 from .models import Base
 
@@ -69,7 +69,11 @@ def init_database(url: str | URL) -> MigrationResult:
     older revision, or a non-empty database without voltloop's version table, is
     refused with :class:`AlreadyInitialisedError`.
     """
-    engine = make_engine(url)
+    parsed = parse_url(url)
+    path = sqlite_path(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # `--db sqlite:///runs/new.db`
+    engine = make_engine(parsed)
     masked = mask_url(engine.url)
     head = head_revision()
     try:
@@ -82,7 +86,7 @@ def init_database(url: str | URL) -> MigrationResult:
                     f"database {masked} already has a voltloop schema (revision {before}, "
                     f"code head {head}); run `voltloop db upgrade` instead"
                 )
-            existing = sorted(inspect(connection).get_table_names())
+            existing = sorted(set(inspect(connection).get_table_names()) - {"alembic_version"})
             if existing:
                 raise AlreadyInitialisedError(
                     f"database {masked} is not empty (tables: {', '.join(existing[:8])}"
@@ -153,6 +157,20 @@ def _ahead_message(masked: str, current: str, head: str) -> str:
         f"revision {current} is unknown to this voltloop (made by a newer version?) - "
         "upgrade voltloop, or run `voltloop db upgrade` with the version that made it"
     )
+
+
+def downgrade_database(url: str | URL, revision: str = "base") -> MigrationResult:
+    """Migrate down to ``revision`` ("base" removes every voltloop table). Destructive."""
+    engine = make_engine(url, must_exist=True)
+    masked = mask_url(engine.url)
+    try:
+        with engine.begin() as connection:
+            before = current_revision(connection)
+            command.downgrade(alembic_config(connection), revision)
+            after = current_revision(connection)
+        return MigrationResult(masked, before, after or "base")
+    finally:
+        engine.dispose()
 
 
 def autogenerate_revision(url: str | URL, message: str) -> None:

@@ -125,3 +125,20 @@ def test_database_behind_code_says_run_db_upgrade_and_upgrade_works(
     finally:
         engine.dispose()
     assert "note" in columns
+
+
+def test_downgrade_to_base_removes_the_schema_and_init_restores_it(fresh_db_url: str) -> None:
+    result = migrate.downgrade_database(fresh_db_url)
+    assert (result.before, result.after) == (migrate.head_revision(), "base")
+    engine = make_engine(fresh_db_url)
+    try:
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    finally:
+        engine.dispose()
+    assert migrate.init_database(fresh_db_url).changed
+
+
+def test_init_creates_the_sqlite_directory(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "c1" / "voltloop.db"
+    assert migrate.init_database(f"sqlite:///{path}").changed
+    assert path.is_file()
