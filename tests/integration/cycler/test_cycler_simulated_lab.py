@@ -104,3 +104,46 @@ def test_temperature_limit_is_enforced_on_the_instrument() -> None:
         assert "temperature" in (status.reason or "")
         records = driver.fetch(0, 0).records
         assert records["temperature_C"].max() > 31.0 - 0.5
+
+
+def test_eis_checkpoint_round_trip_through_both_served_instruments() -> None:
+    """serve_lab: the cycler pauses at an EIS step, the potentiostat measures the same
+    cell over its own link, the cycler resumes and completes."""
+    from voltloop.drivers.eis import EisSpec
+    from voltloop.drivers.potentiostat import PalmSensPotentiostat
+    from voltloop.drivers.sim.serve import serve_lab
+
+    lab = SimulatedLab(channel_count=2, seed=5)
+    lab.load_cell(1, CellSpec(cell_id="eis-cell", seed=5))
+    lab.attach_potentiostat(1)
+    protocol = _protocol(cycles=2)
+    protocol["method"].insert(
+        -1,
+        {
+            "step": "impedance_spectroscopy",
+            "amplitude_V": 0.005,
+            "start_frequency_Hz": 1e4,
+            "end_frequency_Hz": 1.0,
+        },
+    )
+    # fast, but slow enough that an EIS sweep fits in the lab's checkpoint timeout (1 h virtual)
+    with serve_lab(lab, link="pty", speed=3000.0) as instruments:
+        assert set(instruments.urls) == {"cycler", "potentiostat"}
+        cycler = CyclerDriver(instruments.urls["cycler"], timeout_s=1.0)
+        potentiostat = PalmSensPotentiostat(
+            instruments.urls["potentiostat"], timeout_s=2.0, analyse=False
+        )
+        with cycler, potentiostat:
+            cycler.start(1, protocol, uuid.uuid4())
+            spectra, deadline = [], time.monotonic() + 30
+            while (status := cycler.status(1)).state is not ChannelState.COMPLETED:
+                assert time.monotonic() < deadline and not status.state.is_final
+                if status.state is ChannelState.WAITING_EIS:
+                    spec = EisSpec(f_start_Hz=1e4, f_end_Hz=1.0, points_per_decade=5)
+                    spectra.append(potentiostat.eis(spec))  # no Lin-KK here: fast
+                    cycler.resume(1)
+                time.sleep(0.01)
+    assert len(spectra) == 2
+    for spectrum in spectra:
+        assert len(spectrum.frequencies_Hz) == 21
+        assert all(z > 0 for z in spectrum.z_real_ohm)
