@@ -9,17 +9,15 @@ one fault model whatever their byte protocol or link (pty, TCP).
 
 Fault kinds (docs/protocols/cycler.md §8):
 
-=================  ==========================================================
-``delay``          reply sent ``delay_s`` late (past the host's timeout)
-``drop``           reply never sent
-``garble``         1–3 reply bytes replaced by bytes ≥ 0x80 (always detectable)
-``partial``        reply cut short, no terminator
-``disconnect``     part of the reply, then the link closes (TCP: connection; pty: both
-                   fds); back after ``down_s``
-``reset``          reply lost and session state cleared; channels keep running
-``channel_fault``  a running channel goes to ``fault`` (``VirtualLab.inject_fault``)
-``over_temperature`` a running channel goes to ``safety_stopped``
-=================  ==========================================================
+* ``delay``: the reply is sent ``delay_s`` late (past the host's timeout);
+* ``drop``: the reply is never sent;
+* ``garble``: 1–3 reply bytes are replaced by bytes ≥ 0x80 (always detectable);
+* ``partial``: the reply is cut short, without its terminator;
+* ``disconnect``: part of the reply, then the link closes (TCP: the connection; pty:
+  both fds) and comes back after ``down_s``;
+* ``reset``: the reply is lost and session state is cleared; channels keep running;
+* ``channel_fault``: a running channel goes to ``fault`` (``VirtualLab.inject_fault``);
+* ``over_temperature``: a running channel goes to ``safety_stopped``.
 
 Faults never corrupt data silently: garbling only writes non-ASCII bytes (a line reply
 becomes invalid) and changes at least one byte (a block's CRC-32 no longer matches).
