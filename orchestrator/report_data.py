@@ -212,8 +212,10 @@ def _candidates(
 
 
 def _spectra(
-    session: Session, experiments: list[ExperimentRow], limit: int
+    session: Session, experiments: list[ExperimentRow], limit: int, preferred: set[str]
 ) -> tuple[list[SpectrumSet], int]:
+    """Spectra of at most ``limit`` experiments: the ``preferred`` ones (the recommended
+    candidate's cells) first, the others spread evenly over the campaign."""
     ids = [e.id for e in experiments]
     if not ids:
         return [], 0
@@ -226,12 +228,15 @@ def _spectra(
     )
     total = int(sum(counts.values()))
     order = {e.id: i for i, e in enumerate(experiments)}
-    chosen = sorted(counts, key=lambda i: (-counts[i], order[i]))[:limit]
+    measured = sorted(counts, key=order.__getitem__)
+    first = [i for i in measured if i in preferred][:limit]
+    rest = [i for i in measured if i not in first]
+    room = max(0, limit - len(first))
+    if len(rest) > room:  # spread the others over the campaign (early and late rounds)
+        rest = [rest[int(k)] for k in np.linspace(0, len(rest) - 1, room).round()] if room else []
+    chosen = [*first, *rest]
     cells = {e.id: e.cell_id for e in experiments}
-    sets = [
-        SpectrumSet(i, cells.get(i), tuple(eis_spectra(session, i)))
-        for i in sorted(chosen, key=order.__getitem__)
-    ]
+    sets = [SpectrumSet(i, cells.get(i), tuple(eis_spectra(session, i))) for i in chosen]
     return sets, total
 
 
@@ -330,7 +335,13 @@ def gather_report(
         i: CapacityTrace(i, data["cycle_index"], data["discharge_capacity_ah"])
         for i, data in series.items()
     }
-    spectra, spectra_total = _spectra(session, experiments, spectra_experiments)
+    recommendation = _recommendation(session, campaign.id)
+    preferred = {
+        e.id
+        for e in experiments
+        if recommendation is not None and e.candidate_id == recommendation.candidate_id
+    }
+    spectra, spectra_total = _spectra(session, experiments, spectra_experiments, preferred)
     cells = {e.id: e.cell_id for e in experiments}
     events, events_total, event_counts, event_levels = _events(
         session, campaign.id, event_limit, cells
@@ -361,5 +372,5 @@ def gather_report(
         events_total=events_total,
         event_counts=event_counts,
         event_levels=event_levels,
-        recommendation=_recommendation(session, campaign.id),
+        recommendation=recommendation,
     )

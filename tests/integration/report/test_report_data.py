@@ -87,6 +87,9 @@ def test_spectra_events_and_recommendation(built):
     assert data.spectra_total == built.spectra == 9
     assert len(data.spectra) == 2 and all(len(s.spectra) == 3 for s in data.spectra)
     assert [s.cycle_index for s in data.spectra[0].spectra] == [0, 15, 30]
+    # the recommended candidate's cell comes first, then one spread over the rest
+    assert data.spectra[0].experiment_id == built.experiment_ids[0][1]
+    assert data.spectra[1].experiment_id == built.experiment_ids[0][0]
     assert len(data.events) == 5 and data.events_total == 2 + 12 + 2
     assert data.events[-1].kind == "recommendation"  # newest last
     assert [e.id for e in data.events] == sorted(e.id for e in data.events)

@@ -217,3 +217,20 @@ def test_rewrite_is_atomic_reads_without_writing_and_leaves_no_temporary_files(
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert copy.read_bytes() == before  # opened read-only: not a byte changed
+
+
+def test_full_size_campaign_page_stays_small(tmp_path, capsys):
+    """192 experiments × 100 cycles (Attia's 4 × 48): the page stays well under 5 MB."""
+    from .large import build_large
+
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    init_database(url)
+    name = build_large(url)
+    out = tmp_path / "full.html"
+    code, stdout, err = cli(capsys, "report", name, "--db", url, "--out", str(out), "--json")
+    assert code == 0, err
+    size = json.loads(stdout)["bytes"]
+    assert size == out.stat().st_size and size < 5_000_000
+    report = ReportPage(out.read_text())
+    assert len(report.table("experiments")) == 192
+    assert len(report.tables["loading"]) == 4
