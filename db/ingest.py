@@ -58,9 +58,14 @@ def _execute_counting_new(
     return len(connection.execute(statement.returning(key), rows).all())
 
 
-def _require_experiment(session: Session, experiment_id: str) -> None:
-    if session.get(Experiment, experiment_id) is None:
+def _require_experiment(session: Session, experiment_id: str) -> Experiment:
+    """The experiment, after flushing the session's pending objects (the Core
+    statements below do not autoflush, and may refer to rows added just before)."""
+    session.flush()
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
         raise UnknownExperimentError(f"no experiment {experiment_id!r} in the database")
+    return experiment
 
 
 def append_cycles(
@@ -78,7 +83,7 @@ def append_cycles(
     executemany. ``records_ingested``, if given, advances the experiment's ingest
     position (never moves it back) in the same transaction.
     """
-    _require_experiment(session, experiment_id)
+    stored_experiment = _require_experiment(session, experiment_id)
     batch: dict[int, CycleData] = {}
     for cycle in cycles:
         batch.setdefault(int(cycle.cycle_index), cycle)
@@ -131,6 +136,7 @@ def append_cycles(
             )
             .values(records_ingested=records_ingested, updated_at=utcnow())
         )
+        session.expire(stored_experiment, ["records_ingested", "updated_at"])
     return new
 
 

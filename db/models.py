@@ -181,6 +181,11 @@ class Experiment(Base):
     ended_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    def __init__(self, **kwargs: Any) -> None:
+        # the UUID exists from construction on, before any flush (dispatch uses it)
+        kwargs.setdefault("id", new_experiment_id())
+        super().__init__(**kwargs)
+
 
 class Lease(Base):
     """Exclusive, expiring ownership of a resource key (db/leases.py)."""

@@ -180,3 +180,17 @@ def test_summaries_subset_empty_and_unknown_columns(engine: Engine, experiment_i
         got = cycle_summaries(session, experiment_id, ["sample_count", "cv_time_s"])
     np.testing.assert_array_equal(got["sample_count"], [20, 20])
     assert got["sample_count"].dtype == np.int64 and got["cv_time_s"].dtype == np.float64
+
+
+def test_same_session_sees_new_experiment_and_ingest_position(engine: Engine) -> None:
+    from voltloop.db.models import Campaign
+
+    with write_session(engine) as session:
+        campaign = Campaign(name="same-session", kind="protocol", spec={})
+        session.add(campaign)
+        session.flush()
+        experiment = Experiment(campaign_id=campaign.id)
+        session.add(experiment)  # not flushed: append_cycles must flush it first
+        assert append_cycles(session, experiment.id, _cycles(range(2), n_samples=20),
+                             records_ingested=40) == 2  # fmt: skip
+        assert experiment.records_ingested == 40
