@@ -166,7 +166,8 @@ def _recommendation(data: ReportData) -> str:
         rows += [
             ("observed life", f"{_num(candidate.observed_life)} ({_e(source)})"),
             ("round", _e(candidate.round_index)),
-            ("surrogate prediction", f"{_num(candidate.predicted_mean)} ± "
+            ("surrogate prediction", "–" if candidate.predicted_mean is None else
+                                     f"{_num(candidate.predicted_mean)} ± "
                                      f"{_num(candidate.predicted_std)}"),
             ("cells", _e(", ".join(e.cell_id or e.id for e in data.experiments
                                     if e.candidate_id == candidate.id))),

@@ -121,6 +121,8 @@ def capacity_fade(data: ReportData) -> Figure:
         lines.set_array(np.ma.masked_invalid(array))
         ax.add_collection(lines)
         ax.autoscale_view()
+        clipped = _robust_ylim(ax, np.concatenate([seg[:, 1] for seg in segments]),
+                               data.eol_threshold_ah)  # fmt: skip
         if np.isfinite(array).any():
             fig.colorbar(lines, ax=ax, label=label, pad=0.01)
         if data.eol_threshold_ah is not None:
@@ -137,8 +139,35 @@ def capacity_fade(data: ReportData) -> Figure:
     caption = (
         f"{len(traces)} experiments; colour: {label}; grey: no value. Cycle 0 (conditioning) "
         f"left out; at most {MAX_POINTS_PER_TRACE} points per line."
+        + (
+            f" {clipped} outlying points (e.g. slow checkpoint cycles) lie beyond the axis."
+            if clipped
+            else ""
+        )
     )
     return Figure("capacity", title, svg=svg, caption=caption)
+
+
+def _robust_ylim(ax, values: np.ndarray, threshold: float | None) -> int:
+    """Limit the capacity axis to Tukey's far fences (3 × IQR) so that a few outlying
+    cycles (slow checkpoint or reference cycles read high) do not flatten the fade;
+    the end-of-life line stays in view. Returns how many points fall outside."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 8:
+        return 0
+    q1, q3 = np.percentile(finite, [25, 75])
+    spread = max(q3 - q1, 0.01 * abs(q3))
+    low, high = q1 - 3 * spread, q3 + 3 * spread
+    outside = int(np.sum((finite < low) | (finite > high)))
+    if not outside:
+        return 0
+    inside = finite[(finite >= low) & (finite <= high)]
+    bottom, top = float(inside.min()), float(inside.max())
+    if threshold is not None:
+        bottom, top = min(bottom, threshold), max(top, threshold)
+    pad = 0.05 * max(top - bottom, 1e-6)
+    ax.set_ylim(bottom - pad, top + pad)
+    return outside
 
 
 def predicted_vs_measured(data: ReportData) -> Figure:
@@ -289,6 +318,7 @@ def protocol_space(data: ReportData) -> Figure:
                 rx, ry = _num(rec.parameters.get(x_name)), _num(rec.parameters.get(y_name))
                 ax.scatter([rx], [ry], marker="*", s=220, facecolor="none", edgecolor="crimson",
                            linewidth=1.5, zorder=4, label="recommended")  # fmt: skip
+            ax.margins(0.08)
             ax.set_xlabel(f"{x_name}{_unit(data, x_name)}")
             ax.set_ylabel(f"{y_name}{_unit(data, y_name)}" if y_name else "observed life (cycles)")
         handles, labels = axes[0].get_legend_handles_labels()
