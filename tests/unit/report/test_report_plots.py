@@ -155,3 +155,15 @@ def test_unobserved_candidates_give_a_best_so_far_note():
     candidates = tuple(dataclasses.replace(c, observed_life=None) for c in data.candidates)
     result = report_plots.best_by_round(dataclasses.replace(data, candidates=candidates))
     assert result.svg is None and "no best-so-far" in result.note
+
+
+def test_outlying_checkpoint_cycles_do_not_set_the_capacity_axis():
+    from matplotlib.figure import Figure as MplFigure
+
+    ax = MplFigure().add_subplot()
+    values = np.r_[np.linspace(1.10, 1.09, 40), [1.65, 1.66]]  # two slow checkpoint cycles
+    ax.plot(np.arange(values.size), values)
+    assert report_plots._robust_ylim(ax, values, 0.88) == 2
+    bottom, top = ax.get_ylim()
+    assert bottom < 0.88 and 1.10 < top < 1.2
+    assert report_plots._robust_ylim(ax, np.linspace(1.1, 0.8, 50), 0.88) == 0  # a real fade
