@@ -1,0 +1,173 @@
+"""In-memory stand-ins for the campaign engine's interfaces (cycler, proposer,
+predictor, operator), so a report test can run the real engine in about a second
+and report on exactly what it leaves in the database. (The same approach as the
+engine's own tests; kept here so the report's tests depend on no other area's.)"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voltloop.campaigns.attia import enumerate_protocols
+from voltloop.drivers.interfaces import (
+    ChannelState,
+    CyclerChannelStatus,
+    RecordBatch,
+    StartOutcome,
+)
+from voltloop.drivers.records import empty_records
+from voltloop.orchestrator.ports import LifetimeEstimate, LoadOutcome, Proposal, ProposalBatch
+
+SAMPLES_PER_CYCLE = 6
+
+
+def fake_life(parameters: dict[str, float]) -> float:
+    """A known objective: life falls with the first-step rate, peaks mid-space."""
+    return 1500.0 - 60.0 * (parameters["CC1"] - 5.0) ** 2 - 40.0 * parameters["CC2"]
+
+
+@dataclass
+class FakeChannel:
+    state: ChannelState = ChannelState.IDLE
+    experiment_id: str | None = None
+    records: np.ndarray = field(default_factory=empty_records)
+    cycles_to_run: int = 0
+    life: float = 1000.0
+    starts: int = 0
+
+
+class FakeCycler:
+    """Produces ``cycles_per_poll`` cycles of records each time a channel's status is
+    read; capacity fades linearly to 80 % at the experiment's ``life``."""
+
+    def __init__(
+        self, url: str, channels: int, *, cycles_per_poll: int = 7, nominal_Ah: float = 1.1
+    ):
+        self.url = url
+        self.channels = [FakeChannel() for _ in range(channels)]
+        self.cycles_per_poll = cycles_per_poll
+        self.nominal_Ah = nominal_Ah
+
+    def start(self, channel, protocol, experiment_id, *, max_temperature_C=None):
+        ch = self.channels[channel]
+        experiment_id = str(experiment_id)
+        if ch.experiment_id == experiment_id and ch.state.is_active:
+            return StartOutcome.ALREADY_RUNNING
+        if ch.state.is_active:
+            from voltloop.drivers.errors import InstrumentError
+
+            raise InstrumentError(-221, "Settings conflict; channel busy", command="START")
+        ch.state, ch.experiment_id = ChannelState.RUNNING, experiment_id
+        ch.records = empty_records()
+        ch.cycles_to_run = int(protocol["max_cycles"])
+        ch.life = float(protocol["life"])
+        ch.starts += 1
+        return StartOutcome.STARTED
+
+    def _advance(self, ch: FakeChannel) -> None:
+        if ch.state != ChannelState.RUNNING:
+            return
+        done = 0 if len(ch.records) == 0 else int(ch.records["cycle"][-1]) + 1
+        n = min(self.cycles_per_poll, ch.cycles_to_run - done)
+        rows = empty_records(n * SAMPLES_PER_CYCLE)
+        for k in range(n):
+            cycle = done + k
+            q = self.nominal_Ah * (1.0 - 0.2 * cycle / ch.life)
+            sl = slice(k * SAMPLES_PER_CYCLE, (k + 1) * SAMPLES_PER_CYCLE)
+            rows["cycle"][sl] = cycle
+            rows["t_s"][sl] = cycle * 3600.0 + np.arange(SAMPLES_PER_CYCLE) * 600.0
+            rows["current_A"][sl] = [4.4, 4.4, 1.1, -4.4, -4.4, 0.0]
+            rows["voltage_V"][sl] = [3.3, 3.4, 3.6, 3.2, 3.0, 2.0]
+            rows["temperature_C"][sl] = [31, 35, 33, 34, 32, 30]
+            rows["charge_Ah"][sl] = [0.0, q / 2, q, q, q, q]
+            rows["discharge_Ah"][sl] = [0.0, 0.0, 0.0, q / 2, q, q]
+        rows["record"] = len(ch.records) + np.arange(len(rows))
+        ch.records = np.concatenate([ch.records, rows])
+        if done + n >= ch.cycles_to_run:
+            ch.state = ChannelState.COMPLETED
+
+    def status(self, channel):
+        ch = self.channels[channel]
+        self._advance(ch)
+        return CyclerChannelStatus(
+            channel=channel,
+            state=ch.state,
+            experiment_id=uuid.UUID(ch.experiment_id) if ch.experiment_id else None,
+            record_count=len(ch.records),
+        )
+
+    def fetch(self, channel, since, *, experiment_id=None, limit=None):
+        ch = self.channels[channel]
+        end = len(ch.records) if limit is None else min(len(ch.records), since + limit)
+        return RecordBatch(
+            channel, uuid.UUID(ch.experiment_id), since, ch.records[since:end].copy()
+        )
+
+    def stop(self, channel):
+        ch = self.channels[channel]
+        if ch.state.is_active:
+            ch.state = ChannelState.STOPPED
+
+    def resume(self, channel):
+        pass
+
+    def reset(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class AttiaPoolProposer:
+    """Takes untested protocols of the 224 in a seeded random order."""
+
+    def __init__(self):
+        self.pool = [dict(CC1=p.CC1, CC2=p.CC2, CC3=p.CC3) for p in enumerate_protocols()]
+
+    def propose(self, *, observations, pending, tested, q, seed):
+        seen = {tuple(sorted(t.items())) for t in tested}
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(self.pool))
+        picks = [self.pool[i] for i in order if tuple(sorted(self.pool[i].items())) not in seen]
+        return ProposalBatch([Proposal(p) for p in picks[:q]], reason="random")
+
+
+class StoredLifePredictor:
+    """Predicts from the stored cycles: extrapolates the capacity fade line."""
+
+    def predict(self, session, experiment_id, cycles_seen):
+        from voltloop.db.ingest import store_prediction
+        from voltloop.db.readback import cycle_summaries
+
+        table = cycle_summaries(session, experiment_id)
+        q = np.asarray(table["discharge_capacity_ah"])[:cycles_seen]
+        slope = np.polyfit(np.arange(len(q)), q, 1)[0]
+        life = 0.2 * q[0] / max(-slope, 1e-9)
+        store_prediction(session, experiment_id, self.version_id, cycles_seen, float(life), 50.0)
+        return LifetimeEstimate(cycles_seen, float(life), 50.0, model_version_id=self.version_id)
+
+    def prepare(self, session, campaign_id):
+        return "fade-line extrapolation needs no training"
+
+
+class AutoOperator:
+    def __init__(self, refuse: set[int] = frozenset()):
+        self.loaded: list[str] = []
+        self.refuse = refuse
+        self.calls = 0
+
+    def load(self, slots):
+        outcomes = {}
+        for slot in slots:
+            self.calls += 1
+            if self.calls in self.refuse:
+                outcomes[slot.experiment_id] = LoadOutcome.DAMAGED
+            else:
+                self.loaded.append(slot.cell_id)
+                outcomes[slot.experiment_id] = LoadOutcome.LOADED
+        return outcomes
+
+    def attach_potentiostat(self, cycler_url, channel):
+        pass
