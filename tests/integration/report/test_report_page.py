@@ -234,3 +234,42 @@ def test_full_size_campaign_page_stays_small(tmp_path, capsys):
     report = ReportPage(out.read_text())
     assert len(report.table("experiments")) == 192
     assert len(report.tables["loading"]) == 4
+
+
+def test_materials_campaign_without_a_parameter_space(sqlite_db_url, tmp_path, capsys):
+    """Candidates that are materials (no numeric parameters), two objectives one of
+    which the database cannot give: notes, and the formula in tables and sheets."""
+    from voltloop.db.engine import write_session
+    from voltloop.db.models import Campaign, Material
+
+    objectives = [
+        {"metric": "specific_energy", "direction": "maximize"},
+        {"metric": "capacity_retention", "direction": "maximize", "threshold": 0.9},
+    ]
+    built = build_campaign(sqlite_db_url, objectives=objectives)
+    db = open_database(sqlite_db_url)
+    with write_session(db) as s:
+        s.scalar(select(Campaign)).kind = "materials"
+        for i, candidate in enumerate(s.scalars(select(Candidate))):
+            material = Material(formula=f"LiFe{i}PO4", structure={}, structure_hash=f"h{i}")
+            s.add(material)
+            s.flush()
+            candidate.material_id, candidate.parameters = material.id, {}
+        campaign = s.scalar(select(Campaign))
+        campaign.spec = {k: v for k, v in campaign.spec.items() if k != "space"}
+    db.dispose()
+    out = tmp_path / "r.html"
+    sheet = tmp_path / "sheet.csv"
+    code, _, err = cli(capsys, "report", built.name, "--db", sqlite_db_url, "--out", str(out))
+    assert code == 0, err
+    text = out.read_text()
+    assert "no numeric parameters" in text
+    assert "No candidate has values for both specific_energy and capacity_retention" in text
+    report = ReportPage(text)
+    formulas = {row["material"] for row in report.table("candidates")}
+    assert formulas == {f"LiFe{i}PO4" for i in range(6)}
+    code, _, _ = cli(capsys, "report", built.name, "--db", sqlite_db_url, "--loading-sheet", "0",
+                     "--out", str(sheet))  # fmt: skip
+    with open(sheet, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert code == 0 and {r["material"] for r in rows} == {"LiFe0PO4", "LiFe1PO4", "LiFe2PO4"}
