@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from voltloop.orchestrator.report_model import (
+    ExperimentRow,
     LoadingSheetRow,
     ReportData,
     loading_sheet,
@@ -259,15 +260,24 @@ def _metric(metric: str, value: float | None) -> str:
     return _num(value, digits)
 
 
+def _prediction(e: ExperimentRow) -> str:
+    p = e.prediction
+    if p is None:
+        return "–"
+    sigma = f" ± {p.std:.0f}" if p.std is not None else ""
+    return f"{p.predicted_life:.0f}{sigma} @{p.cycles_seen} <small>({_e(p.model)})</small>"
+
+
 def _experiments(data: ReportData) -> str:
     rows = [[f"<code>{_e(e.cell_id or e.id)}</code>", _e(e.round_index), _e(e.candidate_id),
              _e("–" if e.channel is None else e.channel), _status(e.status),
-             _e(e.end_reason or "–"),
-             _e(e.cycles_stored), _num(e.measured_life), _num(e.peak_temperature_c, 1),
-             _num(e.channel_hours, 1), _time(e.started_at), _time(e.ended_at)]
+             _e(e.end_reason or "–"), _e(e.cycles_stored), _num(e.measured_life),
+             _prediction(e), _num(e.peak_temperature_c, 1), _num(e.channel_hours, 1),
+             _time(e.started_at), _time(e.ended_at)]
             for e in data.experiments]  # fmt: skip
     headers = ["cell", "round", "candidate", "channel", "status", "end reason", "cycles",
-               "measured EOL", "peak T (°C)", "channel h", "started", "ended"]  # fmt: skip
+               "measured EOL", "prediction @cycles (model)", "peak T (°C)", "channel h",
+               "started", "ended"]  # fmt: skip
     return _table(headers, rows, css="num")
 
 

@@ -107,6 +107,9 @@ def test_tables_match_the_database(page, campaign_db):
         assert int(row["cycles"]) == expected["cycles"]
         assert row["measured EOL"] == ("–" if expected["eol"] is None else str(expected["eol"]))
         assert row["end reason"] == expected["end_reason"]
+    assert experiments[built.cell_ids[0][1]]["prediction @cycles (model)"] == (
+        "420 ± 40 @30 (fade-line v3)"
+    )
     candidates = {row["id"]: row for row in report.table("candidates")}
     best = candidates[str(built.recommended_candidate)]
     assert best["predicted life ± σ @cycles"] == "420 ± 40 @30"
