@@ -104,17 +104,17 @@ def sloped_cathode_ocp(average_V: float, span_V: float, flat: bool) -> OcpFuncti
 class DegradationParams:
     """Rate constants of the ageing mechanisms (degradation.py, docs/simulator.md)."""
 
-    sei_k_Ah2_per_s: float = 0.8e-10  # parabolic SEI constant: dQ/dt = k / (Q_sei + Q0)
+    sei_k_Ah2_per_s: float = 0.3e-10  # parabolic SEI constant: dQ/dt = k / (Q_sei + Q0)
     sei_q0_Ah: float = 0.002  # initial SEI equivalent (sets the early rate)
     sei_ea_J_mol: float = 50_000.0  # Arrhenius activation energy of SEI growth
     sei_soc_gain: float = 1.0  # rate multiplier per unit graphite lithiation
-    crack_sei_per_Ah: float = 1.5e-6  # SEI on cracked surface: Ah per Ah of C_n per hour at 1C
-    plating_k_A: float = 2.5e-3  # plating current scale (A)
+    crack_sei_per_Ah: float = 0.66e-6  # SEI on cracked surface: Ah per Ah of C_n per hour at 1C
+    plating_k_A: float = 1.5e-3  # plating current scale (A)
     plating_phi0_V: float = 0.006  # softness of the plating onset (V)
     plating_threshold_V: float = 0.030  # mean graphite potential where plating sets in
     plating_dead_fraction: float = 1.0  # plated lithium lost irreversibly
-    lam_k_per_Ah: float = 2.5e-6  # graphite LAM per hour at 1C, fraction of C_n
-    lam_rate_exponent: float = 3.0  # cracking stress grows as |C-rate|^p
+    lam_k_per_Ah: float = 1.08e-6  # graphite LAM per hour at 1C, fraction of C_n
+    lam_rate_exponent: float = 3.5  # cracking stress grows as |C-rate|^p
     lam_ea_J_mol: float = -10_000.0  # cracking worsens when cold (negative = faster cold)
     lam_plating_per_Ah: float = 1.0  # LAM_NE (Ah) per Ah of plated lithium (pore clogging)
     film_ohm_per_Ah: float = 0.05  # film resistance per Ah of SEI
@@ -205,18 +205,19 @@ NMC_GRAPHITE_18650 = Chemistry(
     nominal_capacity_Ah=2.5,
     min_voltage_V=2.5,
     max_voltage_V=4.2,
-    c_pos_Ah=3.10,
-    c_neg_Ah=3.05,
-    n_li_Ah=2.80,
-    r0_ohm=0.020,
-    r1_ohm=0.010,
+    c_pos_Ah=4.00,  # NMC811 cycles between y ~ 0.27 (4.2 V) and ~0.93
+    c_neg_Ah=2.95,
+    n_li_Ah=3.72,
+    r0_ohm=0.012,
+    r1_ohm=0.006,
     tau1_s=2.0,
-    r2_ohm=0.012,
+    r2_ohm=0.008,
     tau2_s=150.0,
     hysteresis_V=0.002,
     mass_kg=0.046,
     entropic_mV_K=(-0.2, 0.05),
-    degradation=DegradationParams(sei_k_Ah2_per_s=4.0e-9, lam_p_per_Ah=2.0e-6),
+    # capacity-scaled LFP constants, more electrolyte oxidation at 4.2 V, cathode LAM
+    degradation=DegradationParams(sei_k_Ah2_per_s=7.0e-10, plating_k_A=5.7e-3, lam_p_per_Ah=2.0e-6),
     variation=DEFAULT_VARIATION,
 )
 

@@ -222,35 +222,59 @@ class Phase:
         t_lim: np.ndarray,
         r_eff: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """CV current I0 exp(-a t), ``a`` from a secant OCV slope over the charge the
-        step will pass (two passes); end time where |I| reaches ``i_cut``.
+        """CV current I0 exp(-a t) with ``a`` from the secant OCV slope between the
+        start and the end of the hold; the end time is where |I| reaches ``i_cut``.
 
+        With a current cut-off the end charge solves OCV(q_end) = V - h - I_cut R
+        (regula falsi, Illinois variant, inside the electrode range); without one the
+        secant runs over the charge the time limit allows (two passes).
         Returns (I0, a, t_cv) for all slots (CC slots keep ``i_set``, a = 0, inf).
         """
         bank = self.bank
         q0 = p.q
         ocv0 = bank.ocv(p, q0)
         i_cv = np.where(cv, (v_set - ocv0 - p.h) / r_eff, 0.0)
-        step = np.where(i_cv >= 0, 2e-3, -2e-3) * p.nominal_Ah
-        has_cut = ~np.isnan(i_cut)
+        sgn = np.where(i_cv >= 0.0, 1.0, -1.0)
+        has_cut = cv & ~np.isnan(i_cut)
         cut = np.where(has_cut, i_cut, 1.0)
-        slope = np.abs(bank.ocv(p, q0 + step) - ocv0) / np.abs(step)
-        a = np.maximum(slope, 1e-3) / (r_eff * 3600.0)
-
-        def end_time(a: np.ndarray) -> np.ndarray:
-            ratio = np.maximum(np.abs(i_cv) / cut, 1.0)
-            return np.where(has_cut, np.log(ratio) / a, np.inf)
-
-        for _ in range(2):
-            t_e = np.minimum(end_time(a), t_lim)
-            dq = i_cv * (1.0 - np.exp(-a * t_e)) / (a * 3600.0)
-            big = np.abs(dq) > 1e-5
-            secant = np.abs(bank.ocv(p, q0 + dq) - ocv0) / np.where(big, np.abs(dq), 1.0)
-            a = np.where(big, np.maximum(secant, 1e-3) / (r_eff * 3600.0), a)
+        ratio = np.maximum(np.abs(i_cv) / cut, 1.0)
+        step = sgn * 2e-3 * p.nominal_Ah
+        slope = np.maximum(np.abs(bank.ocv(p, q0 + step) - ocv0) / np.abs(step), 1e-3)
+        if has_cut.any():
+            target = v_set - p.h - sgn * cut * r_eff
+            lo, f_lo = q0.copy(), sgn * (ocv0 - target)
+            hi = np.where(sgn > 0, np.minimum(p.n_li, p.c_neg), 0.0) + sgn * 0.02 * p.nominal_Ah
+            f_hi = sgn * (bank.ocv(p, hi) - target)
+            side = np.zeros(q0.shape)
+            for _ in range(8):
+                denom = np.where(np.abs(f_hi - f_lo) > 1e-12, f_hi - f_lo, 1.0)
+                mid = lo - f_lo * (hi - lo) / denom
+                f_mid = sgn * (bank.ocv(p, mid) - target)
+                up = f_mid >= 0.0
+                hi, f_hi = np.where(up, mid, hi), np.where(up, f_mid, f_hi)
+                lo, f_lo = np.where(up, lo, mid), np.where(up, f_lo, f_mid)
+                # Illinois: halve the stale end's value so the bracket keeps shrinking
+                f_lo = np.where(up & (side > 0), 0.5 * f_lo, f_lo)
+                f_hi = np.where(~up & (side < 0), 0.5 * f_hi, f_hi)
+                side = np.where(up, 1.0, -1.0)
+            q_end = np.where(np.abs(f_lo) < np.abs(f_hi), lo, hi)
+            dq = q_end - q0
+            big = has_cut & (np.abs(dq) > 1e-6)
+            secant = np.abs(bank.ocv(p, q_end) - ocv0) / np.where(big, np.abs(dq), 1.0)
+            slope = np.where(big, np.maximum(secant, 1e-3), slope)
+        a = slope / (r_eff * 3600.0)
+        no_cut = cv & ~has_cut
+        if no_cut.any():
+            for _ in range(2):
+                dq = i_cv * (1.0 - np.exp(-a * t_lim)) / (a * 3600.0)
+                big = no_cut & (np.abs(dq) > 1e-5)
+                secant = np.abs(bank.ocv(p, q0 + dq) - ocv0) / np.where(big, np.abs(dq), 1.0)
+                a = np.where(big, np.maximum(secant, 1e-3) / (r_eff * 3600.0), a)
+        t_cv = np.where(has_cut, np.log(ratio) / a, np.inf)
         return (
             np.where(cv, i_cv, i_set),
             np.where(cv, a, 0.0),
-            np.where(cv, end_time(a), np.inf),
+            np.where(cv, t_cv, np.inf),
         )
 
     def _refine(

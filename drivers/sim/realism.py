@@ -80,8 +80,13 @@ def evaluate(
     seeds: int = 2,
     max_cycles: int = 3000,
     record_interval_s: float = 10.0,
+    batch: int = 64,
 ) -> RealismReport:
-    """Run every protocol on ``seeds`` cells; lives and the ΔQ feature per cell."""
+    """Run every protocol on ``seeds`` cells; lives and the ΔQ feature per cell.
+
+    Cells run ``batch`` at a time in one vectorised bank (bounds the memory the
+    early records take).
+    """
     protocols = list(protocols if protocols is not None else attia_space())
     specs, texts = [], []
     for k, (cc1, cc2, cc3, _) in enumerate(protocols):
@@ -91,16 +96,26 @@ def evaluate(
         for s in range(seeds):
             specs.append(CellSpec(cell_id=f"p{k}-s{s}", seed=1000 + 17 * k + s))
             texts.append(text)
-    run = cycle_lives(specs, texts, max_cycles=max_cycles, record_cycles=100)
-    assert run.early_records is not None
-    logvar = np.array([delta_q_log_variance(r) for r in run.early_records])
+    lives_all, caps_all, logvar_all = [], [], []
+    for start in range(0, len(specs), batch):
+        run = cycle_lives(
+            specs[start : start + batch],
+            texts[start : start + batch],
+            max_cycles=max_cycles,
+            record_cycles=100,
+        )
+        assert run.early_records is not None
+        lives_all.append(run.lives)
+        caps_all.extend(run.capacities)
+        logvar_all.extend(delta_q_log_variance(r) for r in run.early_records)
     n = len(protocols)
-    caps = [run.capacities[k * seeds : (k + 1) * seeds] for k in range(n)]
+    lives = np.concatenate(lives_all)
+    caps = [caps_all[k * seeds : (k + 1) * seeds] for k in range(n)]
     return RealismReport(
         protocols=protocols,
         seeds=seeds,
-        lives=run.lives.reshape(n, seeds),
-        log_var_dq=logvar.reshape(n, seeds),
+        lives=lives.reshape(n, seeds),
+        log_var_dq=np.array(logvar_all).reshape(n, seeds),
         capacities=caps,
     )
 
@@ -110,3 +125,74 @@ def spread_sample(n: int) -> list[tuple[float, float, float, float]]:
     space = attia_space()
     idx = np.unique(np.linspace(0, len(space) - 1, n).round().astype(int))
     return [space[i] for i in idx]
+
+
+def save_figures(report: RealismReport, out_dir: str) -> list[str]:
+    """Capacity-fade family and lifetime-over-protocol-space plots (PNG paths)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    mean = report.mean_lives
+    order = np.argsort(mean)
+    picks = order[np.linspace(0, len(order) - 1, 8).round().astype(int)]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    cmap = plt.get_cmap("viridis")
+    for j, k in enumerate(picks):
+        caps = report.capacities[k][0]
+        cc = report.protocols[k]
+        label = "-".join(f"{c:g}" for c in cc[:3]) + f"-{cc[3]:.2f}C"
+        ax.plot(np.arange(1, caps.size), caps[1:], color=cmap(j / (len(picks) - 1)), label=label)
+    ax.axhline(0.88, color="grey", ls="--", lw=1)
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("discharge capacity (Ah)")
+    ax.set_title("Simulated capacity fade, Attia protocols (CC1-CC2-CC3-CC4)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    paths.append(f"{out_dir}/simulator-capacity-fade.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    pr = np.array(report.protocols)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    sc = axes[0].scatter(pr[:, 0], pr[:, 1], c=mean, s=20 + 30 * (pr[:, 2] - 3.0), cmap="viridis")
+    axes[0].set_xlabel("CC1 (C)")
+    axes[0].set_ylabel("CC2 (C)")
+    axes[0].set_title("Mean cycle life over the protocol space (size = CC3)")
+    fig.colorbar(sc, ax=axes[0], label="cycles to 80 %")
+    ok = np.isfinite(report.lives) & np.isfinite(report.log_var_dq)
+    axes[1].scatter(report.log_var_dq[ok], np.log10(report.lives[ok]), s=10)
+    r = report.summary()["pearson_r_logvar_loglife"]
+    axes[1].set_xlabel("log10 var(ΔQ100-10(V))")
+    axes[1].set_ylabel("log10 cycle life")
+    axes[1].set_title(f"Severson feature vs life (r = {r:.2f})")
+    fig.tight_layout()
+    paths.append(f"{out_dir}/simulator-lifetime-space.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def main() -> None:  # pragma: no cover - documentation figures
+    """``python -m voltloop.drivers.sim.realism OUT_DIR [SEEDS] [NPZ]``: full-space
+    figures, summary JSON on stdout and the raw lives/features in NPZ."""
+    import json
+    import sys
+
+    out = sys.argv[1] if len(sys.argv) > 1 else "docs/img"
+    seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    report = evaluate(seeds=seeds)
+    np.savez(
+        sys.argv[3] if len(sys.argv) > 3 else "simulator-realism.npz",
+        lives=report.lives,
+        log_var_dq=report.log_var_dq,
+        protocols=np.array(report.protocols),
+    )
+    print(json.dumps(report.summary(), indent=1))
+    print(save_figures(report, out))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

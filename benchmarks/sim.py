@@ -1,0 +1,126 @@
+"""Simulated lab speed: cell-cycles/s for 48 channels in-process and through TCP.
+
+48 channels of the default LFP/graphite cell run the default Attia-style protocol
+(CC 4.8-5.2-5.2-4.16C to 80 % SOC, 1C CC-CV to 3.6 V, 4C discharge to 2.0 V, CV
+to C/50, rests; records every 10 s) as fast as possible. Figures (medians over
+repeats): in-process with records, in-process physics only (no records), and
+end-to-end — the same lab served by the simulated cycler over TCP while the host
+driver fetches every record after each clock chunk; ``fetch_overhead`` is fetch
+time / simulation time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+
+CHANNELS = 48
+CHUNK_S = 6 * 3600.0
+
+
+def _lab(keep_records: bool = True):  # noqa: ANN202 - SimulatedLab (imported lazily)
+    from voltloop.drivers.sim.lab import SimulatedLab
+    from voltloop.drivers.sim.reference_protocols import attia_protocol
+    from voltloop.drivers.sim.virtual_lab import CellSpec
+
+    lab = SimulatedLab(CHANNELS, seed=7, keep_records=keep_records)
+    protocol = attia_protocol(4.8, 5.2, 5.2, cycles=5000, record_interval_s=10.0)
+    ids = []
+    for ch in range(CHANNELS):
+        lab.load_cell(ch, CellSpec(cell_id=f"bench-{ch}", seed=ch))
+        ids.append(str(uuid.UUID(int=ch + 1)))
+    return lab, protocol, ids
+
+
+def _in_process(chunks: int, keep_records: bool) -> dict[str, float]:
+    lab, protocol, ids = _lab(keep_records)
+    for ch in range(CHANNELS):
+        lab.start(ch, protocol, ids[ch])
+    lab.advance(2 * 3600.0)  # warm-up: leave the first, partial cycle
+    c0 = int(lab.executor.cycle.sum())
+    w0, p0 = time.perf_counter(), time.process_time()
+    for _ in range(chunks):
+        lab.advance(CHUNK_S)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - p0
+    cycles = int(lab.executor.cycle.sum()) - c0
+    records = sum(int(lab.executor.rec_count[ch]) for ch in range(CHANNELS))
+    return {
+        "cell_cycles": cycles,
+        "cell_cycles_per_s": cycles / wall,
+        "cell_cycles_per_cpu_s": cycles / cpu,
+        "records": records,
+    }
+
+
+def _end_to_end(chunks: int) -> dict[str, float]:
+    from voltloop.drivers.cycler import CyclerDriver
+    from voltloop.drivers.sim.cycler_server import CyclerServer
+
+    lab, protocol, ids = _lab(True)
+    server = CyclerServer(lab, link="tcp")
+    url = server.start()
+    try:
+        with CyclerDriver(url, timeout_s=10.0) as driver:
+            for ch in range(CHANNELS):
+                driver.start(ch, protocol, ids[ch])
+            since = [0] * CHANNELS
+            lab.advance(2 * 3600.0)
+            for ch in range(CHANNELS):
+                since[ch] += len(driver.fetch(ch, since[ch]).records)
+            c0 = int(lab.executor.cycle.sum())
+            sim_s = fetch_s = 0.0
+            fetched = 0
+            for _ in range(chunks):
+                t0 = time.perf_counter()
+                lab.advance(CHUNK_S)
+                t1 = time.perf_counter()
+                for ch in range(CHANNELS):
+                    got = len(driver.fetch(ch, since[ch]).records)
+                    since[ch] += got
+                    fetched += got
+                t2 = time.perf_counter()
+                sim_s += t1 - t0
+                fetch_s += t2 - t1
+            cycles = int(lab.executor.cycle.sum()) - c0
+    finally:
+        server.stop()
+    return {
+        "cell_cycles": cycles,
+        "cell_cycles_per_s": cycles / (sim_s + fetch_s),
+        "records_fetched": fetched,
+        "fetch_overhead": fetch_s / sim_s,
+    }
+
+
+def run(quick: bool = False) -> dict:
+    """Median figures over repeats (quick: one short repeat)."""
+    repeats, chunks = (1, 2) if quick else (3, 8)
+    with_records = [_in_process(chunks, True) for _ in range(repeats)]
+    physics = [_in_process(chunks, False) for _ in range(repeats)]
+    e2e = [_end_to_end(chunks) for _ in range(repeats)]
+
+    def med(rows: list[dict], key: str) -> float:
+        return float(statistics.median(r[key] for r in rows))
+
+    return {
+        "channels": CHANNELS,
+        "protocol": "attia 4.8-5.2-5.2-4.16C, records every 10 s",
+        "repeats": repeats,
+        "in_process": {
+            "cell_cycles_per_s": med(with_records, "cell_cycles_per_s"),
+            "cell_cycles_per_cpu_s": med(with_records, "cell_cycles_per_cpu_s"),
+            "records_per_cell_cycle": med(with_records, "records")
+            / med(with_records, "cell_cycles"),
+        },
+        "in_process_no_records": {
+            "cell_cycles_per_s": med(physics, "cell_cycles_per_s"),
+            "cell_cycles_per_cpu_s": med(physics, "cell_cycles_per_cpu_s"),
+        },
+        "end_to_end_tcp": {
+            "cell_cycles_per_s": med(e2e, "cell_cycles_per_s"),
+            "fetch_overhead": med(e2e, "fetch_overhead"),
+            "records_fetched": med(e2e, "records_fetched"),
+        },
+        "target_cell_cycles_per_s": 20_000,
+    }
