@@ -209,7 +209,7 @@ def predicted_vs_measured(data: ReportData) -> Figure:
         svg = _svg(fig)
     covered = int(np.sum(np.abs(error) <= 2 * std)) if np.any(std > 0) else 0
     caption = (
-        f"{len(pairs)} experiments; mean error {error.mean():+.0f} cycles, RMSE "
+        f"{len(pairs)} experiments; mean error {round(float(error.mean())) + 0:+d} cycles, RMSE "
         f"{math.sqrt(float(np.mean(error**2))):.0f} cycles; {covered}/{len(pairs)} within ±2σ."
     )
     return Figure("calibration", title, svg=svg, caption=caption)
