@@ -119,3 +119,28 @@ def test_empty_campaign_and_unknown_name(sqlite_db_url):
     assert all(c.observed_life is None for c in data.candidates)
     with pytest.raises(UnknownCampaignError, match="known campaigns: report-test"):
         _gather(built.url, "nope")
+
+
+def test_gather_on_both_backends(db_url):
+    """The same numbers from SQLite and PostgreSQL (read-only sessions on both)."""
+    built = build_campaign(db_url)
+    data = _gather(db_url, built.name)
+    assert [c.observed_life for c in data.candidates] == [61.0, 420.0, None, 81.0, None, None]
+    assert data.spectra_total == 9 and data.events_total == 16
+    assert sum(e.cycles_stored for e in data.experiments) == 70 + 30 + 12 + 90 + 20
+
+
+def test_a_campaign_without_rounds_renders_with_notes(sqlite_db_url):
+    from voltloop.db.engine import write_session
+    from voltloop.db.models import Campaign
+    from voltloop.orchestrator.report import render_html
+
+    db = open_database(sqlite_db_url)
+    with write_session(db) as s:
+        s.add(Campaign(name="fresh", kind="protocol", spec={"objectives": []}, seed=1))
+    db.dispose()
+    data = _gather(sqlite_db_url, "fresh")
+    assert data.rounds == () and data.eol_threshold_ah is None
+    page = render_html(data)
+    assert "No cycles were stored" in page and "The campaign has no rounds yet" in page
+    assert "No rounds yet, so no loading sheets" in page and "No recommendation yet" in page
