@@ -19,7 +19,7 @@ def test_virtual_cell_spectrum_through_sim_serve_over_a_pty() -> None:
     lab = default_lab(2)
     load_default_cells(lab)  # attaches the potentiostat to channel 0
     truth = lab.impedance_parameters(0)
-    with serve_lab(lab, link="pty", clock=False) as instruments:
+    with serve_lab(lab, link="pty", speed=None, clock=False) as instruments:
         driver = PalmSensPotentiostat(instruments.urls["potentiostat"])
         try:
             spectrum = driver.eis(EisSpec(fit_circuit=LAB_CIRCUIT))
