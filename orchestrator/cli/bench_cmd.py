@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
 
 
 def bench(
-    name: Annotated[str | None, typer.Argument(help="Benchmark to run (omit to list them).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Benchmark to run (omit to list them).")
+    ] = None,
     json_out: JsonOption = False,
     quick: Annotated[
         bool, typer.Option("--quick", help="A smaller, faster run (for smoke tests).")

@@ -22,7 +22,8 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help=f"Database URL. Default: ${DB_ENV_VAR}, else {DEFAULT_DB_URL} in the working directory.",
+        help=f"Database URL. Default: ${DB_ENV_VAR}, else {DEFAULT_DB_URL} "
+        "in the working directory.",
         show_default=False,
     ),
 ]

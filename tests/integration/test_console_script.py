@@ -12,9 +12,7 @@ SCRIPT = Path(sys.executable).with_name("voltloop")
 
 
 def test_console_script_reports_version() -> None:
-    result = subprocess.run(
-        [str(SCRIPT), "--version"], capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([str(SCRIPT), "--version"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"voltloop {version('voltloop')}"
 

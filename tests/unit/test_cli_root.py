@@ -22,8 +22,18 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_design_command() -> None:
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("init", "dry-run", "run", "resume", "status", "report", "db", "sim",
-                    "instruments", "bench"):
+    for command in (
+        "init",
+        "dry-run",
+        "run",
+        "resume",
+        "status",
+        "report",
+        "db",
+        "sim",
+        "instruments",
+        "bench",
+    ):
         assert command in result.stdout
 
 
