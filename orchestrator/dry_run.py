@@ -30,6 +30,8 @@ from voltloop.orchestrator.simulated_operator import SimulatedOperator, cell_see
 DEFAULT_EXAMPLE = "protocol.toml"
 #: Cycle budget when the simulator runs a protocol to its true end of life.
 TRUTH_MAX_CYCLES = 4000
+#: How long a simulated channel waits at an EIS checkpoint for the host (virtual s).
+EIS_WAIT_S = 7 * 86_400.0
 
 
 class DryRunError(ValueError):
@@ -147,9 +149,11 @@ def true_life(spec: ProtocolCampaign, parameters: dict[str, float], cells: int =
     from voltloop.drivers.sim.truth import cycle_lives
     from voltloop.drivers.sim.virtual_lab import CellSpec
 
-    every = spec.eis.every_cycles if spec.eis is not None else 1
-    cycles = -(-TRUTH_MAX_CYCLES // every) * every  # whole checkpoint blocks
-    protocol = compile_candidate(spec, parameters, cycles=cycles)
+    # The ageing cycle alone: checkpoints (EIS, reference tests) pause or interleave
+    # and are not part of what "cycle life under this protocol" means.
+    ageing = spec.model_copy(update={"eis": None, "reference_test": None})
+    cycles = TRUTH_MAX_CYCLES
+    protocol = compile_candidate(ageing, parameters, cycles=cycles)
     text = protocol.protocol.model_dump_json()
     specs = [
         CellSpec(
@@ -202,9 +206,17 @@ def run_dry_run(
 
     # A fast-charging cycler channel (e.g. 30 A, 0-5 V), enough for the cell's limits.
     limits = InstrumentLimits(max_current_A=30.0)
-    lab = SimulatedLab(channel_count=cycler_spec.channels, seed=spec.seed, limits=limits)
+    # At full simulation speed an EIS pause must outlast the host's round trip, so a
+    # channel waits for its checkpoint (a week of virtual time) instead of skipping it.
+    lab = SimulatedLab(
+        channel_count=cycler_spec.channels,
+        seed=spec.seed,
+        limits=limits,
+        eis_timeout_s=EIS_WAIT_S,
+    )
     instruments = serve_lab(lab, link="tcp", speed=None, fault_rate=faults, seed=spec.seed)
     cycler = CyclerDriver(instruments.cycler.url, timeout_s=spec.instruments.timeout_s)
+    potentiostat, eis_spec = _potentiostat(spec, instruments)
     try:
         campaign_id = register_campaign(db, spec)
         ctx = EngineContext(
@@ -213,7 +225,8 @@ def run_dry_run(
             campaign_name=spec.name,
             spec=spec,
             cyclers={cycler_spec.url: cycler},
-            potentiostat=None,
+            potentiostat=potentiostat,
+            eis_spec=eis_spec,
             proposer=_proposer(spec),
             predictor=predictor,
             operator=SimulatedOperator({cycler_spec.url: lab}, spec),
@@ -230,6 +243,8 @@ def run_dry_run(
         engine.release()
     finally:
         cycler.close()
+        if potentiostat is not None:
+            potentiostat.close()
         instruments.stop()
     summary = summarise(db, campaign_id, spec.name, mask_url(db.url), time.perf_counter() - started)
     db.dispose()
@@ -254,6 +269,26 @@ def default_predictor(
         lambda: simulated_history(spec, n, progress=progress),
         spec.lifetime.early_prediction_cycle,
     )
+
+
+def _potentiostat(spec: CampaignBase, instruments: Any) -> tuple[Any, Any]:
+    """The EIS driver and request for the campaign's checkpoints, if it has any."""
+    if spec.eis is None or instruments.potentiostat is None:
+        return None, None
+    from voltloop.drivers.eis import EisSpec
+    from voltloop.drivers.potentiostat import PalmSensPotentiostat
+
+    eis = spec.eis
+    request = EisSpec(
+        f_start_Hz=eis.start_frequency_Hz,
+        f_end_Hz=eis.end_frequency_Hz,
+        points_per_decade=eis.points_per_decade,
+        amplitude_Vrms=eis.amplitude_V,
+    )
+    driver = PalmSensPotentiostat(
+        instruments.potentiostat.url, timeout_s=spec.instruments.timeout_s
+    )
+    return driver, request
 
 
 def _proposer(spec: ProtocolCampaign):
