@@ -12,8 +12,8 @@ The orchestrator calls, inside its own transaction (``db.engine.write_session``)
 
 Model versions are ``model_version`` rows of kind :data:`LIFETIME_KIND` (elastic
 net) or :data:`HEALTH_KIND` (SVMs); the artifact is a safe ``.npz``
-(:mod:`.artifacts`). Storage sits behind :func:`store_model_version` and
-:func:`load_model_version`, the only two functions that touch the table.
+(:mod:`.artifacts`), written as the shared registry's ``ModelRecord`` through a
+``ModelStore`` on the caller's session (:class:`SessionModelStore`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from voltloop.surrogates.lifetime.features import (
     available_features,
     feature_matrix,
 )
+from voltloop.surrogates.registry import ModelRecord
 
 LIFETIME_KIND = "lifetime"
 HEALTH_KIND = "cell_health"
@@ -253,6 +254,39 @@ def training_set_hash(cells: Sequence[CellHistory]) -> str:
     return digest.hexdigest()
 
 
+class SessionModelStore:
+    """The shared registry's ``ModelStore`` protocol (surrogates/registry.py) over the
+    caller's session: rows are flushed, never committed, so a model version and the
+    predictions made with it land in the orchestrator's one transaction (the
+    registry's ``SqlModelStore`` commits its own session, which would deadlock
+    inside an open SQLite write transaction)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def next_version(self, name: str) -> int:
+        current = self.session.scalar(
+            select(func.max(ModelVersion.version)).where(ModelVersion.name == name)
+        )
+        return int(current or 0) + 1
+
+    def put(self, record: ModelRecord) -> int:
+        row = ModelVersion(
+            campaign_id=record.campaign_id,
+            kind=record.kind,
+            name=record.name,
+            version=record.version,
+            training_set_hash=record.training_set_hash,
+            hyperparameters=_plain(record.hyperparameters),
+            metrics=_plain(record.metrics),
+            artifact_format=record.artifact_format,
+            artifact=record.artifact,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return int(row.id)
+
+
 def store_model_version(
     session: Session,
     *,
@@ -264,24 +298,21 @@ def store_model_version(
     hyperparameters: dict[str, Any],
     metrics: dict[str, Any],
 ) -> int:
-    """Insert a model_version row (next version number for ``name``); returns its id."""
-    current = session.scalar(
-        select(func.max(ModelVersion.version)).where(ModelVersion.name == name)
-    )
-    row = ModelVersion(
-        campaign_id=campaign_id,
+    """Store a new version of ``name`` (next version number) as a registry
+    ``ModelRecord`` with an ``npz`` artifact; returns the row id."""
+    store = SessionModelStore(session)
+    record = ModelRecord(
         kind=kind,
         name=name,
-        version=(current or 0) + 1,
         training_set_hash=training_hash,
-        hyperparameters=_plain(hyperparameters),
-        metrics=_plain(metrics),
-        artifact_format=ARTIFACT_FORMAT,
+        hyperparameters=hyperparameters,
+        metrics=metrics,
         artifact=blob,
+        artifact_format=ARTIFACT_FORMAT,
+        campaign_id=campaign_id,
+        version=store.next_version(name),
     )
-    session.add(row)
-    session.flush()
-    return int(row.id)
+    return store.put(record)
 
 
 def load_model_version(session: Session, model_version_id: int) -> EarlyLifePredictor:
