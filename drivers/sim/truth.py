@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -67,18 +68,20 @@ def cycle_lives(
     record_cycles: int = 0,
     limits: InstrumentLimits | None = None,
     seed: int = 0,
+    **lab_options: Any,
 ) -> LifeRun:
     """True cycle lives of ``specs[i]`` under ``protocols[i]``, all in one bank.
 
     With ``record_cycles`` > 0 the records of cycles 0..record_cycles are kept and
-    returned (for early-life features such as the Severson ΔQ(V)).
+    returned (for early-life features such as the Severson ΔQ(V)). ``lab_options``
+    go to ``SimulatedLab`` (e.g. ``cell_types``, ``cell_model``).
     """
     from voltloop.drivers.sim.lab import SimulatedLab
 
     n = len(specs)
     if n != len(protocols):
         raise ValueError("specs and protocols must have the same length")
-    lab = SimulatedLab(n, seed=seed, limits=limits, keep_records=record_cycles > 0)
+    lab = SimulatedLab(n, seed=seed, limits=limits, keep_records=record_cycles > 0, **lab_options)
     for i, spec in enumerate(specs):
         lab.load_cell(i, spec)
         lab.start(i, protocols[i], f"life-{i}")

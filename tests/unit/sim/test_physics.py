@@ -121,3 +121,25 @@ def test_seeded_runs_are_identical() -> None:
     for a, b in zip(runs[0], runs[1], strict=True):
         assert np.array_equal(a, b)
     assert not np.array_equal(runs[0][0]["voltage_V"][:50], runs[0][1]["voltage_V"][:50])
+
+
+def test_true_cycle_life_fast_forwards_a_copy() -> None:
+    from dataclasses import replace
+
+    from voltloop.drivers.sim.chemistry import DegradationParams
+    from voltloop.drivers.sim.truth import cycle_lives
+
+    fragile = LFP_GRAPHITE_18650.with_(
+        name="fragile", degradation=replace(DegradationParams(), plating_k_A=0.03)
+    )
+    lab = SimulatedLab(1, seed=1, cell_types={"fragile": fragile})
+    spec = CellSpec(cell_id="f", kind="fragile", seed=9)
+    lab.load_cell(0, spec)
+    proto = attia_protocol(3.6, 6.0, 5.6, cycles=400)
+    lab.start(0, proto, "e")
+    before = lab.truth(0)
+    life = lab.true_cycle_life(0)
+    assert life is not None and 10 < life < 400
+    assert lab.truth(0) == before  # the channel's own cell did not age
+    run = cycle_lives([spec], [proto], max_cycles=400, cell_types={"fragile": fragile})
+    assert run.lives[0] == pytest.approx(life, abs=2)
