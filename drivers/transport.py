@@ -32,12 +32,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
-from pathlib import Path
 from typing import TypeVar
 
 import serial
@@ -48,6 +44,20 @@ except ImportError:  # pragma: no cover - not on POSIX
     termios_error = OSError
 
 from voltloop.drivers.errors import Disconnected, ProtocolError, TransportTimeout
+from voltloop.drivers.scpi import encode_block, quote, split_fields
+from voltloop.drivers.transcript import Direction, Transcript, TranscriptEntry
+
+#: Re-exported: drivers import the transcript and SCPI element helpers from here too.
+__all__ = [
+    "BlockReply",
+    "Direction",
+    "Transcript",
+    "TranscriptEntry",
+    "Transport",
+    "encode_block",
+    "quote",
+    "split_fields",
+]
 
 T = TypeVar("T")
 
@@ -56,62 +66,6 @@ _LINK_ERRORS = (serial.SerialException, OSError, termios_error)
 
 #: Bytes a line reply may contain: printable ASCII and TAB.
 _LINE_BYTES = frozenset(range(0x20, 0x7F)) | {0x09}
-
-
-def encode_block(payload: bytes) -> bytes:
-    """IEEE 488.2 definite-length arbitrary block: ``#<n><len><payload>``."""
-    length = str(len(payload)).encode("ascii")
-    if len(length) > 9:
-        raise ValueError(f"block of {len(payload)} bytes is too long for a definite-length block")
-    return b"#" + str(len(length)).encode("ascii") + length + payload
-
-
-class Direction(StrEnum):
-    OUT = "out"
-    IN = "in"
-    NOTE = "note"
-
-
-@dataclass(frozen=True)
-class TranscriptEntry:
-    time: float  # POSIX time, s
-    direction: Direction
-    data: bytes
-
-    def format(self) -> str:
-        stamp = datetime.fromtimestamp(self.time, UTC).isoformat(timespec="microseconds")
-        arrow = {Direction.OUT: ">", Direction.IN: "<", Direction.NOTE: "#"}[self.direction]
-        return f"{stamp} {arrow} {self.data!r}"
-
-
-class Transcript:
-    """Bytes in/out with timestamps; keeps the last ``keep`` entries, optionally a file.
-
-    Switch it per instrument with ``enabled``; a disabled transcript costs nothing.
-    """
-
-    def __init__(self, path: str | Path | None = None, *, enabled: bool = True, keep: int = 2000):
-        self.enabled = enabled
-        self.path = Path(path) if path is not None else None
-        self.entries: deque[TranscriptEntry] = deque(maxlen=keep)
-        self._lock = threading.Lock()
-
-    def record(self, direction: Direction, data: bytes) -> None:
-        if not self.enabled or not data:
-            return
-        entry = TranscriptEntry(time.time(), direction, bytes(data))
-        with self._lock:
-            self.entries.append(entry)
-            if self.path is not None:
-                with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write(entry.format() + "\n")
-
-    def note(self, text: str) -> None:
-        self.record(Direction.NOTE, text.encode("utf-8", "replace"))
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            return [e.format() for e in self.entries]
 
 
 @dataclass(frozen=True)
@@ -491,50 +445,3 @@ class Transport:
             return check(reply) if check is not None else reply
 
         return self._call(op, idempotent=idempotent)
-
-
-# ---------------------------------------------------------------------- SCPI elements
-def quote(text: str) -> str:
-    """A SCPI string element: double quotes, inner quotes doubled."""
-    return '"' + text.replace('"', '""') + '"'
-
-
-def split_fields(text: str) -> list[str]:
-    """Split a comma-separated SCPI element list; quoted strings are unquoted.
-
-    ``running,"a,b",3`` gives ``['running', 'a,b', '3']``; two quotes inside a string are one
-    quote. An unterminated string raises ValueError.
-    """
-    fields: list[str] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i] == " ":
-            i += 1
-        if i < n and text[i] == '"':
-            i += 1
-            chars: list[str] = []
-            while True:
-                if i >= n:
-                    raise ValueError(f"unterminated string in {text!r}")
-                if text[i] == '"':
-                    if i + 1 < n and text[i + 1] == '"':
-                        chars.append('"')
-                        i += 2
-                        continue
-                    i += 1
-                    break
-                chars.append(text[i])
-                i += 1
-            fields.append("".join(chars))
-            while i < n and text[i] == " ":
-                i += 1
-            if i < n and text[i] != ",":
-                raise ValueError(f"text after string in {text!r}")
-        else:
-            j = text.find(",", i)
-            j = n if j < 0 else j
-            fields.append(text[i:j].strip())
-            i = j
-        if i >= n:
-            return fields
-        i += 1  # skip the comma

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from voltloop.drivers.records import SAMPLE_DTYPE, empty_records
-from voltloop.drivers.sim.cycler_server import (
-    CyclerServer,
+from voltloop.drivers.sim.cycler_scpi import (
     CyclerSession,
     ScpiError,
     next_message,
     parse_header,
 )
+from voltloop.drivers.sim.cycler_server import CyclerServer
 from voltloop.drivers.sim.virtual_lab import ChannelState, ChannelStatus, InstrumentLimits
 from voltloop.drivers.transport import encode_block, split_fields
 

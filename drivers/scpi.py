@@ -1,0 +1,58 @@
+"""SCPI / IEEE 488.2 data elements shared by hosts and simulated instruments:
+definite-length arbitrary blocks and comma-separated element lists with quoted strings."""
+
+from __future__ import annotations
+
+
+def encode_block(payload: bytes) -> bytes:
+    """IEEE 488.2 definite-length arbitrary block: ``#<n><len><payload>``."""
+    length = str(len(payload)).encode("ascii")
+    if len(length) > 9:
+        raise ValueError(f"block of {len(payload)} bytes is too long for a definite-length block")
+    return b"#" + str(len(length)).encode("ascii") + length + payload
+
+
+def quote(text: str) -> str:
+    """A SCPI string element: double quotes, inner quotes doubled."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def split_fields(text: str) -> list[str]:
+    """Split a comma-separated SCPI element list; quoted strings are unquoted.
+
+    ``running,"a,b",3`` gives ``['running', 'a,b', '3']``; two quotes inside a string are one
+    quote. An unterminated string raises ValueError.
+    """
+    fields: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] == " ":
+            i += 1
+        if i < n and text[i] == '"':
+            i += 1
+            chars: list[str] = []
+            while True:
+                if i >= n:
+                    raise ValueError(f"unterminated string in {text!r}")
+                if text[i] == '"':
+                    if i + 1 < n and text[i + 1] == '"':
+                        chars.append('"')
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                chars.append(text[i])
+                i += 1
+            fields.append("".join(chars))
+            while i < n and text[i] == " ":
+                i += 1
+            if i < n and text[i] != ",":
+                raise ValueError(f"text after string in {text!r}")
+        else:
+            j = text.find(",", i)
+            j = n if j < 0 else j
+            fields.append(text[i:j].strip())
+            i = j
+        if i >= n:
+            return fields
+        i += 1  # skip the comma
