@@ -367,6 +367,13 @@ def check_output(path: Path) -> None:
         raise ReportError(f"cannot write {path}: folder {folder} does not exist")
 
 
+def _readable_mode() -> int:
+    """0666 less the process umask: the mode ``open()`` would have given the file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, text: str, *, newline: str | None = None) -> None:
     check_output(path)
     folder = path.resolve().parent
@@ -376,6 +383,7 @@ def _atomic_write(path: Path, text: str, *, newline: str | None = None) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temp, _readable_mode())  # mkstemp makes 0600; a report is for sharing
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
