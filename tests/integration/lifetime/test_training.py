@@ -78,3 +78,24 @@ def test_no_model_yet_is_a_clear_error(engine) -> None:
         pytest.raises(training.UnknownModelError, match="pretrain"),
     ):
         training.predict(session, eid, 100)
+
+
+def test_sequence_version_round_trip(engine) -> None:
+    from voltloop.surrogates.lifetime.sequence import SequenceConfig
+    from voltloop.surrogates.lifetime.sequence_training import fit_sequence, predict_sequence
+
+    history = [c.to_dict() for c in synthetic.make_cells(10, seed=6, low=300, high=600, **KW)]
+    cid = add_campaign(engine)
+    live = synthetic.make_cell(450.0, 77, **KW)
+    eid = add_cell(engine, cid, live, last_cycle=100, status=ExperimentStatus.EARLY_PREDICTED)
+    config = SequenceConfig(hybrid=True, stride=10, epochs=15, hidden=8)
+    with write_session(engine) as session:
+        version = fit_sequence(session, history=history, config=config)
+        life, censored = predict_sequence(session, eid, 100, version)
+        with pytest.raises(training.UnknownModelError):
+            training.predict(session, eid, 100, model_version_id=version)  # not an elastic net
+    assert np.isfinite(life) and 100 < life <= 3000
+    with read_session(engine) as session:
+        rows = session.scalars(select(Prediction)).all()
+        assert len(rows) == (0 if censored else 1)
+        assert session.get(ModelVersion, version).kind == "lifetime_sequence"
