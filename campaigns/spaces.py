@@ -552,3 +552,89 @@ def index_space(n: int, labels: Sequence[str] = ()) -> DiscreteSpace:
         candidates=np.arange(n, dtype=float)[:, None],
         labels=tuple(labels),
     )
+
+
+# --- from a campaign spec ------------------------------------------------------------------
+
+
+def _spec_feasibility(spec_space: Any) -> Callable[[Any], Any]:
+    """A slack function (+1 feasible, −1 not) from the spec's own candidate check."""
+    names = spec_space.parameter_names
+
+    def slack(X: Any) -> Any:
+        rows = np.atleast_2d(np.asarray(X, dtype=float))
+        ok = [spec_space.is_feasible(dict(zip(names, map(float, r), strict=True))) for r in rows]
+        return np.where(ok, 1.0, -1.0).reshape(np.shape(X)[:-1])
+
+    return slack
+
+
+def space_from_spec(spec_space: Any) -> SearchSpace:
+    """The search space of a campaign's ``space`` section (``campaigns.spec.ProtocolSpace``).
+
+    - every parameter has ``values`` → :class:`DiscreteSpace` of the spec's enumerated,
+      feasible, non-excluded candidates (the ``attia2020`` preset gives the 224 pool),
+      with derived parameters as extra columns;
+    - every parameter has ``bounds`` → :class:`ContinuousSpace`; the Attia shape (three
+      C-rates over equal 20 % SOC steps and a derived fourth completing the charge in
+      ten minutes) gets the budget-box reparametrisation, any other derived rule a
+      feasibility constraint evaluated by the spec itself (checked on sampled points);
+    - a mix → :class:`MixedSpace` (derived parameters are not supported there yet).
+    """
+    names = spec_space.parameter_names
+    if spec_space.discrete:
+        rows = spec_space.enumerate()
+        if not rows:
+            raise SearchSpaceError("the campaign's space has no feasible candidate")
+        X = np.array([[row[n] for n in names] for row in rows], dtype=float)
+        derived = {d: np.array([row[d] for row in rows]) for d in spec_space.derived_names}
+        labels = tuple("-".join(f"{row[n]:g}" for n in (*names, *derived)) for row in rows)
+        return DiscreteSpace(names=names, candidates=X, labels=labels, derived=derived)
+    continuous = [p for p in spec_space.parameters if not p.discrete]
+    discrete = [p for p in spec_space.parameters if p.discrete]
+    if discrete:
+        if spec_space.derived:
+            raise SearchSpaceError(
+                "a space mixing listed values and bounds cannot have derived parameters yet"
+            )
+        box = continuous_space({p.name: (p.lower, p.upper) for p in continuous})
+        return MixedSpace(box, {p.name: tuple(p.values) for p in discrete})
+    bounds = {p.name: (p.lower, p.upper) for p in continuous}
+    if _is_attia_shape(spec_space):
+        (low, high), *_ = bounds.values()
+        space = attia_continuous_space(low, high, tuple(spec_space.derived[0].bounds))
+        return ContinuousSpace(
+            names=names,
+            lower=space.lower,
+            upper=space.upper,
+            constraints=space.constraints,
+            reparametrisation=space.reparametrisation,
+            derived={spec_space.derived[0].name: _cc4_column},
+        )
+    constraints = ()
+    if spec_space.derived:
+        constraints = (
+            SpaceConstraint(
+                "spec_feasible",
+                _spec_feasibility(spec_space),
+                "derived parameters within their bounds",
+            ),
+        )
+    return continuous_space(bounds, constraints)
+
+
+def _is_attia_shape(spec_space: Any) -> bool:
+    params = spec_space.parameters
+    if len(params) != 3 or len(spec_space.derived) != 1:
+        return False
+    derived = spec_space.derived[0]
+    if abs(derived.total_time_min - 10.0) > 1e-9 or len({(p.lower, p.upper) for p in params}) != 1:
+        return False
+    steps = [s for s in spec_space.charge if getattr(s, "soc_delta", None) is not None]
+    rates = [getattr(s, "rate_C", None) for s in steps]
+    socs = [s.soc_delta for s in steps]
+    return (
+        rates == [*spec_space.parameter_names, derived.name]
+        and all(isinstance(v, float | int) and abs(v - ATTIA_SOC_STEP) < 1e-9 for v in socs)
+        and len(spec_space.charge) == 4
+    )

@@ -79,3 +79,36 @@ def test_mixed_space_enumerates_discrete_combinations() -> None:
     assert combos == [{3: 25.0}, {3: 30.0}, {3: 35.0}]
     X = np.array([[6.0, 5.6, 4.8, 30.0], [6.0, 5.6, 4.8, 31.0]])
     assert space.feasible(X).tolist() == [True, False]
+
+
+def test_spaces_from_campaign_specs() -> None:
+    from voltloop.campaigns.spaces import (
+        BudgetBoxMap,
+        ContinuousSpace,
+        DiscreteSpace,
+        space_from_spec,
+    )
+    from voltloop.campaigns.spec import ProtocolSpace
+
+    preset = ProtocolSpace.model_validate({"preset": "attia2020"})
+    pool = space_from_spec(preset)
+    assert isinstance(pool, DiscreteSpace) and pool.size == 224
+    assert np.allclose(
+        np.sort(pool.candidates, axis=0), np.sort(attia_protocol_pool().candidates, axis=0)
+    )
+    fields = preset.model_dump(mode="json", exclude_none=True)
+    fields.pop("preset")
+    fields["exclude"] = []
+    for p in fields["parameters"]:
+        p.pop("values")
+        p["bounds"] = [3.0, 8.0]
+    box_spec = ProtocolSpace.model_validate(fields)
+    box = space_from_spec(box_spec)
+    assert isinstance(box, ContinuousSpace) and isinstance(box.reparametrisation, BudgetBoxMap)
+    X = box.sample_feasible(30, seed=0)
+    assert all(box_spec.is_feasible(dict(zip(box.names, x, strict=True))) for x in X)
+    # a different charge budget falls back to the spec's own feasibility check
+    fields["derived"][0]["total_time_min"] = 12.0
+    other = space_from_spec(ProtocolSpace.model_validate(fields))
+    assert other.reparametrisation is None and other.constraints[0].name == "spec_feasible"
+    assert other.feasible(other.sample_feasible(10, seed=1)).all()
