@@ -60,7 +60,7 @@ def _check_potentiostat(url: str, timeout_s: float, log: Path | None) -> dict[st
     from voltloop.drivers.potentiostat import PalmSensPotentiostat
 
     with PalmSensPotentiostat(
-        url, timeout_s=timeout_s, retries=0, transcript=_transcript(log)
+        url, timeout_s=timeout_s, retries=1, transcript=_transcript(log)
     ) as driver:
         identity = driver.identify()
         limits = driver.limits
@@ -110,7 +110,7 @@ def check(
         report = _check_cycler(url, timeout_s, 1, transcript)
     else:
         try:
-            report = _check_cycler(url, timeout_s, 0, transcript)
+            report = _check_cycler(url, timeout_s, 1, transcript)
         except Disconnected:
             raise
         except InstrumentCommunicationError as cycler_error:
