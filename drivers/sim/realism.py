@@ -61,6 +61,7 @@ class RealismReport:
         ok = np.isfinite(lives) & np.isfinite(self.log_var_dq)
         r = float(np.corrcoef(self.log_var_dq[ok], np.log10(lives[ok]))[0, 1])
         cv = np.nanstd(lives, axis=1, ddof=1) / mean if self.seeds > 1 else np.zeros(len(mean))
+        r_protocols = float(np.corrcoef(np.nanmean(self.log_var_dq, axis=1), np.log10(mean))[0, 1])
         return {
             "life_min": float(np.nanmin(lives)),
             "life_max": float(np.nanmax(lives)),
@@ -71,6 +72,7 @@ class RealismReport:
             "replicate_cv_max": float(np.max(cv)),
             "replicate_cv_min": float(np.min(cv)),
             "pearson_r_logvar_loglife": r,
+            "pearson_r_protocol_means": r_protocols,
             "not_reached": int(np.isnan(lives).sum()),
         }
 
@@ -155,24 +157,51 @@ def save_figures(report: RealismReport, out_dir: str) -> list[str]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    pr = np.array(report.protocols)
+    paths.append(
+        save_space_figure(np.array(report.protocols), report.lives, report.log_var_dq, out_dir)
+    )
+    return paths
+
+
+def save_space_figure(
+    protocols: np.ndarray, lives: np.ndarray, log_var_dq: np.ndarray, out_dir: str
+) -> str:
+    """Life against CC4 (coloured by CC1) and the Severson feature against life."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean = np.nanmean(lives, axis=1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    sc = axes[0].scatter(pr[:, 0], pr[:, 1], c=mean, s=20 + 30 * (pr[:, 2] - 3.0), cmap="viridis")
-    axes[0].set_xlabel("CC1 (C)")
-    axes[0].set_ylabel("CC2 (C)")
-    axes[0].set_title("Mean cycle life over the protocol space (size = CC3)")
-    fig.colorbar(sc, ax=axes[0], label="cycles to 80 %")
-    ok = np.isfinite(report.lives) & np.isfinite(report.log_var_dq)
-    axes[1].scatter(report.log_var_dq[ok], np.log10(report.lives[ok]), s=10)
-    r = report.summary()["pearson_r_logvar_loglife"]
+    sc = axes[0].scatter(protocols[:, 3], mean, c=protocols[:, 0], cmap="plasma", s=14)
+    best = int(np.nanargmax(mean))
+    axes[0].annotate(
+        "best " + "-".join(f"{c:g}" for c in protocols[best, :3]) + f"-{protocols[best, 3]:.2f}C",
+        (protocols[best, 3], mean[best]),
+        xytext=(3.3, mean[best] + 60),
+        arrowprops={"arrowstyle": "->"},
+        fontsize=8,
+    )
+    axes[0].set_xlabel("CC4 (C-rate from 60 to 80 % SOC)")
+    axes[0].set_ylabel("mean cycles to 80 % (2 cells)")
+    axes[0].set_title(f"Cycle life over the {len(protocols)} Attia protocols")
+    fig.colorbar(sc, ax=axes[0], label="CC1 (C)")
+    ok = np.isfinite(lives) & np.isfinite(log_var_dq)
+    axes[1].scatter(log_var_dq[ok], np.log10(lives[ok]), s=8, alpha=0.6, label="cells")
+    pm = np.nanmean(log_var_dq, axis=1)
+    axes[1].scatter(pm, np.log10(mean), s=8, c="C3", label="protocol means")
+    r_cell = np.corrcoef(log_var_dq[ok], np.log10(lives[ok]))[0, 1]
+    r_prot = np.corrcoef(pm, np.log10(mean))[0, 1]
     axes[1].set_xlabel("log10 var(ΔQ100-10(V))")
     axes[1].set_ylabel("log10 cycle life")
-    axes[1].set_title(f"Severson feature vs life (r = {r:.2f})")
+    axes[1].set_title(f"Severson feature: r = {r_cell:.2f} (cells), {r_prot:.2f} (protocols)")
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
-    paths.append(f"{out_dir}/simulator-lifetime-space.png")
-    fig.savefig(paths[-1], dpi=110)
+    path = f"{out_dir}/simulator-lifetime-space.png"
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return paths
+    return path
 
 
 def main() -> None:  # pragma: no cover - documentation figures

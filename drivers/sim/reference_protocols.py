@@ -24,7 +24,10 @@ def cc4_of(cc1: float, cc2: float, cc3: float) -> float:
 
 
 def attia_space() -> list[tuple[float, float, float, float]]:
-    """The 224 valid (CC1, CC2, CC3, CC4) of the Attia space (0.1 <= CC4 <= 4.81)."""
+    """The valid (CC1, CC2, CC3, CC4) of the Attia space (0.1 <= CC4 <= 4.81).
+
+    225 protocols: the paper's 224 plus the uniform 4.8C baseline (campaigns/attia.py).
+    """
     out = []
     for cc1, cc2, cc3 in itertools.product(CC1_VALUES, CC2_VALUES, CC3_VALUES):
         cc4 = cc4_of(cc1, cc2, cc3)
