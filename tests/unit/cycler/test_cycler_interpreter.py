@@ -21,7 +21,7 @@ from voltloop.drivers.sim.cycler_server import CyclerServer
 from voltloop.drivers.sim.virtual_lab import ChannelState, ChannelStatus, InstrumentLimits
 from voltloop.drivers.transport import encode_block, split_fields
 
-EXP = str(uuid.uuid4())
+EXP = "0f1e2d3c-4b5a-4697-8877-665544332211"  # fixed: test ids must not vary
 
 
 class StubLab:
@@ -155,6 +155,7 @@ def test_upload_validates_and_start_hands_over(server) -> None:
         (json.dumps({"experiment_id": EXP, "protocol": _protocol(),
                      "max_temperature_C": 90}).encode(), -222, "max_temperature_C 90"),
     ],
+    ids=["bad-json", "bad-uuid", "bad-protocol", "current", "steps", "temperature"],
 )  # fmt: skip
 def test_upload_errors_name_the_problem(server, payload, code, text) -> None:
     session = CyclerSession()
