@@ -216,3 +216,16 @@ def test_minimising_reports_means_in_the_original_sign(fast_options) -> None:
     options = fast_options.model_copy(update={"maximise": False})
     p = propose(pool, obs, q=2, options=options)
     assert all(m < 0 for m in p.mean)
+
+
+def test_mixed_space_batches_are_feasible(fast_options) -> None:
+    from voltloop.campaigns.spaces import MixedSpace
+    from voltloop.surrogates.space_filling import sobol_in_space
+
+    space = MixedSpace(attia_continuous_space(), {"chamber_C": (25.0, 30.0, 35.0)})
+    X = sobol_in_space(space, 12, seed=2)
+    y = life(X[:, :3]) - (X[:, 3] - 30.0) ** 2
+    p = propose(space, Observations(X=X, y=y), q=4, options=fast_options)
+    assert len(p.candidates) == 4 and space.feasible(np.array(p.candidates)).all()
+    assert {params["chamber_C"] for params in p.parameters} <= {25.0, 30.0, 35.0}
+    assert all("CC4" in params for params in p.parameters)
