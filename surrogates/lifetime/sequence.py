@@ -337,7 +337,10 @@ def crossing_cycle(
 ) -> tuple[float, bool]:
     """First cycle below ``threshold`` in a normalised forecast (steps,); (cycle, censored)."""
     below = np.flatnonzero(forecast < threshold)
-    centre = lambda k: config.early_cycle + k * config.stride + (config.stride + 1) / 2  # noqa: E731
+
+    def centre(k: int) -> float:  # cycle at the middle of forecast block k
+        return config.early_cycle + k * config.stride + (config.stride + 1) / 2
+
     if below.size == 0:
         return float(config.max_cycle), True
     k = int(below[0])
