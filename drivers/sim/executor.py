@@ -34,6 +34,8 @@ from voltloop.drivers.sim.record_buffer import RecordBuffer
 
 #: A voltage scan runs as this many constant-voltage stairs.
 SCAN_SEGMENTS = 20
+#: Consecutive iterations without progress before a channel is faulted.
+STALL_LIMIT = 200
 
 
 class RunState(enum.IntEnum):
@@ -184,13 +186,23 @@ class Executor:
             return
         rem = np.where(live, float(dt), 0.0)
         pending: list[tuple] = []
-        for _ in range(1_000_000):
+        stalls = 0
+        while True:
             self._settle()
             live = (self.run == _RUNNING) | (self.run == _WAITING)
             live &= rem > 1e-9
             if not live.any():
                 break
+            before = rem.copy()
+            pcs = self.pc.copy()
             self._run_phase(live, rem, pending)
+            stuck = live & (before - rem < 1e-6) & (self.pc == pcs)
+            stalls = stalls + 1 if stuck.any() else 0
+            if stalls > STALL_LIMIT:  # never expected; keeps a dry run from hanging
+                for c in np.flatnonzero(stuck):
+                    self.halt(int(c), RunState.FAULT, f"simulator stalled at step {self.pc[c]}")
+                    rem[c] = 0.0
+                stalls = 0
         self._flush(pending)
 
     def _settle(self) -> None:
