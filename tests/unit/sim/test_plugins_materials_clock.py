@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -97,3 +98,28 @@ def test_clock_modes_advance_and_stop_cleanly() -> None:
     assert lab.now_s > 1000.0
     with pytest.raises(ValueError):
         LabClock(lab, factor=0.0)
+
+
+def test_thermally_risky_cathode_runs_hotter() -> None:
+    from pymatgen.core import Lattice, Structure
+
+    from voltloop.drivers.sim.materials_mapping import chemistry_from_properties
+
+    nickelate = Structure(
+        Lattice.hexagonal(2.88, 14.2),
+        ["Li", "Ni", "O", "O"],
+        [[0, 0, 0], [0, 0, 0.5], [0, 0, 0.26], [0, 0, 0.74]],
+    ).as_dict()
+    props = material_properties(nickelate)
+    assert props.family == "layered" and props.thermal_risk > 0.8
+    risky = chemistry_from_properties(props)
+    assert risky.side_heat_V > 0.04
+    calm = risky.with_(name="calm", side_heat_V=0.0)
+    lab = SimulatedLab(2, cell_types={"risky": risky, "calm": calm})
+    for ch, kind in enumerate(("risky", "calm")):
+        lab.load_cell(ch, CellSpec(cell_id=kind, kind=kind, options={"initial_soc": 0.2}))
+        step = {"step": "constant_current", "rate_C": 2.0, "until_time_s": 900}
+        lab.start(ch, json.dumps({"record": {"time_s": 30}, "method": [step]}), kind)
+    lab.advance(900.0)
+    rise = [lab.truth(ch).temperature_C - 30.0 for ch in range(2)]
+    assert rise[0] > rise[1] + 0.5  # same cell, only the parasitic heat differs
