@@ -124,6 +124,8 @@ class Transport:
         self.transcript = transcript if transcript is not None else Transcript(enabled=False)
         self.resync = resync
         self.port_factory = port_factory
+        # pyserial's socket:// in_waiting only says 0 or 1: read greedily instead
+        self._greedy = url.startswith("socket://") and port_factory is None
         self.reconnects = 0  # how many times the link was re-established
         self._port: serial.SerialBase | None = None
         self._buf = bytearray()
@@ -228,11 +230,27 @@ class Transport:
         try:
             waiting = self._port.in_waiting
             chunk = self._port.read(max(1, waiting, min(want, 1 << 16)))
+            if chunk and self._greedy:  # take what else is there without waiting
+                chunk += self._read_now()
         except _LINK_ERRORS as exc:
             raise self._lost(exc) from exc
         if chunk:
             self.transcript.record(Direction.IN, chunk)
             self._buf += chunk
+
+    def _read_now(self) -> bytes:
+        """What has already arrived, without waiting (raises pyserial/OS errors)."""
+        assert self._port is not None
+        waiting = self._port.in_waiting
+        if not waiting:
+            return b""
+        if not self._greedy:
+            return self._port.read(waiting)
+        self._port.timeout = 0
+        try:
+            return self._port.read(1 << 16)
+        finally:
+            self._port.timeout = self.poll_s
 
     def _read_exactly(self, n: int, deadline: float, what: str) -> bytes:
         """``n`` bytes before ``deadline``; also fails once no byte has come for
@@ -354,8 +372,7 @@ class Transport:
         last_byte = time.monotonic()
         while True:
             try:
-                waiting = self._port.in_waiting
-                chunk = self._port.read(waiting) if waiting else b""
+                chunk = self._read_now()
             except _LINK_ERRORS as exc:
                 raise self._lost(exc) from exc
             now = time.monotonic()

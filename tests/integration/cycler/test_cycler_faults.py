@@ -227,3 +227,15 @@ def test_a_dead_instrument_gives_a_timeout_not_a_hang(lab, link) -> None:
         with pytest.raises(TransportTimeout):
             driver.identify()
         assert time.monotonic() - began < CALL_BOUND_S
+
+
+def test_a_late_large_block_is_skipped_when_resynchronising(lab, link, make_protocol) -> None:
+    """A delayed 180 kB record block arrives while the host resynchronises: it is read
+    past quickly (no byte-at-a-time reads) and the next fetch gets the right rows."""
+    faults = _injector()
+    with simulated_cycler(lab, link=link, faults=faults) as server, _driver(server.url) as driver:
+        exp = _running_experiment(lab, driver, make_protocol, record_s=2.0)
+        assert len(lab.all_records(0)) > 4096
+        faults.force("delay", match="CHAN0:DATA?")
+        batch = _timed(driver.fetch, 0, 0, experiment_id=exp)
+        np.testing.assert_array_equal(batch.records, lab.all_records(0))
