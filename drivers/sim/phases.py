@@ -207,10 +207,10 @@ class Phase:
         frac = np.clip(self.end_t / t_max, 0.0, 1.0)
         kf = GRID * (1.0 - np.sqrt(1.0 - frac))  # inverse of the grid spacing
         dt = np.diff(tau, axis=1)
-        self.ageing = [
-            _integral_to(r, dt, kf)
-            for r in (rates.sei, rates.plating, rates.lam_neg, rates.lam_pos)
-        ]
+        stacked = np.concatenate(
+            np.broadcast_arrays(rates.sei, rates.plating, rates.lam_neg, rates.lam_pos)
+        )
+        self.ageing = list(_integral_to(stacked, np.tile(dt, (4, 1)), np.tile(kf, 4)).reshape(4, n))
 
     def _linearise_cv(
         self,
@@ -246,7 +246,7 @@ class Phase:
             hi = np.where(sgn > 0, np.minimum(p.n_li, p.c_neg), 0.0) + sgn * 0.02 * p.nominal_Ah
             f_hi = sgn * (bank.ocv(p, hi) - target)
             side = np.zeros(q0.shape)
-            for _ in range(8):
+            for _ in range(5):
                 denom = np.where(np.abs(f_hi - f_lo) > 1e-12, f_hi - f_lo, 1.0)
                 mid = lo - f_lo * (hi - lo) / denom
                 f_mid = sgn * (bank.ocv(p, mid) - target)
