@@ -44,6 +44,8 @@ def served(request: pytest.FixtureRequest):
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def test_sim_serve_then_instruments_check(served, capsys, tmp_path) -> None:
