@@ -54,7 +54,7 @@ class SensorNoise:
     """Standard deviations of the cycler's measurement noise."""
 
     def __init__(
-        self, voltage_V: float = 3e-4, current_rel: float = 2e-4, temperature_C: float = 0.05
+        self, voltage_V: float = 1e-4, current_rel: float = 2e-4, temperature_C: float = 0.05
     ) -> None:
         self.voltage_V = voltage_V
         self.current_rel = current_rel
