@@ -214,8 +214,9 @@ class Transport:
         assert self._port is not None
         self.transcript.record(Direction.OUT, data)
         try:
+            # no flush(): on POSIX it is tcdrain(), which has no timeout; write() with
+            # write_timeout already bounds handing the bytes to the OS
             self._port.write(data)
-            self._port.flush()
         except serial.SerialTimeoutException as exc:
             self._dirty = True
             raise TransportTimeout(f"write of {len(data)} bytes timed out", url=self.url) from exc
