@@ -17,8 +17,13 @@ from voltloop.db.migrate import init_database, open_database
 from voltloop.db.models import Campaign, Candidate, Cycle, Event, Experiment
 from voltloop.orchestrator.context import EngineContext, EngineSettings, StepKind
 from voltloop.orchestrator.engine import CampaignBusyError, CampaignEngine, register_campaign
-
-from .fakes import AttiaPoolProposer, AutoOperator, FakeCycler, StoredLifePredictor, fake_life
+from voltloop.orchestrator.testing import (
+    AttiaPoolProposer,
+    AutoOperator,
+    FakeCycler,
+    StoredLifePredictor,
+    fake_life,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "campaigns" / "examples" / "protocol-ci.toml"
 

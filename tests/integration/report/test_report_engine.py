@@ -15,15 +15,15 @@ from voltloop.db.models import Event, Experiment, ModelVersion
 from voltloop.orchestrator.cli import main
 from voltloop.orchestrator.context import EngineContext, EngineSettings
 from voltloop.orchestrator.engine import CampaignEngine, register_campaign
-
-from .builder import EXAMPLE
-from .engine_fakes import (
+from voltloop.orchestrator.testing import (
     AttiaPoolProposer,
     AutoOperator,
     FakeCycler,
     StoredLifePredictor,
     fake_life,
 )
+
+from .builder import EXAMPLE
 from .htmltables import ReportPage
 
 

@@ -1,7 +1,12 @@
-"""In-memory stand-ins for the campaign engine's interfaces (cycler, proposer,
-predictor, operator), so a report test can run the real engine in about a second
-and report on exactly what it leaves in the database. (The same approach as the
-engine's own tests; kept here so the report's tests depend on no other area's.)"""
+"""Testing helpers for users' own campaign tests, as the library tests itself.
+
+In-memory stand-ins for the campaign engine's interfaces — a cycler whose cells fade
+linearly to a known life, a proposer over the Attia pool, a predictor that
+extrapolates the stored fade, an operator that loads every cell — so the engine's
+bookkeeping (rounds, leases, idempotent dispatch, ingest, early prediction, end of
+life, resume) can be exercised on a real database in about a second, without sockets.
+The same engine runs against the simulated lab over real byte streams in dry runs.
+"""
 
 from __future__ import annotations
 
