@@ -1,10 +1,11 @@
-"""Fetched records → complete cycles for the database.
+"""Fetched records → complete cycles as database rows.
 
-The cycler reports records with a cycle index. A cycle is complete once a record
-of a later cycle has arrived, or the experiment has ended. Records of the cycle
-still running are not stored: the ingest position stays at its first record, so
-the next poll fetches them again together with the rest of the cycle. A crash
-therefore never leaves half a cycle in the database.
+The cycler host's :class:`~voltloop.drivers.cycle_summary.CycleAssembler` releases a
+cycle once a record of a later cycle has arrived, or the experiment has ended, and
+summarises it (the same summariser that summarises the lifetime models' training
+history). Records of the cycle still running are not stored: the ingest position
+stays at its first record, so the next poll fetches them again together with the
+rest of the cycle. A crash therefore never leaves half a cycle in the database.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voltloop.db.cycles import CycleData, CycleSummary
-from voltloop.drivers.cycle_summary import summarise_cycle
+from voltloop.drivers.cycle_summary import Cycle, CycleAssembler
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,9 @@ class AssembledCycles:
     next_record: int
 
 
-def to_cycle_data(records: np.ndarray, kinds: Mapping[int, str] | None) -> CycleData:
-    """One complete cycle's records → the database row, summarised by the cycler host's
-    summariser (the same one that summarises the lifetime models' training history)."""
-    s = summarise_cycle(records, kinds=kinds)
+def to_cycle_data(cycle: Cycle) -> CycleData:
+    """One complete cycle (summary and records) → the database row."""
+    s = cycle.summary
     summary = CycleSummary(
         charge_capacity_ah=s.charge_Ah,
         discharge_capacity_ah=s.discharge_Ah,
@@ -46,7 +46,7 @@ def to_cycle_data(records: np.ndarray, kinds: Mapping[int, str] | None) -> Cycle
         charge_time_s=s.charge_time_s,
         cv_time_s=s.cv_time_s,
     )
-    return CycleData(s.cycle, summary, records)
+    return CycleData(s.cycle, summary, cycle.records)
 
 
 def assemble_cycles(
@@ -56,20 +56,13 @@ def assemble_cycles(
     final: bool,
     kinds: Mapping[int, str] | None = None,
 ) -> AssembledCycles:
-    """Split ``records`` (SAMPLE_DTYPE, shape ``(n,)``, record indices ``since…``) into
-    complete cycles. With ``final`` the experiment has ended and the last cycle is
-    complete too (if it holds any record). ``kinds`` maps protocol step index → step
-    kind, for exact constant-voltage times."""
-    if records.shape[0] == 0:
-        return AssembledCycles([], since)
-    cycle_index = records["cycle"]
-    if np.any(np.diff(cycle_index) < 0):
-        raise ValueError("records go back to an earlier cycle; the instrument log is inconsistent")
-    boundaries = np.flatnonzero(np.diff(cycle_index)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [records.shape[0]]))
-    if not final:
-        starts, ends = starts[:-1], ends[:-1]  # the last cycle may still be running
-    cycles = [to_cycle_data(records[a:b], kinds) for a, b in zip(starts, ends, strict=True)]
-    consumed = int(ends[-1]) if len(ends) else 0
-    return AssembledCycles(cycles, since + consumed)
+    """Complete cycles in ``records`` (SAMPLE_DTYPE, shape ``(n,)``, record indices
+    ``since…`` without gaps). With ``final`` the experiment has ended and its last
+    cycle is complete too. ``kinds`` maps protocol step index → step kind, for exact
+    constant-voltage times."""
+    assembler = CycleAssembler(since, kinds=kinds)
+    cycles = assembler.feed(records)
+    if final:
+        cycles += assembler.finish()
+    next_record = assembler.next_record - len(assembler.pending)
+    return AssembledCycles([to_cycle_data(c) for c in cycles], next_record)
