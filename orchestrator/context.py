@@ -92,6 +92,38 @@ class EngineContext:
     def eol_threshold_ah(self) -> float:
         return self.spec.lifetime.end_of_life_capacity * self.spec.cell.nominal_capacity_Ah
 
+    def end_experiment(
+        self,
+        session: Session,
+        experiment: Any,
+        status: Any,
+        reason: str,
+        *,
+        kind: str,
+        level: EventLevel,
+        observed: bool = False,
+    ) -> None:
+        """Give an experiment its final status and reason, settle its candidate
+        (observed, or failed), and record why in the audit trail."""
+        from voltloop.db.enums import CandidateStatus
+        from voltloop.db.models import Candidate
+        from voltloop.db.types import utcnow
+
+        experiment.status = status
+        experiment.end_reason = reason
+        experiment.ended_at = utcnow()
+        candidate = session.get(Candidate, experiment.candidate_id)
+        if candidate is not None:
+            candidate.status = CandidateStatus.OBSERVED if observed else CandidateStatus.FAILED
+        self.event(
+            session,
+            kind,
+            reason,
+            level=level,
+            experiment_id=experiment.id,
+            payload={"status": status.value},
+        )
+
     def event(
         self,
         session: Session,

@@ -162,18 +162,13 @@ def _load(ctx: EngineContext, round_id: int) -> dict[str, int]:
                     payload={"channel": slot.channel},
                 )
             else:
-                experiment.status = ExperimentStatus.ABORTED
-                experiment.end_reason = f"operator: cell {outcome.value.replace('_', ' ')}"
-                experiment.ended_at = utcnow()
-                candidate = session.get(Candidate, experiment.candidate_id)
-                if candidate is not None:
-                    candidate.status = CandidateStatus.FAILED
-                ctx.event(
+                ctx.end_experiment(
                     session,
-                    "cell_not_loaded",
-                    experiment.end_reason,
+                    experiment,
+                    ExperimentStatus.ABORTED,
+                    f"operator: cell {outcome.value.replace('_', ' ')}",
+                    kind="cell_not_loaded",
                     level=EventLevel.WARNING,
-                    experiment_id=experiment.id,
                 )
     return counts
 
@@ -196,19 +191,13 @@ def _start(ctx: EngineContext, experiment_id: str) -> str:
         )
     except InstrumentError as exc:
         with write_session(ctx.db) as session:
-            experiment = session.get(Experiment, experiment_id)
-            experiment.status = ExperimentStatus.FAILED
-            experiment.end_reason = f"start refused by {url} channel {index}: {exc}"
-            experiment.ended_at = utcnow()
-            candidate = session.get(Candidate, experiment.candidate_id)
-            if candidate is not None:
-                candidate.status = CandidateStatus.FAILED
-            ctx.event(
+            ctx.end_experiment(
                 session,
-                "dispatch_failed",
-                experiment.end_reason,
+                session.get(Experiment, experiment_id),
+                ExperimentStatus.FAILED,
+                f"start refused by {url} channel {index}: {exc}",
+                kind="dispatch_failed",
                 level=EventLevel.ERROR,
-                experiment_id=experiment_id,
             )
         return "failed"
     except InstrumentCommunicationError as exc:  # timeout, garbled reply, disconnect: retry

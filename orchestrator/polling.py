@@ -21,7 +21,6 @@ from voltloop.db.errors import LeaseLostError
 from voltloop.db.ingest import append_cycles, store_eis_spectrum
 from voltloop.db.leases import channel_key, release_lease, renew_lease
 from voltloop.db.models import Candidate, Channel, Cycle, Experiment, Prediction
-from voltloop.db.types import utcnow
 from voltloop.drivers.cycle_summary import step_kinds
 from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentError
 from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus
@@ -182,21 +181,16 @@ def _finish(ctx: EngineContext, experiment_id: str, status: CyclerChannelStatus)
                 reason = "stopped after early prediction"
             else:
                 reason = f"protocol finished ({status.state.value})"
-        experiment.status = target
-        experiment.end_reason = reason
-        experiment.ended_at = utcnow()
-        candidate = session.get(Candidate, experiment.candidate_id)
-        if candidate is not None:
-            observed = target == ExperimentStatus.COMPLETED or life is not None
-            candidate.status = CandidateStatus.OBSERVED if observed else CandidateStatus.FAILED
         level = EventLevel.INFO if target == ExperimentStatus.COMPLETED else EventLevel.WARNING
-        ctx.event(
+        observed = target == ExperimentStatus.COMPLETED or life is not None
+        ctx.end_experiment(
             session,
-            "experiment_ended",
+            experiment,
+            target,
             reason,
+            kind="experiment_ended",
             level=level,
-            experiment_id=experiment_id,
-            payload={"status": target.value},
+            observed=observed,
         )
         channel_id = experiment.channel_id
     release_lease(ctx.db, channel_key(channel_id), ctx.holder)
