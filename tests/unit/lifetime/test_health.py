@@ -102,3 +102,14 @@ def test_assess_turns_scores_into_actions() -> None:
     assert actions[2] in (HealthAction.REVIEW, HealthAction.STOP)
     with pytest.raises(LifetimeDataError, match="not finite"):
         det.score(np.array([[np.nan, 1.0, 1.0]]))
+
+
+def test_single_class_falls_back_to_the_anomaly_detector_with_a_note() -> None:
+    from voltloop.surrogates.lifetime.health_training import CellHealthModels
+
+    cells = synthetic.make_cells(6, seed=9, low=600, high=900, curve_cycles=(), eis_every=50)
+    models = CellHealthModels.fit(cells, np.zeros(6, bool), up_to_cycle=100)
+    assert models.classifier is None and "not trained" in models.notes["classifier"]
+    again = CellHealthModels.from_blob(models.to_blob())
+    verdicts = again.assess([c.truncated(100) for c in cells])
+    assert len(verdicts) == 6 and all(v.failure_score == -np.inf for v in verdicts)
