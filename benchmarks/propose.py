@@ -132,19 +132,23 @@ def bench_protocol_speed(quick: bool) -> dict:
 
 
 def _recommend(pool, X, y, temp) -> int:
-    """Same rule for every strategy: the tested, observed-safe protocol with the best GP mean."""
+    """Same rule for every strategy: among tested protocols whose temperature-GP mean is
+    within the limit, the one with the best lifetime-GP mean."""
     import torch
 
     from voltloop.surrogates.gp import fit_outcome_gp
 
-    ok = temp <= TEMP_LIMIT
-    if not ok.any():
-        ok = np.ones(len(X), dtype=bool)
-    model = fit_outcome_gp(X, y, pool.bounds, np.full(len(y), LIFE_NOISE**2), max_iter=100)
-    tested = np.unique(pool.index_of(X[ok]))
+    life_model = fit_outcome_gp(X, y, pool.bounds, np.full(len(y), LIFE_NOISE**2), max_iter=100)
+    temp_model = fit_outcome_gp(X, temp, pool.bounds, max_iter=100)
+    tested = np.unique(pool.index_of(X))
+    Xt = torch.as_tensor(pool.candidates[tested])
     with torch.no_grad():
-        mean = model.posterior(torch.as_tensor(pool.candidates[tested])).mean.squeeze(-1)
-    return int(tested[int(mean.argmax())])
+        life_mean = life_model.posterior(Xt).mean.squeeze(-1).numpy()
+        temp_mean = temp_model.posterior(Xt).mean.squeeze(-1).numpy()
+    ok = temp_mean <= TEMP_LIMIT
+    if not ok.any():
+        ok[:] = True
+    return int(tested[ok][int(np.argmax(life_mean[ok]))])
 
 
 def bench_sample_efficiency(quick: bool) -> dict:
@@ -261,8 +265,7 @@ def bench_materials(quick: bool) -> dict:
     ensemble = GraphEnsemble(settings).fit([graphs[i] for i in train], labels[train])
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mean, std = ensemble.predict(graphs)
-    emb = ensemble.embed(graphs)
+    mean, std, emb = ensemble.predict_with_embeddings(graphs)
     gp_mean, gp_std = embedding_gp_predict(emb[train], labels[train], emb)
     score_s = time.perf_counter() - t0
     space = index_space(len(structures))

@@ -6,8 +6,10 @@ candidate ``x`` may enter a batch only if, for every safety model ``i``,
 
     UCB_i(x) = μ_i(x) + β · σ_i(x) ≤ limit_i
 
-where ``μ_i`` and ``σ_i`` are the GP posterior mean and standard deviation of the
-latent outcome and ``β`` (``DEFAULT_SAFETY_BETA`` = 2.0, i.e. about 97.7 % one-sided
+where ``μ_i`` and ``σ_i`` are the GP's *predictive* mean and standard deviation of the
+outcome a newly built cell will show — latent posterior plus the fitted observation
+noise, because each cell, not only the protocol's mean, must stay within the limit —
+and ``β`` (``DEFAULT_SAFETY_BETA`` = 2.0, i.e. about 97.7 % one-sided
 confidence for a Gaussian posterior) is stated in every proposal that used it. This
 is the safe-set rule of SafeOpt (Sui et al. 2015) applied as a filter on the
 candidates an acquisition function may choose from; it never clamps silently —
@@ -41,11 +43,18 @@ class SafetyLimit:
 def upper_confidence_bound(
     model: torch.nn.Module, X: torch.Tensor, output: int, beta: float = DEFAULT_SAFETY_BETA
 ) -> torch.Tensor:
-    """``μ + β σ`` of output ``output`` at each row of ``X`` (``n × d``) → shape ``n``."""
+    """``μ + β σ`` of output ``output`` at each row of ``X`` (``n × d``) → shape ``n``.
+
+    ``σ`` is the predictive std of a new observation (posterior plus observation noise;
+    a fixed-noise GP uses its mean training noise).
+    """
     if beta < 0:
         raise ValueError(f"safety beta must be ≥ 0, got {beta}")
     with torch.no_grad():
-        posterior = model.posterior(X.unsqueeze(-2))
+        try:
+            posterior = model.posterior(X.unsqueeze(-2), observation_noise=True)
+        except (NotImplementedError, TypeError):  # models without a noise model
+            posterior = model.posterior(X.unsqueeze(-2))
         mean = posterior.mean[..., 0, output]
         std = posterior.variance[..., 0, output].clamp_min(0.0).sqrt()
     return mean + beta * std

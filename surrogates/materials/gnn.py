@@ -167,6 +167,33 @@ class GraphEnsemble:
         scale = self.std_scale if calibrated else 1.0
         return preds.mean(axis=0), np.maximum(std * scale, 1e-9)
 
+    def predict_with_embeddings(
+        self, graphs: list[Data], batch_size: int = 256
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated mean and std (``n``) and member-averaged embeddings (``n × hidden``)
+        in one pass over the graphs."""
+        preds, embeds = [], []
+        with torch.no_grad():
+            for start in range(0, len(graphs), batch_size):
+                batch = Batch.from_data_list(graphs[start : start + batch_size])
+                member_embeds = [net.embed(batch) for net in self.members]
+                preds.append(
+                    torch.stack(
+                        [
+                            net.head(e).squeeze(-1)
+                            for net, e in zip(self.members, member_embeds, strict=True)
+                        ]
+                    )
+                )
+                embeds.append(torch.stack(member_embeds).mean(0))
+        values = torch.cat(preds, dim=1).numpy() * self.y_std + self.y_mean
+        std = values.std(axis=0, ddof=1) if len(self.members) > 1 else np.zeros(values.shape[1])
+        return (
+            values.mean(axis=0),
+            np.maximum(std * self.std_scale, 1e-9),
+            torch.cat(embeds).numpy(),
+        )
+
     def embed(self, graphs: list[Data], batch_size: int = 256) -> np.ndarray:
         """Member-averaged crystal embeddings, ``n × hidden``."""
         parts = []

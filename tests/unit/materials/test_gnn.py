@@ -48,6 +48,9 @@ def test_ensemble_trains_and_round_trips_through_a_tensor_only_state(layered_gra
     mean2, std2 = restored.predict(graphs)
     assert np.allclose(mean, mean2, atol=1e-5) and np.allclose(std, std2, atol=1e-5)
     assert ensemble.embed(graphs).shape == (27, 16)
+    one_mean, one_std, one_emb = ensemble.predict_with_embeddings(graphs)
+    assert np.allclose(one_mean, mean, atol=1e-5) and np.allclose(one_std, std, atol=1e-5)
+    assert np.allclose(one_emb, ensemble.embed(graphs), atol=1e-5)
 
 
 def test_pool_model_is_a_botorch_model_the_proposer_can_rank() -> None:
