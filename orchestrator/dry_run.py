@@ -32,6 +32,12 @@ DEFAULT_EXAMPLE = "protocol.toml"
 TRUTH_MAX_CYCLES = 4000
 #: How long a simulated channel waits at an EIS checkpoint for the host (virtual s).
 EIS_WAIT_S = 7 * 86_400.0
+#: Virtual seconds per wall second. A finite pace couples host latency to virtual
+#: time the way a real lab does: the ~0.1-0.3 s an EIS checkpoint takes the host
+#: becomes tens of virtual minutes (a real 10 kHz-10 mHz sweep takes ~15-30 min),
+#: not the days an unpaced simulator would let pass, which would stretch checkpoint
+#: cycles far beyond anything in the lifetime model's training history.
+DRY_RUN_SPEED = 20_000.0
 
 
 class DryRunError(ValueError):
@@ -214,7 +220,7 @@ def run_dry_run(
         limits=limits,
         eis_timeout_s=EIS_WAIT_S,
     )
-    instruments = serve_lab(lab, link="tcp", speed=None, fault_rate=faults, seed=spec.seed)
+    instruments = serve_lab(lab, link="tcp", speed=DRY_RUN_SPEED, fault_rate=faults, seed=spec.seed)
     cycler = CyclerDriver(instruments.cycler.url, timeout_s=spec.instruments.timeout_s)
     potentiostat, eis_spec = _potentiostat(spec, instruments)
     try:
