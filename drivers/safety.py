@@ -259,6 +259,18 @@ def check_protocol(
                 f"{limits.max_voltage_V:g} V",
             )
     if limits is not None:
+        for name in ("max_current_mA", "min_current_mA"):
+            value_mA = getattr(protocol.safety, name, None)
+            if value_mA is not None and abs(value_mA) / 1000.0 > limits.max_current_A + 1e-9:
+                add(
+                    None,
+                    None,
+                    "instrument.max_current_A",
+                    abs(value_mA) / 1000.0,
+                    limits.max_current_A,
+                    f"safety {name} {abs(value_mA) / 1000.0:g} A is beyond the instrument's "
+                    f"max_current_A {limits.max_current_A:g} A (it would refuse the schedule)",
+                )
         if len(protocol.method) > limits.max_steps:
             add(
                 None,

@@ -60,6 +60,14 @@ def load_dry_run_spec(config: Path | None, seed: int | None = None) -> CampaignB
     return spec
 
 
+def simulated_cycler_limits() -> Any:
+    """The simulated cycler of dry runs: a fast-charging channel (30 A, 0-5 V, 80 °C),
+    the kind fast-charge studies use, so cells rated to 20 C (22 A) fit it."""
+    from voltloop.drivers.sim.virtual_lab import InstrumentLimits
+
+    return InstrumentLimits(max_current_A=30.0)
+
+
 def is_simulated(spec: CampaignBase) -> bool:
     """True if every instrument of the campaign is a ``sim://`` placeholder."""
     urls = [c.url for c in spec.instruments.cyclers]
@@ -198,7 +206,6 @@ def run_dry_run(
     ``history_cells`` simulated cells (cached on disk after the first run)."""
     from voltloop.drivers.cycler import CyclerDriver
     from voltloop.drivers.sim.serve import serve_lab
-    from voltloop.drivers.sim.virtual_lab import InstrumentLimits
 
     if not isinstance(spec, ProtocolCampaign):
         raise DryRunError("materials dry runs are not available yet; use a protocol campaign")
@@ -210,8 +217,7 @@ def run_dry_run(
     cycler_spec = spec.instruments.cyclers[0]
     from voltloop.drivers.sim.lab import SimulatedLab
 
-    # A fast-charging cycler channel (e.g. 30 A, 0-5 V), enough for the cell's limits.
-    limits = InstrumentLimits(max_current_A=30.0)
+    limits = simulated_cycler_limits()
     # At full simulation speed an EIS pause must outlast the host's round trip, so a
     # channel waits for its checkpoint (a week of virtual time) instead of skipping it.
     lab = SimulatedLab(

@@ -135,9 +135,9 @@ def instrument_limits(spec: Any, limits_from: str | None = None) -> tuple[Any | 
             return cycler.limits(), f"the limits of the cycler at {limits_from}"
     cyclers = spec.instruments.cyclers
     if all(c.simulated for c in cyclers):
-        from voltloop.drivers.sim.virtual_lab import InstrumentLimits
+        from voltloop.orchestrator.dry_run import simulated_cycler_limits
 
-        return InstrumentLimits(), "the simulated cycler's limits"
+        return simulated_cycler_limits(), "the dry run's simulated cycler limits"
     return None, "cell limits only (instrument limits are checked at dispatch)"
 
 

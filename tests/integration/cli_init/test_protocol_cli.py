@@ -36,7 +36,7 @@ def test_show_prints_the_steps_and_the_verdict(capsys: pytest.CaptureFixture[str
         "impedance_spectroscopy",
         "aging cycles: 100",
         "eis@50",
-        "ok: within the simulated cycler's limits",
+        "ok: within the dry run's simulated cycler limits",
     ):
         assert text in err  # fmt: skip
 

@@ -11,18 +11,33 @@ from voltloop.drivers.sim.virtual_lab import InstrumentLimits
 CANDIDATE = {"CC1": 8.0, "CC2": 4.0, "CC3": 4.0}
 
 
-def test_within_cell_and_default_sim_limits(attia_spec) -> None:
+def test_within_cell_and_fast_charge_channel_limits(attia_spec) -> None:
     compiled = compile_candidate(attia_spec, CANDIDATE)
     assert compiled.check() == []
-    assert compiled.check(InstrumentLimits()) == []
-    compiled.ensure_dispatchable(InstrumentLimits())
+    assert compiled.check(InstrumentLimits(max_current_A=30.0)) == []
+    compiled.ensure_dispatchable(InstrumentLimits(max_current_A=30.0))
+
+
+def test_safety_current_beyond_the_instrument_is_refused_before_dispatch(attia_spec) -> None:
+    """The cell allows 10 C (11 A); a 10 A channel would refuse the schedule, so the
+    check says so before dispatch instead of the instrument afterwards."""
+    compiled = compile_candidate(attia_spec, CANDIDATE)
+    violations = compiled.check(InstrumentLimits(max_current_A=10.0))
+    assert [(v.step_index, v.limit) for v in violations] == [
+        (None, "instrument.max_current_A"),  # charge: 10 C x 1.1 Ah
+        (None, "instrument.max_current_A"),  # discharge: 20 C x 1.1 Ah
+    ]
+    assert [v.value for v in violations] == [pytest.approx(11.0), pytest.approx(22.0)]
+    assert "safety max_current_mA 11 A is beyond the instrument's max_current_A 10 A" in (
+        violations[0].message
+    )
 
 
 def test_instrument_current_limit_names_step_and_limit(attia_spec) -> None:
     compiled = compile_candidate(attia_spec, CANDIDATE)
     before = compiled.protocol.model_dump()
     limits = InstrumentLimits(max_current_A=6.0)
-    violations = compiled.check(limits)
+    violations = [v for v in compiled.check(limits) if v.step_index is not None]
     assert [(v.step_index, v.step_kind, v.step_id, v.limit) for v in violations] == [
         (7, "constant_current", "CC1", "instrument.max_current_A")
     ]
