@@ -95,13 +95,13 @@ def build_acquisition(
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed)
     constraints = [c for bound in bounds for c in bound.callables()]
     pending = X_pending if X_pending is not None and X_pending.shape[0] > 0 else None
-    if kind is AcquisitionKind.LOG_PROB_FEASIBLE:
+    if kind == AcquisitionKind.LOG_PROB_FEASIBLE:
         if not constraints:
             raise ValueError("feasible-first acquisition needs at least one outcome constraint")
         return qLogProbabilityOfFeasibility(
             model=model, constraints=constraints, sampler=sampler, X_pending=pending
         )
-    if kind is AcquisitionKind.LOG_EI:
+    if kind == AcquisitionKind.LOG_EI:
         if best_f is None:
             raise ValueError("qLogEI needs the incumbent value best_f")
         return qLogExpectedImprovement(
@@ -255,3 +255,54 @@ def optimise_mixed(
         options={"maxiter": maxiter, "batch_limit": num_restarts},
     )
     return X.detach(), values.detach().reshape(-1)
+
+
+def kriging_believer_pool(
+    model: torch.nn.Module,
+    make_acquisition: Callable[[torch.nn.Module], AcquisitionFunction],
+    choices: torch.Tensor,
+    q: int,
+    *,
+    X_pending: torch.Tensor | None = None,
+    fantasy_noise: float = 1e-2,
+) -> tuple[list[int], torch.Tensor, torch.nn.Module]:
+    """Batch of ``q`` distinct rows of ``choices`` (``n × d``) by the Kriging believer.
+
+    Each pick is scored with a single-point acquisition on a model conditioned on the
+    posterior mean at every earlier pick and every pending point (Ginsbourger et al.
+    2010), so uncertainty collapses around chosen and in-flight points and the batch
+    moves away from them. Cost per pick is one ``n``-point evaluation instead of the
+    joint ``(k+1)``-point evaluation of sequential greedy (docs/decisions/0061).
+
+    ``make_acquisition(model)`` builds the acquisition for a (conditioned) model;
+    ``fantasy_noise`` is the variance, in outcome units, given to fantasised values.
+    Returns indices, per-pick acquisition values (``q``) and the final conditioned model.
+    """
+    n = choices.shape[0]
+    if q > n:
+        raise ValueError(f"cannot pick {q} distinct candidates from {n}")
+    outputs = getattr(model, "num_outputs", 1)
+
+    def condition(current: torch.nn.Module, X: torch.Tensor) -> torch.nn.Module:
+        with torch.no_grad():
+            Y = current.posterior(X).mean
+        inputs = [X] * outputs if hasattr(current, "models") else X
+        return current.condition_on_observations(inputs, Y, noise=torch.full_like(Y, fantasy_noise))
+
+    current = model
+    if X_pending is not None and X_pending.shape[0] > 0:
+        current = condition(current, X_pending)
+    available = torch.ones(n, dtype=torch.bool)
+    picked: list[int] = []
+    values: list[torch.Tensor] = []
+    for _ in range(q):
+        acqf = make_acquisition(current)
+        with torch.no_grad():
+            scores = torch.cat([acqf(part.unsqueeze(-2)) for part in choices.split(1024)])
+        scores = scores.masked_fill(~available, -torch.inf)
+        best = int(scores.argmax())
+        picked.append(best)
+        values.append(scores[best])
+        available[best] = False
+        current = condition(current, choices[best : best + 1])
+    return picked, torch.stack(values), current

@@ -45,6 +45,7 @@ from voltloop.surrogates.acquisition import (
     AcquisitionKind,
     OutcomeBound,
     build_acquisition,
+    kriging_believer_pool,
     optimise_box,
     optimise_mixed,
     optimise_pool,
@@ -99,6 +100,13 @@ class ContinuousOptimiser(enum.StrEnum):
     GRADIENT = "gradient"  # optimize_acqf sequential greedy (L-BFGS-B / SLSQP)
 
 
+class BatchStrategy(enum.StrEnum):
+    """How a batch is built from a pool (docs/decisions/0061)."""
+
+    SEQUENTIAL_GREEDY = "sequential_greedy"  # joint q-point values, pending via X_pending
+    KRIGING_BELIEVER = "kriging_believer"  # condition on posterior means; single-point values
+
+
 class ProposalOptions(BaseModel):
     """How to propose. Defaults suit a 224-protocol pool or a 3-D box."""
 
@@ -114,6 +122,7 @@ class ProposalOptions(BaseModel):
     continuous_optimiser: ContinuousOptimiser = ContinuousOptimiser.SOBOL_SET
     candidate_samples: int = Field(1024, ge=64)
     shortlist: int | None = Field(256, ge=1)
+    batch_strategy: BatchStrategy = BatchStrategy.SEQUENTIAL_GREEDY
     gp_max_iter: int = Field(200, ge=1)
     seed: int = 0
 
@@ -342,7 +351,7 @@ def propose(
         )
     sign = 1.0 if options.maximise else -1.0
     best_f = float((sign * y)[feasible_obs].max()) if feasible_obs.any() else None
-    if kind is AcquisitionKind.LOG_EI and best_f is None:
+    if kind == AcquisitionKind.LOG_EI and best_f is None:
         best_f = float((sign * y)[finite].max())
     acqf = build_acquisition(
         model,
@@ -356,16 +365,24 @@ def propose(
     )
 
     indices: list[int] | None = None
+    acq_label = kind.value
     if isinstance(space, DiscreteSpace):
         choices_idx = np.flatnonzero(available)
         choices = as_tensor(space.candidates[choices_idx])
         if safety:
             choices, choices_idx = _filter_safe(model, choices, choices_idx, safety, options, notes)
         q_eff = min(q_eff, len(choices_idx))
-        picked, values = optimise_pool(acqf, choices, q_eff, options.shortlist)
+        if options.batch_strategy == BatchStrategy.KRIGING_BELIEVER:
+            base = AcquisitionKind.LOG_EI if kind == AcquisitionKind.LOG_NEI else kind
+            acq_label = f"{base.value}+kriging_believer"
+            picked, values = _kriging_believer(
+                model, kind, Xm_obs, finite, bounds, best_f, Pm, choices, q_eff, options, sign, y
+            )
+        else:
+            picked, values = optimise_pool(acqf, choices, q_eff, options.shortlist)
         indices = [int(choices_idx[i]) for i in picked]
         Xm = as_tensor(space.candidates[indices])
-    elif options.continuous_optimiser is ContinuousOptimiser.SOBOL_SET or safety:
+    elif options.continuous_optimiser == ContinuousOptimiser.SOBOL_SET or safety:
         Xm, values = _optimise_on_sobol_set(space, model, acqf, safety, options, q_eff, notes)
     elif isinstance(space, ContinuousSpace):
         Xm, values = _optimise_continuous(space, acqf, q_eff, options)
@@ -386,7 +403,7 @@ def propose(
         Xm,
         values,
         indices,
-        kind.value,
+        acq_label,
         options,
         safety,
         q,
@@ -477,6 +494,32 @@ def _filter_safe(
         )
     keep = mask.numpy()
     return choices[mask], choices_idx[keep]
+
+
+def _kriging_believer(
+    model, kind, Xm_obs, finite, bounds, best_f, Pm, choices, q, options, sign, y
+):
+    """Pool batch by the Kriging believer; qLogNEI becomes qLogEI on the posterior-mean
+    incumbent (the best mean over observed feasible rows), which suits noisy data."""
+    if kind == AcquisitionKind.LOG_NEI:
+        kind = AcquisitionKind.LOG_EI
+        with torch.no_grad():
+            mean_obs = model.posterior(Xm_obs[torch.as_tensor(finite)]).mean[..., 0]
+        best_f = float(mean_obs.max())
+
+    def make(conditioned):
+        return build_acquisition(
+            conditioned,
+            kind,
+            X_baseline=Xm_obs,
+            bounds=bounds,
+            best_f=best_f,
+            mc_samples=options.mc_samples,
+            seed=options.seed,
+        )
+
+    picked, values, _ = kriging_believer_pool(model, make, choices, q, X_pending=Pm)
+    return picked, values
 
 
 def _optimise_continuous(space: ContinuousSpace, acqf, q: int, options: ProposalOptions):

@@ -229,3 +229,20 @@ def test_mixed_space_batches_are_feasible(fast_options) -> None:
     assert len(p.candidates) == 4 and space.feasible(np.array(p.candidates)).all()
     assert {params["chamber_C"] for params in p.parameters} <= {25.0, 30.0, 35.0}
     assert all("CC4" in params for params in p.parameters)
+
+
+def test_kriging_believer_batches_honour_pending_and_safety(fast_options) -> None:
+    pool = attia_protocol_pool()
+    obs, tested = _pool_observations(n=20)
+    options = fast_options.model_copy(
+        update={
+            "batch_strategy": "kriging_believer",
+            "constraints": [OutcomeConstraint(name="peak_temperature_C", upper=46.0, safety=True)],
+        }
+    )
+    first = propose(pool, obs, q=1, options=options)
+    p = propose(pool, obs, pending=np.array(first.candidates), q=10, options=options)
+    assert p.acquisition == "qLogEI+kriging_believer"
+    assert len(set(p.indices)) == 10 and first.indices[0] not in p.indices
+    assert not set(p.indices) & set(tested.tolist())
+    assert max(p.safety_ucb["peak_temperature_C"]) <= 46.0
