@@ -11,44 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from voltloop.campaigns.base import Direction, Metric
-from voltloop.campaigns.protocol_campaign import ProtocolCampaign, SpacePreset
-from voltloop.campaigns.spaces import (
-    SearchSpace,
-    attia_protocol_pool,
-    continuous_space,
-    discrete_space,
-)
+from voltloop.campaigns.protocol_campaign import ProtocolCampaign
+from voltloop.campaigns.spaces import space_from_spec
 from voltloop.orchestrator.observations import PEAK_TEMPERATURE
 from voltloop.orchestrator.ports import Observation, Proposal, ProposalBatch
 
 #: Campaign constraint metrics → the observation outcome that measures them.
 OUTCOME_OF_METRIC = {Metric.PEAK_TEMPERATURE: PEAK_TEMPERATURE}
-
-
-def search_space(spec: ProtocolCampaign) -> SearchSpace:
-    """The space the proposer searches, from the campaign's ``[space]`` table."""
-    space = spec.space
-    if space.preset == SpacePreset.ATTIA_2020:
-        return attia_protocol_pool()
-    names = [p.name for p in space.parameters]
-    if all(p.values is not None for p in space.parameters):
-
-        def feasible(X: np.ndarray) -> np.ndarray:
-            ok = []
-            for row in X:
-                try:
-                    space.resolve(dict(zip(names, row, strict=True)))
-                    ok.append(True)
-                except ValueError:
-                    ok.append(False)
-            return np.asarray(ok, dtype=bool)
-
-        return discrete_space({p.name: p.values for p in space.parameters}, feasible)
-    if any(p.values is not None for p in space.parameters):
-        raise ValueError("mixed discrete/continuous protocol spaces are not supported yet")
-    return continuous_space({p.name: tuple(p.bounds) for p in space.parameters})
 
 
 class ProtocolProposer:
@@ -57,8 +29,12 @@ class ProtocolProposer:
     def __init__(self, spec: ProtocolCampaign):
         from voltloop.surrogates.proposer import OutcomeConstraint, ProposalOptions
 
+        # GP fits on this 2-core class of machine run 10-50x slower with two torch
+        # threads under load (docs/decisions/0066); the engine itself is single-threaded.
+        torch.set_num_threads(1)
+
         self.spec = spec
-        self.space = search_space(spec)
+        self.space = space_from_spec(spec.space)
         self.names = list(self.space.names)
         objective = spec.objectives[0]
         if objective.metric != Metric.CYCLE_LIFE:
