@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from .cycles import SUMMARY_FIELDS
 from .enums import CampaignStatus, ExperimentStatus, RoundStatus
 from .errors import InvalidRecordError, UnknownCampaignError
 from .models import (
@@ -287,24 +288,7 @@ def _experiments(filters: QueryFilters, campaign_id: int | None) -> tuple[Select
 
 
 def _cycles(filters: QueryFilters, campaign_id: int | None) -> tuple[Select, Sequence[str]]:
-    columns = (
-        "experiment_id",
-        "cycle_index",
-        "charge_capacity_ah",
-        "discharge_capacity_ah",
-        "charge_energy_wh",
-        "discharge_energy_wh",
-        "coulombic_efficiency",
-        "temperature_max_c",
-        "temperature_mean_c",
-        "temperature_min_c",
-        "internal_resistance_ohm",
-        "charge_time_s",
-        "cv_time_s",
-        "t_start_s",
-        "t_end_s",
-        "sample_count",
-    )
+    columns = ("experiment_id", "cycle_index", *SUMMARY_FIELDS)
     table = Cycle.__table__
     statement = (
         select(*(table.c[name] for name in columns))
