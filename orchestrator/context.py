@@ -30,8 +30,7 @@ class StepKind(enum.StrEnum):
 
     OPEN_ROUND = "open_round"
     PROPOSE = "propose"
-    LOAD = "load"
-    DISPATCH = "dispatch"
+    DISPATCH = "dispatch"  # load cells (operator) and start experiments
     POLL = "poll"
     CLOSE_ROUND = "close_round"
     FINALISE = "finalise"

@@ -42,7 +42,8 @@ def _stored_cycles(session, experiment_id: str) -> int:
     return 0 if last is None else int(last) + 1
 
 
-def _where(ctx: EngineContext, experiment: Experiment, session) -> tuple[str, int]:
+def _where(experiment: Experiment, session) -> tuple[str, int]:
+    """The cycler URL and channel index an experiment runs on."""
     channel = session.get(Channel, experiment.channel_id)
     return channel.instrument.url, channel.channel_index
 
@@ -200,7 +201,7 @@ def _finish(ctx: EngineContext, experiment_id: str, status: CyclerChannelStatus)
 def _poll_one(ctx: EngineContext, experiment_id: str) -> list[str]:
     with write_session(ctx.db) as session:
         experiment = session.get(Experiment, experiment_id)
-        url, index = _where(ctx, experiment, session)
+        url, index = _where(experiment, session)
         since = experiment.records_ingested
     cycler = ctx.cyclers[url]
     status = cycler.status(index)
