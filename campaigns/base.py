@@ -364,6 +364,18 @@ class CampaignBase(StrictModel):
     objectives: list[Objective] = Field(min_length=1, max_length=4)
     constraints: list[Constraint] = Field(default_factory=list, max_length=8)
 
+    def check_metrics(self, allowed: frozenset[Metric], kind: str) -> None:
+        """Every objective and constraint measures something a ``kind`` campaign records."""
+        for label, items in (("objectives", self.objectives), ("constraints", self.constraints)):
+            for i, item in enumerate(items):
+                if item.metric not in allowed:
+                    raise SpecFieldError(
+                        f"{label}[{i}].metric",
+                        item.metric.value,
+                        f"not available in a {kind} campaign; use one of "
+                        + ", ".join(sorted(m.value for m in allowed)),
+                    )
+
     @model_validator(mode="after")
     def _common_rules(self) -> Self:
         channels = self.instruments.total_channels

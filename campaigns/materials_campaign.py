@@ -153,15 +153,7 @@ class MaterialsCampaign(CampaignBase):
 
     @model_validator(mode="after")
     def _materials_rules(self) -> Self:
-        for label, items in (("objectives", self.objectives), ("constraints", self.constraints)):
-            for i, item in enumerate(items):
-                if item.metric not in MATERIALS_METRICS:
-                    raise SpecFieldError(
-                        f"{label}[{i}].metric",
-                        item.metric.value,
-                        "not available in a materials campaign; use one of "
-                        + ", ".join(sorted(m.value for m in MATERIALS_METRICS)),
-                    )
+        self.check_metrics(MATERIALS_METRICS, "materials")
         self.test_protocol.check_against(self.cell, "test_protocol")
         if self.test_protocol.formation_rate_C > self.cell.max_charge_rate_C:
             raise SpecFieldError(

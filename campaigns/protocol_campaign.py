@@ -419,15 +419,7 @@ class ProtocolCampaign(CampaignBase):
 
     @model_validator(mode="after")
     def _protocol_rules(self) -> Self:
-        for label, items in (("objectives", self.objectives), ("constraints", self.constraints)):
-            for i, item in enumerate(items):
-                if item.metric not in PROTOCOL_METRICS:
-                    raise SpecFieldError(
-                        f"{label}[{i}].metric",
-                        item.metric.value,
-                        "not available in a protocol campaign; use one of "
-                        + ", ".join(sorted(m.value for m in PROTOCOL_METRICS)),
-                    )
+        self.check_metrics(PROTOCOL_METRICS, "protocol")
         self.cycling.check_against(self.cell, "cycling")
         cell = self.cell
         for i, step in enumerate(self.space.charge):
