@@ -78,6 +78,7 @@ class _ScriptRun:
     abort: threading.Event = field(default_factory=threading.Event)
     silent: bool = False  # abort without closing lines (link lost, reset)
     thread: threading.Thread | None = None
+    ended: threading.Event = field(default_factory=threading.Event)  # output is over
 
 
 class SimulatedPotentiostatServer:
@@ -153,13 +154,15 @@ class SimulatedPotentiostatServer:
 
     @property
     def busy(self) -> bool:
-        """A script is running."""
+        """A script is running (idle again once its last output line is on its way)."""
         with self._run_lock:
-            return (
-                self._run is not None
-                and self._run.thread is not None
-                and self._run.thread.is_alive()
-            )
+            run = self._run
+        return (
+            run is not None
+            and run.thread is not None
+            and run.thread.is_alive()
+            and not run.ended.is_set()
+        )
 
     # ------------------------------------------------------------------ sessions
     def _serve_forever(self) -> None:
@@ -310,6 +313,7 @@ class SimulatedPotentiostatServer:
                     return
                 except ScriptError as exc:  # runtime error: report it and end the output
                     prefix = b"e\n" if echo_pending else b""
+                    run.ended.set()
                     self._send(connection, prefix + exc.line() + b"\n")
                     return
                 if echo_pending and not (wait == 0 and line):
@@ -331,13 +335,18 @@ class SimulatedPotentiostatServer:
                         return
                 if echo_pending:
                     line, echo_pending = b"e" + line, False
+                if line == b"\n" and open_loops <= 0:  # the end line: the device is idle
+                    run.ended.set()
                 self._send(connection, line)
                 sent += 1
+            output.close()  # aborted: the on_finished block (cell_off) runs first
             if not run.silent:  # aborted by Z: close the open loops, end the output
+                run.ended.set()
                 self._send(connection, b"*\n" * max(open_loops, 0) + b"\n")
         except LinkClosedError:
             return
         finally:
+            run.ended.set()
             output.close()  # runs the script's on_finished block (cell_off)
 
     def _apply_stream_fault(
