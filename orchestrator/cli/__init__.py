@@ -35,6 +35,7 @@ _state = {"debug": False}
 COMMAND_MODULES = (
     "init_cmd",
     "campaign_cmd",
+    "run_cmd",
     "report_cmd",
     "status_cmd",
     "db_cmd",

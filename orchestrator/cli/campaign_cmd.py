@@ -1,4 +1,4 @@
-"""Running campaigns: ``dry-run``, ``run``, ``resume``, ``report``, ``confirm``."""
+"""Running campaigns on simulated instruments: ``dry-run`` and ``resume``."""
 
 from __future__ import annotations
 
@@ -21,9 +21,7 @@ from voltloop.orchestrator.cli.common import (
 
 def register(app: typer.Typer) -> None:
     app.command("dry-run")(dry_run)
-    app.command("run")(run)
     app.command("resume")(resume)
-    app.command("confirm")(confirm)
 
 
 def dry_run(
@@ -156,11 +154,6 @@ def _print_summary(summary) -> None:
     stdout.print(table)
 
 
-def run(config: Annotated[Path, typer.Argument()], db: DbOption = None) -> None:
-    """Run a campaign against real instruments."""
-    not_available("run")
-
-
 def resume(
     campaign: Annotated[str, typer.Argument(help="Name of a campaign in the database.")],
     db: DbOption = None,
@@ -190,12 +183,3 @@ def resume(
         print_json(summary.as_dict())
         return
     _print_summary(summary)
-
-
-def confirm(
-    campaign: Annotated[str, typer.Argument()],
-    cells: Annotated[Path | None, typer.Option("--cells")] = None,
-    db: DbOption = None,
-) -> None:
-    """Confirm that the operator loaded this round's cells."""
-    not_available("confirm")
