@@ -4,6 +4,11 @@
 capacity falls below a fraction of nominal; ``cycle_lives`` does the same for many
 (cell, protocol) pairs in one vectorised bank and can keep the early records needed
 for early-life features. Both run without records by default, as fast as possible.
+
+EIS checkpoints in a protocol do not end a fast-forward: with no potentiostat to
+serve them, the cell rests at the checkpoint for ``eis_rest_s`` (about as long as a
+10 kHz -> 10 mHz sweep takes) and the protocol continues, as it would under a prompt
+host. The checkpoint is noted as skipped in the private lab (never on a real channel).
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from voltloop.drivers.sim.virtual_lab import CellSpec, InstrumentLimits
 
 #: Virtual time advanced per chunk while fast-forwarding (s).
 CHUNK_S = 6 * 3600.0
+#: Rest at an EIS checkpoint while fast-forwarding (s): ~one 61-point sweep to 10 mHz.
+EIS_REST_S = 600.0
+_LIVE = (RunState.RUNNING, RunState.WAITING_EIS)
 
 
 def first_below(capacities: np.ndarray, threshold_Ah: float) -> int | None:
@@ -35,11 +43,13 @@ def fast_forward_life(
     limits: InstrumentLimits,
     eol_fraction: float = 0.8,
     max_cycles: int = 5000,
+    eis_rest_s: float = EIS_REST_S,
 ) -> int | None:
-    """Cycles until EOL for the single cell in ``bank`` (slot 0) under ``protocol_json``."""
+    """Cycles until EOL for the single cell in ``bank`` (slot 0) under ``protocol_json``
+    (EIS checkpoints rest the cell ``eis_rest_s`` and continue)."""
     chem = bank.chemistry[0]
     assert chem is not None
-    ex = Executor(bank, limits.max_steps, keep_records=False)
+    ex = Executor(bank, limits.max_steps, keep_records=False, eis_timeout_s=eis_rest_s)
     ex.start(0, compile_protocol(protocol_json, limits, chem.nominal_capacity_Ah))
     threshold = eol_fraction * chem.nominal_capacity_Ah
     while True:
@@ -47,7 +57,7 @@ def fast_forward_life(
         life = first_below(ex.capacities(0)[1:], threshold)
         if life is not None:
             return life + 1
-        if ex.run[0] != RunState.RUNNING or ex.cycle[0] >= max_cycles:
+        if ex.run[0] not in _LIVE or ex.cycle[0] >= max_cycles:
             return None
 
 
@@ -68,20 +78,29 @@ def cycle_lives(
     record_cycles: int = 0,
     limits: InstrumentLimits | None = None,
     seed: int = 0,
+    eis_rest_s: float = EIS_REST_S,
     **lab_options: Any,
 ) -> LifeRun:
     """True cycle lives of ``specs[i]`` under ``protocols[i]``, all in one bank.
 
     With ``record_cycles`` > 0 the records of cycles 0..record_cycles are kept and
-    returned (for early-life features such as the Severson ΔQ(V)). ``lab_options``
-    go to ``SimulatedLab`` (e.g. ``cell_types``, ``cell_model``).
+    returned (for early-life features such as the Severson ΔQ(V)). EIS checkpoints
+    rest the cell ``eis_rest_s`` and continue. ``lab_options`` go to
+    ``SimulatedLab`` (e.g. ``cell_types``, ``cell_model``).
     """
     from voltloop.drivers.sim.lab import SimulatedLab
 
     n = len(specs)
     if n != len(protocols):
         raise ValueError("specs and protocols must have the same length")
-    lab = SimulatedLab(n, seed=seed, limits=limits, keep_records=record_cycles > 0, **lab_options)
+    lab = SimulatedLab(
+        n,
+        seed=seed,
+        limits=limits,
+        keep_records=record_cycles > 0,
+        eis_timeout_s=eis_rest_s,
+        **lab_options,
+    )
     for i, spec in enumerate(specs):
         lab.load_cell(i, spec)
         lab.start(i, protocols[i], f"life-{i}")
@@ -98,7 +117,6 @@ def cycle_lives(
                 early.append(rec[rec["cycle"] <= record_cycles])
                 ex.buffers[i].clear()
             ex.keep_records = False
-        running = ex.run == RunState.RUNNING
         for i in np.flatnonzero(np.isnan(lives)):
             caps = ex.capacities(i)
             life = first_below(caps[1:], eol_fraction * nominal[i])
@@ -107,8 +125,7 @@ def cycle_lives(
                 ex.halt(i, RunState.STOPPED, "end of life reached")
             elif ex.cycle[i] >= max_cycles:
                 ex.halt(i, RunState.STOPPED, "cycle budget used up")
-        running = ex.run == RunState.RUNNING
-        if not running.any():
+        if not np.isin(ex.run, _LIVE).any():
             break
     if record_cycles > 0 and early is None:
         early = [lab.records(i, 0, limit=10**9) for i in range(n)]

@@ -143,3 +143,27 @@ def test_true_cycle_life_fast_forwards_a_copy() -> None:
     assert lab.truth(0) == before  # the channel's own cell did not age
     run = cycle_lives([spec], [proto], max_cycles=400, cell_types={"fragile": fragile})
     assert run.lives[0] == pytest.approx(life, abs=2)
+
+
+def test_true_cycle_life_runs_through_eis_checkpoints() -> None:
+    from dataclasses import replace
+
+    from voltloop.drivers.sim.chemistry import DegradationParams
+    from voltloop.drivers.sim.truth import cycle_lives
+
+    fragile = LFP_GRAPHITE_18650.with_(
+        name="fragile", degradation=replace(DegradationParams(), plating_k_A=0.03)
+    )
+    spec = CellSpec(cell_id="f", kind="fragile", seed=9)
+    plain = attia_protocol(3.6, 6.0, 5.6, cycles=400)
+    checked = attia_protocol(3.6, 6.0, 5.6, cycles=400, eis_every=10)
+    run = cycle_lives(
+        [spec, spec], [plain, checked], max_cycles=400, cell_types={"fragile": fragile}
+    )
+    assert np.isfinite(run.lives).all() and run.lives[1] > 30  # past many checkpoints
+    # a 10-min rest every 10 cycles barely ages the cell
+    assert run.lives[1] == pytest.approx(run.lives[0], rel=0.03)
+    lab = SimulatedLab(1, seed=1, cell_types={"fragile": fragile})
+    lab.load_cell(0, spec)
+    lab.start(0, checked, "e")
+    assert lab.true_cycle_life(0) == pytest.approx(run.lives[1], abs=2)
