@@ -28,14 +28,20 @@ unconstrained best protocol, exceed it).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 LIFE_NOISE = 120.0
 TEMP_NOISE = 0.3
 TEMP_LIMIT = 50.5
+#: Name under which the benchmark registers the variation-free LFP cell with the lab.
+NOMINAL_CELL = "lfp_graphite_18650_nominal"
 
 
 def true_life(X: np.ndarray) -> np.ndarray:
@@ -151,6 +157,78 @@ def bench_protocol_speed(quick: bool) -> dict:
         "all_cc4_feasible": bool(space.feasible(np.array(last["cont"].candidates)).all()),
     }
     return result
+
+
+# --- the simulated lab's ground truth over the 224-protocol pool (cached) -----------------
+
+#: Cycles whose records give a protocol's peak cell temperature (it rises < 0.2 °C by 100).
+PEAK_CYCLES = 20
+TRUTH_BATCH = 75
+
+
+def cache_dir() -> Path:
+    """Where computed truth tables live (``$VOLTLOOP_CACHE`` overrides the temp dir)."""
+    return Path(os.environ.get("VOLTLOOP_CACHE") or Path(tempfile.gettempdir()) / "voltloop-cache")
+
+
+def _simulator_hash() -> str:
+    import voltloop.drivers.sim as sim
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(sim.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _compute_truth(candidates: np.ndarray) -> dict[str, np.ndarray]:
+    from voltloop.drivers.sim.chemistry import LFP_GRAPHITE_18650
+    from voltloop.drivers.sim.reference_protocols import attia_protocol
+    from voltloop.drivers.sim.truth import cycle_lives
+    from voltloop.drivers.sim.virtual_lab import CellSpec
+
+    nominal = LFP_GRAPHITE_18650.with_(name=NOMINAL_CELL, variation={})
+    lives, peaks = [], []
+    for start in range(0, len(candidates), TRUTH_BATCH):
+        part = candidates[start : start + TRUTH_BATCH]
+        run = cycle_lives(
+            [CellSpec(cell_id=f"truth-{start + i}", kind=NOMINAL_CELL) for i in range(len(part))],
+            [attia_protocol(*map(float, p), cycles=3005, record_interval_s=10.0) for p in part],
+            max_cycles=3000,
+            record_cycles=PEAK_CYCLES,
+            cell_types={NOMINAL_CELL: nominal},
+        )
+        assert run.early_records is not None
+        lives.append(run.lives)
+        peaks += [float(r["temperature_C"][r["cycle"] >= 1].max()) for r in run.early_records]
+    return {"candidates": candidates, "life": np.concatenate(lives), "peak_C": np.array(peaks)}
+
+
+def simulator_truth() -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """True life (cycles to 80 %) and peak temperature (°C) of every Attia pool protocol
+    for the simulated lab's nominal LFP/graphite cell (no cell-to-cell variation),
+    computed once and cached as ``.npz`` keyed by a hash of the simulator's source."""
+    from voltloop.campaigns.spaces import attia_protocol_pool
+
+    candidates = attia_protocol_pool().candidates
+    path = cache_dir() / f"bench-propose-truth-{PEAK_CYCLES}-{_simulator_hash()}.npz"
+    started = time.perf_counter()
+    cached = path.exists()
+    if cached:
+        with np.load(path, allow_pickle=False) as npz:
+            table = {k: npz[k] for k in npz.files}
+    if not cached or not np.array_equal(table["candidates"], candidates):
+        cached = False
+        table = _compute_truth(candidates)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, allow_pickle=False, **table)
+        tmp.replace(path)
+    info = {
+        "cache": str(path),
+        "cached": cached,
+        "load_or_compute_s": time.perf_counter() - started,
+    }
+    return table, info
 
 
 def _recommend(pool, X, y, temp) -> int:

@@ -32,10 +32,16 @@ from botorch.acquisition import (
     qLogExpectedImprovement,
     qLogNoisyExpectedImprovement,
 )
-from botorch.acquisition.logei import qLogProbabilityOfFeasibility
+from botorch.acquisition.logei import TAU_MAX, TAU_RELU, qLogProbabilityOfFeasibility
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.optim import optimize_acqf, optimize_acqf_discrete, optimize_acqf_mixed
-from botorch.sampling import SobolQMCNormalSampler
+from botorch.sampling import IIDNormalSampler, SobolQMCNormalSampler
+from botorch.utils.objective import (
+    compute_feasibility_indicator,
+    compute_smoothed_feasibility_indicator,
+)
+from botorch.utils.safe_math import fatmax, log_fatplus, logmeanexp
+from torch.quasirandom import SobolEngine
 
 from voltloop.surrogates.gp import DTYPE
 
@@ -306,3 +312,135 @@ def kriging_believer_pool(
         available[best] = False
         current = condition(current, choices[best : best + 1])
     return picked, torch.stack(values), current
+
+
+def joint_samples(
+    model: torch.nn.Module, X: torch.Tensor, mc_samples: int, seed: int
+) -> torch.Tensor:
+    """Samples of the joint posterior of all rows of ``X`` (``N × d``) → ``s × N × m``.
+
+    Quasi-random (scrambled Sobol base samples) while ``N·m`` is within the Sobol
+    engine's dimension limit, i.i.d. normal beyond it.
+    """
+    with torch.no_grad():
+        posterior = model.posterior(X)
+        dims = X.shape[0] * getattr(model, "num_outputs", 1)
+        shape = torch.Size([mc_samples])
+        if dims <= SobolEngine.MAXDIM:
+            sampler = SobolQMCNormalSampler(sample_shape=shape, seed=seed)
+        else:
+            sampler = IIDNormalSampler(sample_shape=shape, seed=seed)
+        samples = sampler(posterior)
+    return samples.reshape(mc_samples, X.shape[0], -1)
+
+
+def greedy_pool_batch(
+    model: torch.nn.Module,
+    kind: AcquisitionKind,
+    choices: torch.Tensor,
+    q: int,
+    *,
+    X_baseline: torch.Tensor | None = None,
+    X_pending: torch.Tensor | None = None,
+    bounds: Sequence[OutcomeBound] = (),
+    best_f: float | None = None,
+    objective_output: int = 0,
+    mc_samples: int = 128,
+    seed: int = 0,
+) -> tuple[list[int], torch.Tensor]:
+    """Sequential-greedy batch of ``q`` distinct rows of ``choices`` (``n × d``) from one
+    joint posterior draw over the pool, the pending points and the baseline.
+
+    The criterion is BoTorch's, pick by pick, as ``optimize_acqf_discrete`` evaluates it
+    (docs/decisions/0067):
+
+    - qLogNEI (incremental, as BoTorch's default): a candidate's value is
+      ``log mean_s[fatplus(f_s(c) − best_s) · feas_s(c)]`` where ``best_s`` is the best
+      feasible sample over the baseline, the pending points and the earlier picks;
+    - qLogEI / qLogPF: the smoothed maximum (``fatmax``) over pending points, earlier
+      picks and the candidate of each point's log-improvement over ``best_f`` plus its
+      log-feasibility (log-feasibility alone for qLogPF), averaged over samples in log
+      space (``logmeanexp``).
+
+    BoTorch draws fresh joint samples of (baseline, pending, picks, candidate) for every
+    candidate at every pick; here all of them are marginals of one draw of the joint
+    posterior over every distinct point involved (common random numbers), so the cost
+    is one ``N``-point posterior and sample draw plus ``q`` cheap tensor reductions,
+    instead of ``q × n`` joint posteriors of growing size.
+
+    Returns row indices into ``choices`` and each pick's value given the earlier ones
+    (shape ``q``).
+    """
+    n = choices.shape[0]
+    if q > n:
+        raise ValueError(f"cannot pick {q} distinct candidates from {n}")
+    d = choices.shape[-1]
+    empty = choices.new_zeros((0, d))
+    base = X_baseline if X_baseline is not None and kind == AcquisitionKind.LOG_NEI else empty
+    pending = X_pending if X_pending is not None else empty
+    rows = torch.cat([choices, pending.to(choices), base.to(choices)])
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    Z = joint_samples(model, unique, mc_samples, seed)[:, inverse]  # s × (n + p + b) × m
+    constraints = [c for bound in bounds for c in bound.callables()]
+    obj = Z[..., objective_output]
+    if constraints:
+        log_feas = compute_smoothed_feasibility_indicator(
+            constraints, Z, eta=1e-3, log=True, fat=True
+        )
+        feasible = compute_feasibility_indicator(constraints, Z)
+    else:
+        log_feas = torch.zeros_like(obj)
+        feasible = torch.ones_like(obj, dtype=torch.bool)
+    cand = slice(0, n)
+    p = pending.shape[0]
+    available = torch.ones(n, dtype=torch.bool)
+    picked: list[int] = []
+    values: list[torch.Tensor] = []
+    if kind == AcquisitionKind.LOG_NEI:
+        known = slice(n, rows.shape[0])  # pending points and baseline
+        best = (
+            torch.where(feasible[:, known], obj[:, known], -torch.inf).amax(-1)
+            if (rows.shape[0] > n)
+            else torch.full(obj.shape[:1], -torch.inf, dtype=obj.dtype)
+        )
+        if torch.isinf(best).any():
+            # as BoTorch: samples without a feasible known point compare against a
+            # lower bound of the objective (posterior mean − 6 std over the points)
+            mean, std = obj.mean(0), obj.std(0)
+            best = best.clamp_min(float((mean - 6 * std).min()))
+        gain = log_feas[:, cand]
+        for _ in range(q):
+            scores = logmeanexp(log_fatplus(obj[:, cand] - best[:, None], tau=TAU_RELU) + gain, 0)
+            scores = scores.masked_fill(~available, -torch.inf)
+            k = int(scores.argmax())
+            picked.append(k)
+            values.append(scores[k])
+            available[k] = False
+            best = torch.maximum(best, torch.where(feasible[:, k], obj[:, k], -torch.inf))
+        return picked, torch.stack(values)
+    if kind == AcquisitionKind.LOG_EI:
+        if best_f is None:
+            raise ValueError("qLogEI needs the incumbent value best_f")
+        utility = log_fatplus(obj - best_f, tau=TAU_RELU) + log_feas
+    elif constraints:
+        utility = log_feas
+    else:
+        raise ValueError("feasible-first acquisition needs at least one outcome constraint")
+    chosen = list(range(n, n + p))  # pending points are part of every batch
+    for _ in range(q):
+        scores = torch.full((n,), -torch.inf, dtype=obj.dtype)
+        fixed = utility[:, chosen]  # s × k
+        step = max(1, 2_000_000 // (utility.shape[0] * (len(chosen) + 1)))
+        for start in range(0, n, step):
+            part = utility[:, start : min(start + step, n)]  # s × c
+            joint = torch.cat(
+                [fixed[:, None, :].expand(-1, part.shape[1], -1), part[..., None]], -1
+            )
+            scores[start : start + step] = logmeanexp(fatmax(joint, dim=-1, tau=TAU_MAX), 0)
+        scores = scores.masked_fill(~available, -torch.inf)
+        k = int(scores.argmax())
+        picked.append(k)
+        values.append(scores[k])
+        available[k] = False
+        chosen.append(k)
+    return picked, torch.stack(values)

@@ -7,6 +7,7 @@ Used by :func:`voltloop.surrogates.proposer.propose`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,13 +19,16 @@ from voltloop.campaigns.spaces import (
 )
 from voltloop.surrogates.acquisition import (
     AcquisitionKind,
+    OutcomeBound,
     build_acquisition,
+    greedy_pool_batch,
     kriging_believer_pool,
     optimise_box,
     optimise_pool,
 )
 from voltloop.surrogates.gp import DTYPE, OutcomeSeries, as_tensor, fit_outcome_models
 from voltloop.surrogates.proposal_inputs import (
+    BatchStrategy,
     NoSafeCandidateError,
     Observations,
     PoolExhaustedError,
@@ -124,29 +128,102 @@ def _filter_safe(
     return choices[mask], choices_idx[keep]
 
 
-def _kriging_believer(
-    model, kind, Xm_obs, finite, bounds, best_f, Pm, choices, q, options, sign, y
-):
+@dataclass
+class AcquisitionSetting:
+    """Everything a batch builder needs besides the candidates (model coordinates).
+
+    ``X_baseline``: ``n × d`` observed inputs with a finite objective; ``X_pending``:
+    ``p × d`` in-flight inputs or None; ``best_f``: best feasible observed objective
+    (maximised sign) or None; ``kind``: the acquisition after the feasible-first rule.
+    """
+
+    model: torch.nn.Module
+    kind: AcquisitionKind
+    X_baseline: torch.Tensor
+    X_pending: torch.Tensor | None
+    bounds: list[OutcomeBound]
+    best_f: float | None
+    options: ProposalOptions
+    _acqf: object = None
+
+    def acquisition(self):
+        """The BoTorch acquisition function (built once, on first use)."""
+        if self._acqf is None:
+            self._acqf = build_acquisition(
+                self.model,
+                self.kind,
+                X_baseline=self.X_baseline,
+                bounds=self.bounds,
+                best_f=self.best_f,
+                X_pending=self.X_pending,
+                mc_samples=self.options.mc_samples,
+                seed=self.options.seed,
+            )
+        return self._acqf
+
+
+def _batch_from_choices(
+    setting: AcquisitionSetting, choices: torch.Tensor, q: int
+) -> tuple[list[int], torch.Tensor, str]:
+    """Pick ``q`` distinct rows of ``choices`` (``n × d``) with the options' batch strategy.
+
+    Returns row indices, per-pick values (shape ``q``) and the acquisition label.
+    """
+    options = setting.options
+    strategy = options.batch_strategy
+    kind = setting.kind
+    if strategy == BatchStrategy.KRIGING_BELIEVER:
+        base = AcquisitionKind.LOG_EI if kind == AcquisitionKind.LOG_NEI else kind
+        picked, values = _kriging_believer(setting, choices, q)
+        return picked, values, f"{base.value}+kriging_believer"
+    if strategy == BatchStrategy.SEQUENTIAL_GREEDY_BOTORCH:
+        picked, values = optimise_pool(setting.acquisition(), choices, q, options.shortlist)
+        return picked, values, kind.value
+    rows = torch.arange(choices.shape[0])
+    if choices.shape[0] > max(options.joint_pool_limit, q):
+        acqf = setting.acquisition()
+        with torch.no_grad():
+            single = torch.cat([acqf(part.unsqueeze(-2)) for part in choices.split(1024)])
+        rows = single.topk(max(options.joint_pool_limit, q)).indices
+    picked, values = greedy_pool_batch(
+        setting.model,
+        kind,
+        choices[rows],
+        q,
+        X_baseline=setting.X_baseline,
+        X_pending=setting.X_pending,
+        bounds=setting.bounds,
+        best_f=setting.best_f,
+        mc_samples=options.mc_samples,
+        seed=options.seed,
+    )
+    return [int(rows[i]) for i in picked], values, kind.value
+
+
+def _kriging_believer(setting: AcquisitionSetting, choices: torch.Tensor, q: int):
     """Pool batch by the Kriging believer; qLogNEI becomes qLogEI on the posterior-mean
-    incumbent (the best mean over observed feasible rows), which suits noisy data."""
+    incumbent (the best mean over observed rows), which suits noisy data."""
+    kind, best_f, options = setting.kind, setting.best_f, setting.options
     if kind == AcquisitionKind.LOG_NEI:
         kind = AcquisitionKind.LOG_EI
         with torch.no_grad():
-            mean_obs = model.posterior(Xm_obs[torch.as_tensor(finite)]).mean[..., 0]
+            mean_obs = setting.model.posterior(setting.X_baseline).mean[..., 0]
         best_f = float(mean_obs.max())
 
     def make(conditioned):
         return build_acquisition(
             conditioned,
             kind,
-            X_baseline=Xm_obs,
-            bounds=bounds,
+            X_baseline=setting.X_baseline,
+            bounds=setting.bounds,
             best_f=best_f,
             mc_samples=options.mc_samples,
             seed=options.seed,
         )
 
-    picked, values, _ = kriging_believer_pool(model, make, choices, q, X_pending=Pm)
+    picked, values, _ = kriging_believer_pool(
+        setting.model, make, choices, q, X_pending=setting.X_pending
+    )
     return picked, values
 
 
@@ -173,22 +250,23 @@ def _optimise_continuous(space: ContinuousSpace, acqf, q: int, options: Proposal
     )
 
 
-def _optimise_on_sobol_set(space, model, acqf, safety, options, q, notes):
+def _optimise_on_sobol_set(space, setting: AcquisitionSetting, safety, q, notes):
     """Score a dense feasible Sobol set (``candidate_samples`` points) like a pool.
 
     In safe mode the set is first filtered by the UCB rule, so every candidate that can
     enter the batch has been checked (docs/decisions/0062).
     """
+    options = setting.options
     raw = sobol_in_space(space, options.candidate_samples, seed=options.seed)
     choices = as_tensor(_to_model(space, raw))
     idx = np.arange(len(raw))
     if safety:
-        choices, idx = _filter_safe(model, choices, idx, safety, options, notes)
+        choices, idx = _filter_safe(setting.model, choices, idx, safety, options, notes)
     if len(idx) < q:
         notes.append(f"only {len(idx)} candidate point(s) available: batch of {len(idx)} < q={q}")
     q = min(q, len(idx))
-    picked, values = optimise_pool(acqf, choices, q, options.shortlist)
-    return choices[picked], values
+    picked, values, label = _batch_from_choices(setting, choices, q)
+    return choices[picked], values, label
 
 
 def _fallback(space, X_obs, P, available, q, q_eff, options, obs, safety, notes, t0) -> Proposal:

@@ -65,14 +65,25 @@ class ContinuousOptimiser(enum.StrEnum):
 
 
 class BatchStrategy(enum.StrEnum):
-    """How a batch is built from a pool (docs/decisions/0061)."""
+    """How a batch is built from a pool or a scored Sobol set (docs/decisions/0061, 0067)."""
 
-    SEQUENTIAL_GREEDY = "sequential_greedy"  # joint q-point values, pending via X_pending
+    # sequential greedy, every value from one joint posterior draw over pool, pending
+    # points and baseline (default; acquisition.greedy_pool_batch)
+    SEQUENTIAL_GREEDY = "sequential_greedy"
+    # the same criterion evaluated by BoTorch's optimize_acqf_discrete (fresh joint
+    # samples per candidate and pick; the default before decision 0067)
+    SEQUENTIAL_GREEDY_BOTORCH = "sequential_greedy_botorch"
     KRIGING_BELIEVER = "kriging_believer"  # condition on posterior means; single-point values
 
 
 class ProposalOptions(BaseModel):
-    """How to propose. Defaults suit a 224-protocol pool or a 3-D box."""
+    """How to propose. Defaults suit a 224-protocol pool or a 3-D box.
+
+    ``shortlist``: candidate sets larger than this are first ranked point by point before
+    BoTorch's sequential greedy (``sequential_greedy_botorch``) builds the batch;
+    ``joint_pool_limit`` is the same bound for the default joint-sample greedy, whose
+    cost grows with the size of one joint posterior draw rather than with ``q × n``.
+    """
 
     acquisition: AcquisitionKind = AcquisitionKind.LOG_NEI
     maximise: bool = True
@@ -86,6 +97,7 @@ class ProposalOptions(BaseModel):
     continuous_optimiser: ContinuousOptimiser = ContinuousOptimiser.SOBOL_SET
     candidate_samples: int = Field(1024, ge=64)
     shortlist: int | None = Field(256, ge=1)
+    joint_pool_limit: int = Field(2048, ge=1)
     batch_strategy: BatchStrategy = BatchStrategy.SEQUENTIAL_GREEDY
     gp_max_iter: int = Field(200, ge=1)
     seed: int = 0

@@ -40,16 +40,15 @@ from voltloop.campaigns.spaces import (
 from voltloop.surrogates.acquisition import (
     AcquisitionKind,
     OutcomeBound,
-    build_acquisition,
     optimise_mixed,
-    optimise_pool,
 )
 from voltloop.surrogates.gp import as_tensor, fit_outcome_models
 from voltloop.surrogates.proposal_batches import (
+    AcquisitionSetting,
     _assemble,
+    _batch_from_choices,
     _fallback,
     _filter_safe,
-    _kriging_believer,
     _linear,
     _observed_feasible,
     _optimise_continuous,
@@ -218,15 +217,14 @@ def propose(
     best_f = float((sign * y)[feasible_obs].max()) if feasible_obs.any() else None
     if kind == AcquisitionKind.LOG_EI and best_f is None:
         best_f = float((sign * y)[finite].max())
-    acqf = build_acquisition(
-        model,
-        kind,
+    setting = AcquisitionSetting(
+        model=model,
+        kind=kind,
         X_baseline=Xm_obs[torch.as_tensor(finite)] if Xm_obs.shape[0] else Xm_obs,
+        X_pending=Pm,
         bounds=bounds,
         best_f=best_f,
-        X_pending=Pm,
-        mc_samples=options.mc_samples,
-        seed=options.seed,
+        options=options,
     )
 
     indices: list[int] | None = None
@@ -237,23 +235,16 @@ def propose(
         if safety:
             choices, choices_idx = _filter_safe(model, choices, choices_idx, safety, options, notes)
         q_eff = min(q_eff, len(choices_idx))
-        if options.batch_strategy == BatchStrategy.KRIGING_BELIEVER:
-            base = AcquisitionKind.LOG_EI if kind == AcquisitionKind.LOG_NEI else kind
-            acq_label = f"{base.value}+kriging_believer"
-            picked, values = _kriging_believer(
-                model, kind, Xm_obs, finite, bounds, best_f, Pm, choices, q_eff, options, sign, y
-            )
-        else:
-            picked, values = optimise_pool(acqf, choices, q_eff, options.shortlist)
+        picked, values, acq_label = _batch_from_choices(setting, choices, q_eff)
         indices = [int(choices_idx[i]) for i in picked]
         Xm = as_tensor(space.candidates[indices])
     elif options.continuous_optimiser == ContinuousOptimiser.SOBOL_SET or safety:
-        Xm, values = _optimise_on_sobol_set(space, model, acqf, safety, options, q_eff, notes)
+        Xm, values, acq_label = _optimise_on_sobol_set(space, setting, safety, q_eff, notes)
     elif isinstance(space, ContinuousSpace):
-        Xm, values = _optimise_continuous(space, acqf, q_eff, options)
+        Xm, values = _optimise_continuous(space, setting.acquisition(), q_eff, options)
     else:
         Xm, values = optimise_mixed(
-            acqf,
+            setting.acquisition(),
             as_tensor(model_bounds(space)),
             q_eff,
             space.combinations(),
