@@ -79,6 +79,13 @@ STATE_FIELDS = (
     "lam_pos",  # Ah of cathode capacity lost
 )
 
+#: Per-cell constants derived from the parameters at load time (hot-path caches).
+DERIVED_FIELDS = ("inv_tref",)  # 1 / (t_ref + 273.15), 1/K
+
+#: Every field is one row of ``CellBank.data`` (shape (len(FIELDS), n_slots)).
+FIELDS = PARAMETER_FIELDS + STATE_FIELDS + DERIVED_FIELDS
+ROW = {name: i for i, name in enumerate(FIELDS)}
+
 
 class View:
     """Lazily indexed attributes of a bank: ``view.r0`` is ``bank.r0[sel]`` (cached).
@@ -101,15 +108,21 @@ class View:
 
 
 class CellBank:
-    """Parameters and state of ``n_slots`` cells (all arrays shape (n_slots,))."""
+    """Parameters and state of ``n_slots`` cells (all arrays shape (n_slots,)).
+
+    Every field (``bank.q``, ``bank.r0``, ...) is a row view of one matrix
+    ``bank.data`` (len(FIELDS), n_slots), so the phase solver gathers all of a
+    selection's fields in one indexing call (``bank.data[:, sel]``).
+    """
 
     def __init__(self, n_slots: int, tables: OcpTable | None = None) -> None:
         self.n_slots = n_slots
         self.tables = tables or OcpTable()
         self.loaded = np.zeros(n_slots, dtype=bool)
         self.chemistry: list[Chemistry | None] = [None] * n_slots
-        for name in PARAMETER_FIELDS + STATE_FIELDS:
-            setattr(self, name, np.zeros(n_slots))
+        self.data = np.zeros((len(FIELDS), n_slots))
+        for name, row in ROW.items():
+            setattr(self, name, self.data[row])
         self.nominal_Ah[:] = 1.0
         self.c_pos[:] = 1.0
         self.c_neg[:] = 1.0
@@ -182,6 +195,7 @@ class CellBank:
             getattr(self, name)[slot] = 0.0
         self.c_neg[slot] = draw("c_neg_Ah", chem.c_neg_Ah)
         self.n_li[slot] = draw("n_li_Ah", chem.n_li_Ah)
+        self.inv_tref[slot] = 1.0 / (chem.t_ref_C + KELVIN)
         self.temp[slot] = chamber_C
         self.loaded[slot] = True
         self.chemistry[slot] = chem
@@ -196,8 +210,7 @@ class CellBank:
     def copy_slot(self, src: CellBank, src_slot: int, slot: int) -> None:
         """Copy one cell (parameters and state) from another bank."""
         chem = src.chemistry[src_slot]
-        for name in PARAMETER_FIELDS + STATE_FIELDS:
-            getattr(self, name)[slot] = getattr(src, name)[src_slot]
+        self.data[:, slot] = src.data[:, src_slot]
         if chem is not None:
             self.chem_off[slot] = float(self.tables.index_of(chem))
         self.loaded[slot] = src.loaded[src_slot]

@@ -14,10 +14,9 @@ lithium inventory (LLI) lowers ``n_Li``; loss of active material (LAM) lowers
 ``C_n`` or ``C_p``. They shift and stretch the discharge curve V(Q) differently,
 which is what the Severson ΔQ(V) feature sees.
 
-Half-cell curves are tabulated once on a fine grid and evaluated with ``np.interp``
-for all cells at once. Several chemistries share one concatenated table: the
-stoichiometry of chemistry ``k`` is offset by ``2k`` (``OcpTable``), so one
-``np.interp`` call serves a bank of mixed cells.
+Half-cell curves are tabulated once on a fine uniform grid and read by direct
+indexing for all cells at once. Several chemistries share one concatenated table
+(``OcpTable``), so one lookup serves a bank of mixed cells and both electrodes.
 """
 
 from __future__ import annotations
@@ -244,49 +243,48 @@ class OcpTable:
     The tables are uniform in stoichiometry (``GRID_POINTS`` points on 0..1), so a
     lookup is an index computation and one linear interpolation — several times
     cheaper than ``np.interp``'s binary search. Chemistry ``k`` (registration order)
-    owns rows ``[k*GRID_POINTS, (k+1)*GRID_POINTS)``; a cell stores
-    ``chem_off = k*GRID_POINTS``.
+    owns two blocks of one flat table: its cathode curve at rows
+    ``[2k*GRID_POINTS, (2k+1)*GRID_POINTS)`` and its graphite curve right after, so a
+    cell stores ``chem_off = 2k*GRID_POINTS`` and one lookup can read both electrodes
+    (``lookup`` with offsets ``chem_off`` and ``chem_off + GRID_POINTS``).
     """
 
     def __init__(self) -> None:
         self._chemistries: list[Chemistry] = []
         self._index: dict[int, int] = {}
-        self._up = np.empty(0)
-        self._dup = np.empty(0)
-        self._un = np.empty(0)
-        self._dun = np.empty(0)
+        self.table = np.empty(0)  # potentials, V
+        self.diff = np.empty(0)  # forward differences, V per grid step
 
     def index_of(self, chemistry: Chemistry) -> int:
-        """Register ``chemistry`` if new; its table offset ``k*GRID_POINTS``."""
+        """Register ``chemistry`` if new; its table offset ``2k*GRID_POINTS``."""
         key = id(chemistry)
         if key not in self._index:
             self._index[key] = len(self._chemistries)
             self._chemistries.append(chemistry)
             up = chemistry.u_pos(_STOICH)
             un = chemistry.u_neg(_STOICH)
-            self._up = np.concatenate([self._up, up])
-            self._dup = np.concatenate([self._dup, np.diff(up), [0.0]])
-            self._un = np.concatenate([self._un, un])
-            self._dun = np.concatenate([self._dun, np.diff(un), [0.0]])
-        return self._index[key] * GRID_POINTS
+            self.table = np.concatenate([self.table, up, un])
+            self.diff = np.concatenate([self.diff, np.diff(up), [0.0], np.diff(un), [0.0]])
+        return self._index[key] * 2 * GRID_POINTS
 
-    @staticmethod
-    def _lookup(
-        s: np.ndarray, offset: np.ndarray, table: np.ndarray, diff: np.ndarray
-    ) -> np.ndarray:
+    def lookup(self, s: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(potential, clipped stoichiometry) at stoichiometry ``s`` of the curve starting
+        at row ``offset`` (broadcasting). Outside 0..1 the potential continues with a
+        steep ``OVERRANGE_V_PER_UNIT`` slope, so over-charge and over-discharge drive
+        the voltage out of range."""
         sc = np.minimum(np.maximum(s, 0.0), 1.0)
         pos = sc * (GRID_POINTS - 1) + offset
         i = pos.astype(np.intp)
-        return table[i] + (pos - i) * diff[i] + OVERRANGE_V_PER_UNIT * (sc - s)
+        pos -= i
+        u = self.table.take(i)
+        u += pos * self.diff.take(i)
+        u += OVERRANGE_V_PER_UNIT * (sc - s)
+        return u, sc
 
     def u_pos(self, y: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        """Cathode potential (V) at lithiation ``y``; broadcasts with ``offset``.
-
-        Outside 0..1 the potential continues with a steep ``OVERRANGE_V_PER_UNIT``
-        slope, so over-charge and over-discharge drive the voltage out of range.
-        """
-        return self._lookup(y, offset, self._up, self._dup)
+        """Cathode potential (V) at lithiation ``y``; broadcasts with ``offset``."""
+        return self.lookup(y, offset)[0]
 
     def u_neg(self, x: np.ndarray, offset: np.ndarray) -> np.ndarray:
         """Graphite potential (V) vs Li/Li+ (same over-range continuation)."""
-        return self._lookup(x, offset, self._un, self._dun)
+        return self.lookup(x, offset + GRID_POINTS)[0]

@@ -20,15 +20,7 @@ import numpy as np
 
 from voltloop.drivers.records import empty_records
 from voltloop.drivers.sim.cell_model import CellBank
-from voltloop.drivers.sim.phases import (
-    BUDGET,
-    CUTOFF,
-    SAFETY,
-    TIME,
-    Coefficients,
-    Phase,
-    trajectory,
-)
+from voltloop.drivers.sim.phases import BUDGET, SAFETY, TIME, C, Phase, trajectory
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
 from voltloop.drivers.sim.record_buffer import RecordBuffer
 
@@ -64,6 +56,11 @@ class SensorNoise:
 _RUNNING, _WAITING = int(RunState.RUNNING), int(RunState.WAITING_EIS)
 _CC, _CV, _SCAN, _EIS = int(OpKind.CC), int(OpKind.CV), int(OpKind.SCAN), int(OpKind.EIS)
 _TAG, _LOOP = int(OpKind.TAG), int(OpKind.LOOP)
+#: Rows of a record segment's metadata (executor._schedule).
+_SEG_FIELDS = 12
+_S_CH, _S_REC, _S_T0, _S_CYCLE, _S_STEP, _S_CHG, _S_DIS, _S_K0, _S_DT, _S_NREG, _S_EXTRA, _S_END = (
+    range(_SEG_FIELDS)
+)
 
 
 class Executor:
@@ -156,7 +153,8 @@ class Executor:
             (np.full(1, -np.inf), np.full(1, np.inf), np.full(1, np.inf)),
         )  # fmt: skip
         pending: list[tuple] = []
-        self._schedule(phase, sel, np.array([1]), np.zeros(1), pending)
+        zero_b = np.zeros(1, bool)
+        self._schedule(phase, sel, zero, ~zero_b, zero, np.ones(1), zero, zero, pending)
         self._flush(pending)
 
     def halt(self, ch: int, state: RunState, reason: str | None = None) -> None:
@@ -262,22 +260,24 @@ class Executor:
         pcs = self.pc[sel]
         kind = self.k_kind[chs, pcs]
         value = self.k_value[chs, pcs]
+        k_time = self.k_time[chs, pcs]
         step_t = self.step_t[sel]
         is_cc = kind == _CC
         is_cv = kind == _CV
         is_scan = kind == _SCAN
         is_eis = kind == _EIS
-        t_left = self.k_time[chs, pcs] - step_t
+        t_left = k_time - step_t
         v_set = np.where(is_cv, value, 0.0)
-        if is_scan.any():  # staircase: CV segments of SCAN_SEGMENTS per sweep
-            seg = self.k_time[chs, pcs] / SCAN_SEGMENTS
+        any_scan, any_eis = bool(is_scan.any()), bool(is_eis.any())
+        if any_scan:  # staircase: CV segments of SCAN_SEGMENTS per sweep
+            seg = k_time / SCAN_SEGMENTS
             n_done = np.floor(step_t / np.where(is_scan, seg, 1.0) + 1e-9)
             seg_left = (n_done + 1.0) * seg - step_t
             mid = (n_done + 0.5) * seg
             v_scan = value + np.sign(self.k_volt[chs, pcs] - value) * self.k_curr[chs, pcs] * mid
             v_set = np.where(is_scan, v_scan, v_set)
             t_left = np.where(is_scan, np.minimum(seg_left, t_left), t_left)
-        if is_eis.any():
+        if any_eis:
             t_left = np.where(is_eis, self.eis_timeout_s - self.eis_waited[sel], t_left)
         phase = Phase(
             self.bank,
@@ -292,31 +292,35 @@ class Executor:
             (self.v_lo[sel], self.v_hi[sel], self.t_hi[sel]),
         )
         end_t, code = phase.end_t, phase.code
-        if is_scan.any():
-            finished = step_t + end_t >= self.k_time[chs, pcs] - 1e-9
+        if any_scan:
+            finished = step_t + end_t >= k_time - 1e-9
             code = np.where(is_scan & (code == TIME) & ~finished, BUDGET, code)
-        step_done = code != BUDGET
         if self.keep_records:
-            self._records(phase, sel, chs, end_t, step_done, pending)
+            self._records(phase, sel, chs, end_t, code != BUDGET, pending)
         passed = phase.passed_Ah
         phase.commit()
         rem[sel] -= end_t
         self.step_t[sel] += end_t
         self.exp_t[sel] += end_t
-        self.chg[sel] += np.maximum(passed, 0.0)
-        self.dis[sel] += np.maximum(-passed, 0.0)
-        if is_eis.any():
+        chg = self.chg[sel] + np.maximum(passed, 0.0)
+        dis = self.dis[sel] - np.minimum(passed, 0.0)
+        self.chg[sel] = chg
+        self.dis[sel] = dis
+        if any_eis:
             self.eis_waited[sel] += np.where(is_eis, end_t, 0.0)
-        advance = (code == TIME) | (code == CUTOFF)
+        advance = code >= TIME  # TIME or CUTOFF (SAFETY channels stop below)
         if advance.any():
+            advance &= code != SAFETY
             done = chs[advance]
-            timed_out = done[is_eis[advance]]
-            for c in timed_out:
-                self.skipped_eis[c].append(int(self.cycle[c]))
-            self.run[timed_out] = RunState.RUNNING
+            if any_eis:
+                timed_out = done[is_eis[advance]]
+                for c in timed_out:
+                    self.skipped_eis[c].append(int(self.cycle[c]))
+                self.run[timed_out] = RunState.RUNNING
             self.pc[done] += 1
             self.step_t[done] = 0.0
-        over_cap = (self.chg[sel] > self.max_cap[sel]) | (self.dis[sel] > self.max_cap[sel])
+        cap = self.max_cap[sel]
+        over_cap = (chg > cap) | (dis > cap)
         tripped = (code == SAFETY) | over_cap
         if tripped.any():
             for c, reason in zip(
@@ -363,72 +367,83 @@ class Executor:
         dt = self.rec_dt[sel]
         k0 = np.floor(t0 / dt + 1e-9)
         k1 = np.floor((t0 + end_t) / dt + 1e-9)
-        n_reg = (k1 - k0).astype(np.int64)
+        n_reg = k1 - k0
         on_grid = np.abs((t0 + end_t) - k1 * dt) < 1e-6
-        extra = (step_done & ~(on_grid & (n_reg > 0))).astype(np.int64)
-        counts = n_reg + extra
-        total = int(counts.sum())
-        if total == 0:
-            return
-        rows = np.repeat(np.arange(chs.size), counts)
-        starts = np.cumsum(counts) - counts
-        j = np.arange(total) - starts[rows]
-        tau = (k0[rows] + 1 + j) * dt[rows] - t0[rows]
-        last_extra = (j == counts[rows] - 1) & (extra[rows] == 1)
-        tau = np.where(last_extra, end_t[rows], tau)
-        self._schedule(phase, chs, counts, tau, pending)
+        extra = step_done & ~(on_grid & (n_reg > 0))
+        self._schedule(phase, chs, n_reg, extra, k0, dt, t0, end_t, pending)
 
     def _schedule(
         self,
         phase: Phase,
         chs: np.ndarray,
-        counts: np.ndarray,
-        tau: np.ndarray,
+        n_reg: np.ndarray,
+        extra: np.ndarray,
+        k0: np.ndarray,
+        dt: np.ndarray,
+        t0: np.ndarray,
+        end_t: np.ndarray,
         pending: list[tuple],
     ) -> None:
-        """Reserve record numbers now; evaluate the values in one batch at flush time."""
-        meta = np.empty((chs.size, 6))
-        meta[:, 0] = chs
-        meta[:, 1] = self.rec_count[chs]
-        meta[:, 2] = self.exp_t[chs]
-        meta[:, 3] = self.cycle[chs]
-        meta[:, 4] = self.pc[chs]
-        meta[:, 5] = self.chg[chs]
-        dis0 = self.dis[chs].copy()
-        self.rec_count[chs] += counts
-        pending.append((phase.coef, meta, dis0, counts, tau))
+        """Reserve record numbers now; evaluate the values in one batch at flush time.
+
+        A phase's records of one channel form a segment: ``n_reg`` on the record grid
+        (k0 + 1 + j) * dt - t0, then one at ``end_t`` if ``extra``.
+        """
+        meta = np.empty((_SEG_FIELDS, chs.size))
+        meta[_S_CH] = chs
+        meta[_S_REC] = self.rec_count[chs]
+        meta[_S_T0] = t0
+        meta[_S_CYCLE] = self.cycle[chs]
+        meta[_S_STEP] = self.pc[chs]
+        meta[_S_CHG] = self.chg[chs]
+        meta[_S_DIS] = self.dis[chs]
+        meta[_S_K0] = k0
+        meta[_S_DT] = dt
+        meta[_S_NREG] = n_reg
+        meta[_S_EXTRA] = extra
+        meta[_S_END] = end_t
+        self.rec_count[chs] += (n_reg + extra).astype(np.int64)
+        pending.append((meta, phase.coef))
 
     def _flush(self, pending: list[tuple]) -> None:
         """Evaluate all scheduled records of one advance and append them per channel."""
         if not pending:
             return
-        coef = np.concatenate([p[0] for p in pending])
-        meta = np.concatenate([p[1] for p in pending])
-        dis0 = np.concatenate([p[2] for p in pending])
-        counts = np.concatenate([p[3] for p in pending])
-        tau = np.concatenate([p[4] for p in pending])
-        rows = np.repeat(np.arange(counts.size), counts)
+        meta = np.concatenate([p[0] for p in pending], axis=1)
+        coef = np.concatenate([p[1] for p in pending], axis=1)
+        counts = (meta[_S_NREG] + meta[_S_EXTRA]).astype(np.intp)
+        keep = counts > 0
+        # segments ordered by channel (stable: in time order within a channel), so the
+        # records come out grouped by channel and numbered consecutively
+        order = np.flatnonzero(keep)
+        order = order[np.argsort(meta[_S_CH, order].astype(np.int32), kind="stable")]
+        meta, coef, counts = meta[:, order], coef[:, order], counts[order]
+        total = int(counts.sum())
+        if total == 0:
+            return
+        seg = np.repeat(meta, counts, axis=1)
+        cr = np.repeat(coef, counts, axis=1)
         starts = np.cumsum(counts) - counts
-        c = Coefficients(coef[rows])
-        v, current, temp, q, *_ = trajectory(self.bank, c, tau)
-        v = np.where(c.cv > 0, c.v_set, v)
-        passed = q - c.q0
-        m = meta[rows]
-        out = empty_records(rows.size)
-        out["record"] = m[:, 1].astype(np.int64) + (np.arange(rows.size) - starts[rows])
-        out["t_s"] = m[:, 2] + tau
-        out["cycle"] = m[:, 3]
-        out["step"] = m[:, 4]
+        j = np.arange(total) - np.repeat(starts, counts)
+        tau = (seg[_S_K0] + 1.0 + j) * seg[_S_DT] - seg[_S_T0]
+        last_extra = (j == seg[_S_NREG]) & (seg[_S_EXTRA] > 0)
+        tau[last_extra] = seg[_S_END][last_extra]
+        v, current, temp, q, *_ = trajectory(self.bank.tables, cr, tau)
+        cv = cr[C["cv"]] > 0
+        v[cv] = cr[C["v_set"]][cv]
+        passed = q - cr[C["q0"]]
+        out = empty_records(total)
+        out["record"] = seg[_S_REC].astype(np.int64) + j
+        out["t_s"] = seg[_S_T0] + tau
+        out["cycle"] = seg[_S_CYCLE]
+        out["step"] = seg[_S_STEP]
         noise, rng = self.noise, self.rng
-        out["voltage_V"] = v + rng.normal(0.0, noise.voltage_V, v.size)
-        out["current_A"] = current * (1.0 + rng.normal(0.0, noise.current_rel, v.size))
-        out["temperature_C"] = temp + rng.normal(0.0, noise.temperature_C, v.size)
-        out["charge_Ah"] = m[:, 5] + np.maximum(passed, 0.0)
-        out["discharge_Ah"] = dis0[rows] + np.maximum(-passed, 0.0)
-        chans = m[:, 0].astype(np.int64)
-        order = np.lexsort((out["record"], chans))
-        chans, out = chans[order], out[order]
-        per = np.bincount(chans, minlength=self.n)
-        bounds = np.cumsum(per)
+        out["voltage_V"] = v + rng.normal(0.0, noise.voltage_V, total)
+        out["current_A"] = current * (1.0 + rng.normal(0.0, noise.current_rel, total))
+        out["temperature_C"] = temp + rng.normal(0.0, noise.temperature_C, total)
+        out["charge_Ah"] = seg[_S_CHG] + np.maximum(passed, 0.0)
+        out["discharge_Ah"] = seg[_S_DIS] - np.minimum(passed, 0.0)
+        per = np.bincount(meta[_S_CH].astype(np.intp), weights=counts, minlength=self.n)
+        bounds = np.cumsum(per).astype(np.intp)
         for ch in np.flatnonzero(per):
-            self.buffers[ch].append(out[bounds[ch] - per[ch] : bounds[ch]])
+            self.buffers[ch].append(out[bounds[ch] - int(per[ch]) : bounds[ch]])

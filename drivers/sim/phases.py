@@ -13,12 +13,16 @@ form in t: charge q(t), RC voltages (the fast one quasi-steady, the slow one
 relaxing with tau_2 towards a moving target), hysteresis, and temperature (lumped
 with the phase's mean heat). The trajectory is evaluated on a grid dense towards
 its far end, where cut-offs happen; the voltage cut-off crossing is interpolated
-on the grid and refined by regula falsi on the closed form; safety limits are
-checked on the grid; ageing rates are integrated along the grid up to the end.
+on the grid and refined by one regula falsi step on the closed form; safety limits
+are checked on the grid; ageing rates are integrated along the grid up to the end.
 
-Records are not produced here: ``coefficients`` packs everything the closed form
-needs into one (n, NC) matrix, so the executor can evaluate any number of record
-times later in one batch (``trajectory``).
+The solver is written for few numpy calls per phase (decision 0033): all fields of
+the selected cells come in one gather (``CellBank.data``), the closed form's
+constants are packed in one coefficient matrix ``coef`` (NC, n) whose rows are the
+``COLUMNS`` below, same-shaped quantities share one call (three Arrhenius factors
+in one ``exp``, both electrodes in one table lookup), and the CV linearisation runs
+only on the CV channels. Records are not produced here: the executor evaluates any
+number of record times later in one batch with :func:`trajectory` on ``coef``.
 
 End codes per slot: ``BUDGET`` (time budget used up, the step continues), ``TIME``
 (step time limit), ``CUTOFF`` (voltage or current cut-off), ``SAFETY``.
@@ -30,68 +34,107 @@ from typing import Any
 
 import numpy as np
 
-from voltloop.drivers.sim.cell_model import CellBank
-from voltloop.drivers.sim.degradation import Rates
+from voltloop.drivers.sim.cell_model import ROW, CellBank
+from voltloop.drivers.sim.chemistry import GAS_CONSTANT, GRID_POINTS, KELVIN, OcpTable
 
 BUDGET, TIME, CUTOFF, SAFETY = 0, 1, 2, 3
 GRID = 10
 _G = 1.0 - (1.0 - np.linspace(0.0, 1.0, GRID + 1)) ** 2  # grid fractions, dense at the end
-_REGULA_FALSI_STEPS = 1
+_HALF_DG = 0.5 * np.diff(_G)
+_COL = np.arange(GRID + 1)
+_INV_R = 1.0 / GAS_CONSTANT
 
-#: Columns of the coefficient matrix (closed-form trajectory of one phase).
+#: Rows of the coefficient matrix (closed-form trajectory of one phase). The first
+#: five are the (negative) exponents of the decaying terms, evaluated in one exp.
 COLUMNS = (
-    "q0", "i0", "a", "cv", "v_set", "v10", "v20", "r1s", "r2s", "tau1", "tau2",
-    "ht", "h0", "hr", "t_inf", "temp0", "tau_th",
-    "n_li", "c_pos", "c_neg", "chem_off", "r0", "r1", "r2", "r0_ea", "r1_ea", "r2_ea",
-    "t_ref", "r_film",
+    "neg_a", "neg_inv_tau_th", "neg_inv_tau1", "neg_inv_tau2", "neg_hr",
+    "i0", "inv_a", "is_lin", "q0", "kq", "t_inf", "dtemp", "a1", "a2", "ht", "dh",
+    "n_li", "inv_cpos", "inv_cneg", "off_p", "off_n", "inv_tref",
+    "r0_ea", "r1_ea", "r2_ea", "r0", "r1", "r2", "r_film", "cv", "v_set",
 )  # fmt: skip
-_IDX = {name: i for i, name in enumerate(COLUMNS)}
+C = {name: i for i, name in enumerate(COLUMNS)}
+NC = len(COLUMNS)
+_EXPO = slice(0, 5)
+_OFFS = slice(C["off_p"], C["off_n"] + 1)
+_EA = slice(C["r0_ea"], C["r2_ea"] + 1)
+_RB = slice(C["r0"], C["r2"] + 1)
+
+# rows of CellBank.data used here
+_Q, _TEMP, _H, _V1, _V2 = ROW["q"], ROW["temp"], ROW["h"], ROW["v1"], ROW["v2"]
+_NLI, _CPOS, _CNEG, _NOM, _OFF = (
+    ROW["n_li"],
+    ROW["c_pos"],
+    ROW["c_neg"],
+    ROW["nominal_Ah"],
+    ROW["chem_off"],
+)
+_D_EA = slice(ROW["r0_ea"], ROW["r2_ea"] + 1)
+_D_RB = slice(ROW["r0"], ROW["r2"] + 1)
+assert ROW["r2_ea"] - ROW["r0_ea"] == 2 and ROW["r2"] - ROW["r0"] == 2
 
 
-class Coefficients:
-    """Named column access to a coefficient matrix ``m`` (n, NC).
+def _soc_factor(x: np.ndarray) -> np.ndarray:
+    """Charge-transfer/diffusion SOC factor 1 + 0.8 exp(-x/0.08) + 0.3 exp(-(1-x)/0.06)."""
+    return 1.0 + 0.8 * np.exp(x * (-1.0 / 0.08)) + 0.3 * np.exp((x - 1.0) * (1.0 / 0.06))
 
-    ``column=True`` returns (n, 1) views for broadcasting against grids (n, K).
+
+def trajectory(tables: OcpTable, c: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Closed-form state at phase times ``tau``.
+
+    ``c`` is a coefficient matrix (NC, m) with ``tau`` shape (m,), or (NC, m, 1) with
+    ``tau`` (m, K). Returns (V, I, T, q, v1, v2, h, R0, U_n, x, inv_t) with the shape
+    of ``tau``: terminal voltage of the circuit (CV records report the set voltage
+    instead), current (A, + charge), temperature (degC), graphite charge (Ah), RC
+    voltages, hysteresis, ohmic resistance, graphite potential, graphite lithiation
+    (unclipped) and the Arrhenius variable (1/T - 1/T_ref)/R.
     """
-
-    def __init__(self, m: np.ndarray, column: bool = False) -> None:
-        self.m = m
-        self.column = column
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        j = _IDX[name]
-        value = self.m[:, j : j + 1] if self.column else self.m[:, j]
-        self.__dict__[name] = value
-        return value
-
-
-def trajectory(bank: CellBank, c: Coefficients, tau: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Closed-form state at phase times ``tau`` (broadcasting with ``c``).
-
-    Returns (V, I, T, q, v1, v2, h, R0) with the shape of ``tau``; V is the terminal
-    voltage of the circuit (CV records report the set voltage instead).
-    """
-    ea = np.exp(-c.a * tau)
-    current = c.i0 * ea
-    a_safe = np.where(c.a > 0.0, c.a, 1.0)
-    g = np.where(c.a > 0.0, (1.0 - ea) / a_safe, tau)
-    q = c.q0 + c.i0 * g / 3600.0
-    temp = c.t_inf + (c.temp0 - c.t_inf) * np.exp(-tau / c.tau_th)
-    r0, r1, r2 = bank.resistances(c, q, temp)
-    transient = 1.0 - c.cv
-    v1 = current * r1 + transient * (c.v10 - c.i0 * c.r1s) * np.exp(-tau / c.tau1)
-    v2 = current * r2 + transient * (c.v20 - c.i0 * c.r2s) * np.exp(-tau / c.tau2)
-    h = c.ht + (c.h0 - c.ht) * np.exp(-c.hr * tau)
-    v = bank.ocv(c, q) + h + current * r0 + v1 + v2
-    return v, current, temp, q, v1, v2, h, r0
+    e = np.exp(c[_EXPO] * tau)
+    ea = e[0]
+    current = c[C["i0"]] * ea
+    g = (1.0 - ea) * c[C["inv_a"]]
+    g += c[C["is_lin"]] * tau
+    q = c[C["q0"]] + c[C["kq"]] * g
+    temp = c[C["t_inf"]] + c[C["dtemp"]] * e[1]
+    s = np.empty((2, *q.shape))
+    np.subtract(c[C["n_li"]], q, out=s[0])
+    s[0] *= c[C["inv_cpos"]]
+    np.multiply(q, c[C["inv_cneg"]], out=s[1])
+    u, sc = tables.lookup(s, c[_OFFS])
+    soc = _soc_factor(sc[1])
+    inv_t = 1.0 / (temp + KELVIN)
+    inv_t -= c[C["inv_tref"]]
+    inv_t *= _INV_R
+    r = c[_RB] * np.exp(c[_EA] * inv_t)
+    r0 = r[0] + c[C["r_film"]]
+    v1 = current * (r[1] * soc) + c[C["a1"]] * e[2]
+    v2 = current * (r[2] * soc) + c[C["a2"]] * e[3]
+    h = c[C["ht"]] + c[C["dh"]] * e[4]
+    v = u[0] - u[1] + h + current * r0 + v1 + v2
+    return v, current, temp, q, v1, v2, h, r0, u[1], s[1], inv_t
 
 
-def _first_crossing(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First grid index where ``excess`` (n, K+1) is >= 0: (found, k) with k >= 0."""
-    pos = excess >= 0.0
-    k = np.argmax(pos, axis=1)
-    found = pos[np.arange(pos.shape[0]), k]
-    return found, k
+def _ocv(tables: OcpTable, d: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Open-circuit voltage at graphite charge ``q`` (shape (m,)) for fields ``d`` (NF, m)."""
+    s = np.empty((2, *q.shape))
+    np.subtract(d[_NLI], q, out=s[0])
+    s[0] /= d[_CPOS]
+    np.divide(q, d[_CNEG], out=s[1])
+    off = np.empty((2, *q.shape))
+    off[0] = d[_OFF]
+    off[1] = d[_OFF] + GRID_POINTS
+    u = tables.lookup(s, off)[0]
+    return u[0] - u[1]
+
+
+def point_resistances(d: np.ndarray, q: np.ndarray, temp: np.ndarray) -> np.ndarray:
+    """(R0, R1, R2) in ohm, shape (3, m), at charge ``q`` and temperature ``temp``
+    for the cells whose fields are ``d`` (NF, m) (cell_model.CellBank.resistances)."""
+    x = np.minimum(np.maximum(q / d[_CNEG], 0.0), 1.0)
+    inv_t = _INV_R * (1.0 / (temp + KELVIN) - d[ROW["inv_tref"]])
+    r = d[_D_RB] * np.exp(d[_D_EA] * inv_t)
+    r[0] += d[ROW["r_film"]]
+    r[1:] *= _soc_factor(x)
+    return r
 
 
 def _cross_time(tau: np.ndarray, excess: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -104,6 +147,14 @@ def _cross_time(tau: np.ndarray, excess: np.ndarray, k: np.ndarray) -> np.ndarra
     return np.where(k == 0, 0.0, t0 + np.clip(w, 0.0, 1.0) * (t1 - t0))
 
 
+def _first_crossing(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First grid index where ``excess`` (n, K+1) is >= 0: (found, k) with k >= 0."""
+    pos = excess >= 0.0
+    k = np.argmax(pos, axis=1)
+    found = pos[np.arange(pos.shape[0]), k]
+    return found, k
+
+
 class Phase:
     """One step (or the part of it that fits the time budget) for slots ``sel``.
 
@@ -111,6 +162,9 @@ class Phase:
     current, 0 for rest), ``v_set`` (V, CV voltage), ``v_cut`` (V, NaN = none),
     ``i_cut`` (A, NaN = none), ``t_avail`` (budget, s), ``t_left`` (step time left,
     s), and limits ``v_lo``, ``v_hi``, ``t_hi``.
+
+    After construction: ``end_t`` (s), ``code``, ``coef`` (NC, n), ``passed_Ah``,
+    ``v_end``; :meth:`commit` writes the end state and the ageing to the bank.
     """
 
     def __init__(
@@ -127,48 +181,78 @@ class Phase:
         limits: tuple[np.ndarray, np.ndarray, np.ndarray],
     ) -> None:
         self.bank, self.sel = bank, sel
-        p = bank.view(sel)
+        tables = bank.tables
+        d = bank.data[:, sel]
+        self.d = d
         n = cv.shape[0]
-        q0, temp0, h0 = p.q, p.temp, p.h
-        r0s, r1s, r2s = bank.resistances(p, q0, temp0)
+        q0, temp0, h0 = d[_Q], d[_TEMP], d[_H]
+        nominal = d[_NOM]
+        rs = point_resistances(d, q0, temp0)
+        r_eff = rs[0] + rs[1] + rs[2]
         t_lim = np.minimum(t_avail, t_left)
-        i0 = i_set
+        i0 = i_set.copy()
         a = np.zeros(n)
         t_cv = np.full(n, np.inf)
-        if cv.any():
-            i0, a, t_cv = self._linearise_cv(p, cv, i_set, v_set, i_cut, t_lim, r0s + r1s + r2s)
-        nominal = p.nominal_Ah
-        span = np.where(i0 > 0, np.minimum(p.n_li, p.c_neg) - q0, q0) + 0.02 * nominal
+        any_cv = bool(cv.any())
+        if any_cv:
+            ci = np.flatnonzero(cv)
+            i0[ci], a[ci], t_cv[ci] = _linearise_cv(
+                tables, d[:, ci], v_set[ci], i_cut[ci], t_lim[ci], r_eff[ci]
+            )
+        span = np.where(i0 > 0, np.minimum(d[_NLI], d[_CNEG]) - q0, q0) + 0.02 * nominal
         moving = ~cv & (i0 != 0.0)
         t_range = np.where(moving, 3600.0 * span / np.where(moving, np.abs(i0), 1.0), np.inf)
         t_max = np.maximum(np.minimum(np.minimum(t_lim, t_range), t_cv), 1e-6)
         # heat: Joule at the mean current + entropic + hysteresis dissipation
-        i_mean = np.where(cv, i0 * (1.0 - np.exp(-a * t_max)) / np.maximum(a * t_max, 1e-12), i0)
-        i_mean = np.where(cv & (a * t_max < 1e-9), i0, i_mean)
+        i_mean = i0.copy()
+        if any_cv:
+            at = a[ci] * t_max[ci]
+            i_mean[ci] = np.where(
+                at < 1e-9, i0[ci], i0[ci] * (1.0 - np.exp(-at)) / np.maximum(at, 1e-12)
+            )
+        soc = np.minimum(np.maximum(q0 / nominal, 0.0), 1.0)
+        entropic = d[ROW["ds0"]] + (d[ROW["ds1"]] - d[ROW["ds0"]]) * soc
         heat = (
-            i_mean * i_mean * (r0s + r1s + r2s)
-            + i_mean * (temp0 + 273.15) * bank.entropic(p, q0)
-            + np.abs(i_mean) * (p.hyst_m + p.side_heat)
+            i_mean * i_mean * r_eff
+            + i_mean * (temp0 + 273.15) * entropic
+            + np.abs(i_mean) * (d[ROW["hyst_m"]] + d[ROW["side_heat"]])
         )
-        sgn = np.sign(i0)
-        coef = np.empty((n, len(COLUMNS)))
-        for name, value in (
-            ("q0", q0), ("i0", i0), ("a", a), ("cv", cv), ("v_set", v_set),
-            ("v10", p.v1), ("v20", p.v2), ("r1s", r1s), ("r2s", r2s),
-            ("tau1", p.tau1), ("tau2", p.tau2), ("ht", p.hyst_m * sgn), ("h0", h0),
-            ("hr", p.hyst_gamma * np.abs(i0) / (3600.0 * nominal)),
-            ("t_inf", p.t_chamber + heat / p.h_area), ("temp0", temp0),
-            ("tau_th", p.heat_cap / p.h_area),
-            ("n_li", p.n_li), ("c_pos", p.c_pos), ("c_neg", p.c_neg),
-            ("chem_off", p.chem_off), ("r0", p.r0), ("r1", p.r1), ("r2", p.r2),
-            ("r0_ea", p.r0_ea), ("r1_ea", p.r1_ea), ("r2_ea", p.r2_ea),
-            ("t_ref", p.t_ref), ("r_film", p.r_film),
-        ):  # fmt: skip
-            coef[:, _IDX[name]] = value
-        self.coef = coef
-        cc = Coefficients(coef, column=True)
-        tau = t_max[:, None] * _G[None, :]
-        v, current, temp, q, v1, v2, _, r0 = trajectory(bank, cc, tau)
+        h_area = d[ROW["h_area"]]
+        t_inf = d[ROW["t_chamber"]] + heat / h_area
+        ht = d[ROW["hyst_m"]] * np.sign(i0)
+        transient = 1.0 - cv
+        c = np.empty((NC, n))
+        c[0] = -a
+        c[1] = -h_area / d[ROW["heat_cap"]]
+        c[2] = -1.0 / d[ROW["tau1"]]
+        c[3] = -1.0 / d[ROW["tau2"]]
+        c[4] = -d[ROW["hyst_gamma"]] * np.abs(i0) / (3600.0 * nominal)
+        c[C["i0"]] = i0
+        np.divide(1.0, a, out=c[C["inv_a"]], where=a > 0.0)
+        c[C["inv_a"]][a <= 0.0] = 0.0
+        c[C["is_lin"]] = a <= 0.0
+        c[C["q0"]] = q0
+        c[C["kq"]] = i0 / 3600.0
+        c[C["t_inf"]] = t_inf
+        c[C["dtemp"]] = temp0 - t_inf
+        c[C["a1"]] = transient * (d[_V1] - i0 * rs[1])
+        c[C["a2"]] = transient * (d[_V2] - i0 * rs[2])
+        c[C["ht"]] = ht
+        c[C["dh"]] = h0 - ht
+        c[C["n_li"]] = d[_NLI]
+        c[C["inv_cpos"]] = 1.0 / d[_CPOS]
+        c[C["inv_cneg"]] = 1.0 / d[_CNEG]
+        c[C["off_p"]] = d[_OFF]
+        c[C["off_n"]] = d[_OFF] + GRID_POINTS
+        c[C["inv_tref"]] = d[ROW["inv_tref"]]
+        c[_EA] = d[_D_EA]
+        c[_RB] = d[_D_RB]
+        c[C["r_film"]] = d[ROW["r_film"]]
+        c[C["cv"]] = cv
+        c[C["v_set"]] = v_set
+        self.coef = c
+        tau = t_max[:, None] * _G
+        v, current, temp, q, v1, v2, _, r0, u_n, x, inv_t = trajectory(tables, c[:, :, None], tau)
         # --- where the phase ends ------------------------------------------------------
         end_t = t_max
         code = np.where(cv & (t_cv <= t_lim), CUTOFF, np.where(t_max >= t_left, TIME, BUDGET))
@@ -180,185 +264,192 @@ class Phase:
             found, k = _first_crossing(excess)
             found &= has_cut
             if found.any():
-                t_cut = self._refine(tau, excess, k, v_cut, direction)
+                t_cut = _regula_falsi(tau, excess, k)
                 end_t = np.where(found, np.minimum(t_cut, end_t), end_t)
                 code = np.where(found & (t_cut <= t_max), CUTOFF, code)
                 cut_k = np.where(found, k, cut_k)
         v_lo, v_hi, t_hi = limits
-        t_safe = np.full(n, np.inf)
-        for excess, voltage in (
-            (v - v_hi[:, None], True),
-            (v_lo[:, None] - v, True),
-            (temp - t_hi[:, None], False),
-        ):
-            found, k = _first_crossing(excess)
-            if voltage:  # a cut-off inside the limits ends the phase first
-                found &= (k < cut_k) & ~cv
-            if found.any():
-                t_safe = np.where(found, np.minimum(t_safe, _cross_time(tau, excess, k)), t_safe)
-        tripped = t_safe <= end_t
-        self.end_t = np.where(tripped, t_safe, end_t)
-        self.code = np.where(tripped, SAFETY, code)
+        bad = (v >= v_hi[:, None]) | (v <= v_lo[:, None])
+        bad &= cut_k[:, None] > _COL
+        bad[cv] = False
+        bad |= temp >= t_hi[:, None]
+        if bad.any():
+            t_safe = _safety_time(tau, v, temp, cv, cut_k, limits)
+            tripped = t_safe <= end_t
+            end_t = np.where(tripped, t_safe, end_t)
+            code = np.where(tripped, SAFETY, code)
+        self.end_t, self.code = end_t, code
         # --- ageing along the grid up to end_t -----------------------------------------
-        pc = bank.view(sel, column=True)
-        phi = bank.anode_potential(pc, q, current, r0, v1 + v2)
-        rates = Rates(pc, q / pc.c_neg, temp, current, phi, pc.q_sei)
+        col = d[:, :, None]
+        phi = u_n - col[ROW["anode_share"]] * (v1 + v2) - 0.5 * current * (r0 + col[ROW["r_film"]])
         self.phi_min = phi.min(axis=1)  # lowest graphite potential on the grid (diagnostic)
-        frac = np.clip(self.end_t / t_max, 0.0, 1.0)
+        rates = _ageing_rates(col, current, phi, x, inv_t)
+        frac = np.minimum(np.maximum(end_t / t_max, 0.0), 1.0)
         kf = GRID * (1.0 - np.sqrt(1.0 - frac))  # inverse of the grid spacing
-        dt = np.diff(tau, axis=1)
-        stacked = np.concatenate(
-            np.broadcast_arrays(rates.sei, rates.plating, rates.lam_neg, rates.lam_pos)
-        )
-        self.ageing = list(_integral_to(stacked, np.tile(dt, (4, 1)), np.tile(kf, 4)).reshape(4, n))
-
-    def _linearise_cv(
-        self,
-        p: Any,
-        cv: np.ndarray,
-        i_set: np.ndarray,
-        v_set: np.ndarray,
-        i_cut: np.ndarray,
-        t_lim: np.ndarray,
-        r_eff: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """CV current I0 exp(-a t) with ``a`` from the secant OCV slope between the
-        start and the end of the hold; the end time is where |I| reaches ``i_cut``.
-
-        With a current cut-off the end charge solves OCV(q_end) = V - h - I_cut R
-        (regula falsi, Illinois variant, inside the electrode range); without one the
-        secant runs over the charge the time limit allows (two passes).
-        Returns (I0, a, t_cv) for all slots (CC slots keep ``i_set``, a = 0, inf).
-        """
-        bank = self.bank
-        q0 = p.q
-        ocv0 = bank.ocv(p, q0)
-        i_cv = np.where(cv, (v_set - ocv0 - p.h) / r_eff, 0.0)
-        sgn = np.where(i_cv >= 0.0, 1.0, -1.0)
-        has_cut = cv & ~np.isnan(i_cut)
-        cut = np.where(has_cut, i_cut, 1.0)
-        ratio = np.maximum(np.abs(i_cv) / cut, 1.0)
-        step = sgn * 2e-3 * p.nominal_Ah
-        slope = np.maximum(np.abs(bank.ocv(p, q0 + step) - ocv0) / np.abs(step), 1e-3)
-        if has_cut.any():
-            target = v_set - p.h - sgn * cut * r_eff
-            lo, f_lo = q0.copy(), sgn * (ocv0 - target)
-            hi = np.where(sgn > 0, np.minimum(p.n_li, p.c_neg), 0.0) + sgn * 0.02 * p.nominal_Ah
-            f_hi = sgn * (bank.ocv(p, hi) - target)
-            side = np.zeros(q0.shape)
-            for _ in range(5):
-                denom = np.where(np.abs(f_hi - f_lo) > 1e-12, f_hi - f_lo, 1.0)
-                mid = lo - f_lo * (hi - lo) / denom
-                f_mid = sgn * (bank.ocv(p, mid) - target)
-                up = f_mid >= 0.0
-                hi, f_hi = np.where(up, mid, hi), np.where(up, f_mid, f_hi)
-                lo, f_lo = np.where(up, lo, mid), np.where(up, f_lo, f_mid)
-                # Illinois: halve the stale end's value so the bracket keeps shrinking
-                f_lo = np.where(up & (side > 0), 0.5 * f_lo, f_lo)
-                f_hi = np.where(~up & (side < 0), 0.5 * f_hi, f_hi)
-                side = np.where(up, 1.0, -1.0)
-            q_end = np.where(np.abs(f_lo) < np.abs(f_hi), lo, hi)
-            dq = q_end - q0
-            big = has_cut & (np.abs(dq) > 1e-6)
-            secant = np.abs(bank.ocv(p, q_end) - ocv0) / np.where(big, np.abs(dq), 1.0)
-            slope = np.where(big, np.maximum(secant, 1e-3), slope)
-        a = slope / (r_eff * 3600.0)
-        no_cut = cv & ~has_cut
-        if no_cut.any():
-            for _ in range(2):
-                dq = i_cv * (1.0 - np.exp(-a * t_lim)) / (a * 3600.0)
-                big = no_cut & (np.abs(dq) > 1e-5)
-                secant = np.abs(bank.ocv(p, q0 + dq) - ocv0) / np.where(big, np.abs(dq), 1.0)
-                a = np.where(big, np.maximum(secant, 1e-3) / (r_eff * 3600.0), a)
-        t_cv = np.where(has_cut, np.log(ratio) / a, np.inf)
-        return (
-            np.where(cv, i_cv, i_set),
-            np.where(cv, a, 0.0),
-            np.where(cv, t_cv, np.inf),
-        )
-
-    def _refine(
-        self,
-        tau: np.ndarray,
-        excess: np.ndarray,
-        k: np.ndarray,
-        v_cut: np.ndarray,
-        direction: np.ndarray,
-    ) -> np.ndarray:
-        """Regula falsi on the closed form inside the bracketing grid interval."""
-        rows = np.arange(tau.shape[0])
-        kl = np.maximum(k - 1, 0)
-        a, b = tau[rows, kl], tau[rows, k]
-        fa, fb = excess[rows, kl], excess[rows, k]
-        cut = np.where(np.isnan(v_cut), 0.0, v_cut)
-        c = Coefficients(self.coef, column=True)
-        t = b
-        for _ in range(_REGULA_FALSI_STEPS):
-            denom = np.where(np.abs(fb - fa) > 1e-15, fb - fa, 1.0)
-            t = np.clip(a - fa * (b - a) / denom, a, b)
-            ft = direction * (trajectory(self.bank, c, t[:, None])[0][:, 0] - cut)
-            right = ft >= 0.0
-            b, fb = np.where(right, t, b), np.where(right, ft, fb)
-            a, fa = np.where(right, a, t), np.where(right, fa, ft)
-        return np.where(k == 0, 0.0, t)
-
-    @property
-    def passed_Ah(self) -> np.ndarray:
-        """Charge passed during the phase (Ah, + charging)."""
-        c = Coefficients(self.coef)
-        a_safe = np.where(c.a > 0.0, c.a, 1.0)
-        g = np.where(c.a > 0.0, (1.0 - np.exp(-c.a * self.end_t)) / a_safe, self.end_t)
-        return c.i0 * g / 3600.0
+        inc = rates[:, :, 1:] + rates[:, :, :-1]
+        inc *= t_max[:, None] * _HALF_DG
+        cum = np.zeros_like(rates)
+        np.cumsum(inc, axis=2, out=cum[:, :, 1:])
+        kk = np.minimum(kf.astype(np.intp), GRID - 1)
+        rows = np.arange(n)
+        lo, hi = cum[:, rows, kk], cum[:, rows, kk + 1]
+        self.ageing = lo + (kf - kk) * (hi - lo)  # (4, n): SEI, plating, LAM_NE, LAM_PE (Ah)
+        # --- end state -----------------------------------------------------------------
+        self.end = trajectory(tables, c, end_t)
+        self.v_end = np.where(cv, v_set, self.end[0])
+        self.passed_Ah = self.end[3] - q0
 
     def commit(self) -> None:
         """Move the cells to the phase's end state and apply the integrated ageing."""
-        bank, sel = self.bank, self.sel
-        c = Coefficients(self.coef)
-        v_end, _, temp, q, v1, v2, h, _ = trajectory(bank, c, self.end_t)
-        self.v_end = np.where(c.cv > 0, c.v_set, v_end)
-        p = bank.view(sel)
-        bank.v1[sel] = v1
-        bank.v2[sel] = v2
-        bank.h[sel] = h
-        bank.temp[sel] = temp
-        bank.throughput[sel] = p.throughput + np.abs(q - c.q0)
-        apply_ageing(bank, sel, p, q, *self.ageing)
+        d = self.d
+        _, _, temp, q, v1, v2, h, *_ = self.end
+        d[_V1], d[_V2], d[_H], d[_TEMP] = v1, v2, h, temp
+        d[ROW["throughput"]] += np.abs(self.passed_Ah)
+        apply_ageing(d, q, *self.ageing)
+        self.bank.data[:, self.sel] = d
 
 
-def _integral_to(rate: np.ndarray, dt: np.ndarray, kf: np.ndarray) -> np.ndarray:
-    """Trapezoid integral of ``rate`` (n, K+1) on spacings ``dt`` (n, K) up to the
-    fractional grid index ``kf`` (n,)."""
-    inc = 0.5 * (rate[:, 1:] + rate[:, :-1]) * dt
-    cum = np.concatenate([np.zeros((rate.shape[0], 1)), np.cumsum(inc, axis=1)], axis=1)
-    k = np.minimum(kf.astype(np.intp), rate.shape[1] - 2)
-    rows = np.arange(rate.shape[0])
-    w = kf - k
-    return cum[rows, k] + w * (cum[rows, k + 1] - cum[rows, k])
+def _regula_falsi(tau: np.ndarray, excess: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """One regula falsi step on the bracketing grid interval (k-1, k] of the cut-off."""
+    rows = np.arange(tau.shape[0])
+    kl = np.maximum(k - 1, 0)
+    a, b = tau[rows, kl], tau[rows, k]
+    fa, fb = excess[rows, kl], excess[rows, k]
+    denom = np.where(np.abs(fb - fa) > 1e-15, fb - fa, 1.0)
+    t = np.clip(a - fa * (b - a) / denom, a, b)
+    return np.where(k == 0, 0.0, t)
+
+
+def _safety_time(
+    tau: np.ndarray,
+    v: np.ndarray,
+    temp: np.ndarray,
+    cv: np.ndarray,
+    cut_k: np.ndarray,
+    limits: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """First time a safety limit is crossed on the grid (inf if never); voltage limits
+    only before the step's own cut-off and never for CV steps."""
+    v_lo, v_hi, t_hi = limits
+    t_safe = np.full(v.shape[0], np.inf)
+    for excess, voltage in (
+        (v - v_hi[:, None], True),
+        (v_lo[:, None] - v, True),
+        (temp - t_hi[:, None], False),
+    ):
+        found, k = _first_crossing(excess)
+        if voltage:  # a cut-off inside the limits ends the phase first
+            found &= (k < cut_k) & ~cv
+        if found.any():
+            t_safe = np.where(found, np.minimum(t_safe, _cross_time(tau, excess, k)), t_safe)
+    return t_safe
+
+
+def _ageing_rates(
+    col: np.ndarray, current: np.ndarray, phi: np.ndarray, x: np.ndarray, inv_t: np.ndarray
+) -> np.ndarray:
+    """Ageing rates (Ah/s) along the grid, shape (4, n, K+1): SEI, plating, LAM_NE,
+    LAM_PE (degradation.Rates; ``col`` are the cells' fields as (NF, n, 1))."""
+    out = np.empty((4, *current.shape))
+    crate = np.abs(current) / col[_NOM]
+    charging = current > 0.0
+    arr = np.exp(-inv_t * col[ROW["sei_ea"]]), np.exp(-inv_t * col[ROW["lam_ea"]])
+    stress = np.where(charging, crate, 0.0) ** col[ROW["lam_exp"]] * (col[_CNEG] * arr[1] / 3600.0)
+    out[0] = (
+        col[ROW["sei_k"]]
+        * arr[0]
+        * (1.0 + col[ROW["sei_soc_gain"]] * x)
+        / (col[ROW["q_sei"]] + col[ROW["sei_q0"]])
+        + col[ROW["crack_sei"]] * stress
+    )
+    onset = np.logaddexp(0.0, (col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]])
+    out[1] = np.where(charging, col[ROW["pl_k"]] * onset / 3600.0, 0.0)
+    out[2] = col[ROW["lam_k"]] * stress + col[ROW["lam_pl"]] * out[1]
+    out[3] = col[ROW["lam_p_k"]] * col[_CPOS] * crate / 3600.0
+    return out
+
+
+def _linearise_cv(
+    tables: OcpTable,
+    d: np.ndarray,
+    v_set: np.ndarray,
+    i_cut: np.ndarray,
+    t_lim: np.ndarray,
+    r_eff: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CV current I0 exp(-a t) for the CV cells with fields ``d`` (NF, m).
+
+    ``a`` comes from the secant OCV slope between the start and the end of the hold;
+    the end time is where |I| reaches ``i_cut``. With a current cut-off the end charge
+    solves OCV(q_end) = V - h - I_cut R (regula falsi, Illinois variant, inside the
+    electrode range); without one the secant runs over the charge the time limit
+    allows (two passes). Returns (I0, a, t_cv), each shape (m,).
+    """
+    q0, h, nominal = d[_Q], d[_H], d[_NOM]
+    ocv0 = _ocv(tables, d, q0)
+    i_cv = (v_set - ocv0 - h) / r_eff
+    sgn = np.where(i_cv >= 0.0, 1.0, -1.0)
+    has_cut = ~np.isnan(i_cut)
+    cut = np.where(has_cut, i_cut, 1.0)
+    ratio = np.maximum(np.abs(i_cv) / cut, 1.0)
+    step = sgn * 2e-3 * nominal
+    slope = np.maximum(np.abs(_ocv(tables, d, q0 + step) - ocv0) / np.abs(step), 1e-3)
+    if has_cut.any():
+        target = v_set - h - sgn * cut * r_eff
+        lo, f_lo = q0.copy(), sgn * (ocv0 - target)
+        hi = np.where(sgn > 0, np.minimum(d[_NLI], d[_CNEG]), 0.0) + sgn * 0.02 * nominal
+        f_hi = sgn * (_ocv(tables, d, hi) - target)
+        side = np.zeros(q0.shape)
+        for _ in range(5):
+            denom = np.where(np.abs(f_hi - f_lo) > 1e-12, f_hi - f_lo, 1.0)
+            mid = lo - f_lo * (hi - lo) / denom
+            f_mid = sgn * (_ocv(tables, d, mid) - target)
+            up = f_mid >= 0.0
+            hi, f_hi = np.where(up, mid, hi), np.where(up, f_mid, f_hi)
+            lo, f_lo = np.where(up, lo, mid), np.where(up, f_lo, f_mid)
+            # Illinois: halve the stale end's value so the bracket keeps shrinking
+            f_lo = np.where(up & (side > 0), 0.5 * f_lo, f_lo)
+            f_hi = np.where(~up & (side < 0), 0.5 * f_hi, f_hi)
+            side = np.where(up, 1.0, -1.0)
+        q_end = np.where(np.abs(f_lo) < np.abs(f_hi), lo, hi)
+        dq = q_end - q0
+        big = has_cut & (np.abs(dq) > 1e-6)
+        secant = np.abs(_ocv(tables, d, q_end) - ocv0) / np.where(big, np.abs(dq), 1.0)
+        slope = np.where(big, np.maximum(secant, 1e-3), slope)
+    a = slope / (r_eff * 3600.0)
+    no_cut = ~has_cut
+    if no_cut.any():
+        for _ in range(2):
+            dq = i_cv * (1.0 - np.exp(-a * t_lim)) / (a * 3600.0)
+            big = no_cut & (np.abs(dq) > 1e-5)
+            secant = np.abs(_ocv(tables, d, q0 + dq) - ocv0) / np.where(big, np.abs(dq), 1.0)
+            a = np.where(big, np.maximum(secant, 1e-3) / (r_eff * 3600.0), a)
+    t_cv = np.where(has_cut, np.log(ratio) / a, np.inf)
+    return i_cv, a, t_cv
 
 
 def apply_ageing(
-    bank: CellBank,
-    sel: Any,
-    p: Any,
+    d: np.ndarray,
     q: np.ndarray,
     d_sei: np.ndarray,
     d_pl: np.ndarray,
     d_lam_n: np.ndarray,
     d_lam_p: np.ndarray,
 ) -> None:
-    """Write the aged state: LLI from SEI and plating, lithiated graphite LAM, films.
+    """Write the aged state into the fields ``d`` (NF, n): LLI from SEI and plating,
+    lithiated graphite LAM, films.
 
     Plated lithium came from the charge current but never entered the graphite, and
     graphite that loses contact takes its lithium with it (docs/simulator.md).
     """
-    x = np.clip(q / p.c_neg, 0.0, 1.0)
+    x = np.minimum(np.maximum(q / d[_CNEG], 0.0), 1.0)
     li_in_lost_graphite = x * d_lam_n
-    bank.q[sel] = q - d_sei - d_pl - li_in_lost_graphite
-    bank.n_li[sel] = p.n_li - d_sei - p.pl_dead * d_pl - li_in_lost_graphite
-    bank.c_neg[sel] = p.c_neg - d_lam_n
-    bank.c_pos[sel] = p.c_pos - d_lam_p
-    bank.q_sei[sel] = p.q_sei + d_sei
-    bank.q_pl[sel] = p.q_pl + d_pl
-    bank.lam_neg[sel] = p.lam_neg + d_lam_n
-    bank.lam_pos[sel] = p.lam_pos + d_lam_p
-    bank.r_film[sel] = p.r_film + p.film_sei * d_sei + p.film_pl * d_pl
+    d[_Q] = q - d_sei - d_pl - li_in_lost_graphite
+    d[_NLI] -= d_sei + d[ROW["pl_dead"]] * d_pl + li_in_lost_graphite
+    d[_CNEG] -= d_lam_n
+    d[_CPOS] -= d_lam_p
+    d[ROW["q_sei"]] += d_sei
+    d[ROW["q_pl"]] += d_pl
+    d[ROW["lam_neg"]] += d_lam_n
+    d[ROW["lam_pos"]] += d_lam_p
+    d[ROW["r_film"]] += d[ROW["film_sei"]] * d_sei + d[ROW["film_pl"]] * d_pl
