@@ -20,7 +20,7 @@ import numpy as np
 
 from voltloop.drivers.records import empty_records
 from voltloop.drivers.sim.cell_model import CellBank
-from voltloop.drivers.sim.phases import BUDGET, SAFETY, TIME, C, Phase, trajectory
+from voltloop.drivers.sim.phases import BUDGET, CUTOFF, SAFETY, TIME, C, Phase, trajectory
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
 from voltloop.drivers.sim.record_buffer import RecordBuffer
 
@@ -56,6 +56,11 @@ class SensorNoise:
 _RUNNING, _WAITING = int(RunState.RUNNING), int(RunState.WAITING_EIS)
 _CC, _CV, _SCAN, _EIS = int(OpKind.CC), int(OpKind.CV), int(OpKind.SCAN), int(OpKind.EIS)
 _TAG, _LOOP = int(OpKind.TAG), int(OpKind.LOOP)
+#: Which run states advance with the clock (indexed by RunState value).
+_LIVE_STATE = np.array([s in (RunState.RUNNING, RunState.WAITING_EIS) for s in RunState])
+#: Rows of the executor's op table ``k_ops`` (n_fields, n_channels, max_ops + 1).
+_OP_FIELDS = 8
+_O_KIND, _O_TIME, _O_ISET, _O_VSET, _O_VCUT, _O_ICUT, _O_CV, _O_SPECIAL = range(_OP_FIELDS)
 #: Rows of a record segment's metadata (executor._schedule).
 _SEG_FIELDS = 12
 _S_CH, _S_REC, _S_T0, _S_CYCLE, _S_STEP, _S_CHG, _S_DIS, _S_K0, _S_DT, _S_NREG, _S_EXTRA, _S_END = (
@@ -93,10 +98,15 @@ class Executor:
         self.k_target = np.full((n, max_ops + 1), -1, dtype=np.int64)
         self.k_count = np.zeros((n, max_ops + 1), dtype=np.int64)
         self.n_ops = np.zeros(n, dtype=np.int64)
+        # per (channel, op): True for ops that take no time (tag, loop, EIS entry, end)
+        self.k_zero = np.ones((n, max_ops + 1), dtype=bool)
+        # what a phase solve needs of each op, gathered in one call (rows _O_*)
+        self.k_ops = np.zeros((_OP_FIELDS, n, max_ops + 1))
+        self.k_ops[_O_VCUT] = self.k_ops[_O_ICUT] = np.nan
+        self.k_ops[_O_TIME] = np.inf
         self.rec_dt = np.full(n, 10.0)
-        self.v_lo = np.zeros(n)
-        self.v_hi = np.full(n, 5.0)
-        self.t_hi = np.full(n, 80.0)
+        self.limits = np.array([[0.0], [5.0], [80.0]]).repeat(n, axis=1)  # (3, n)
+        self.v_lo, self.v_hi, self.t_hi = self.limits  # row views: V, V, degC
         self.max_cap = np.full(n, np.inf)
         self.run = np.zeros(n, dtype=np.int8)
         self.pc = np.zeros(n, dtype=np.int64)
@@ -114,6 +124,7 @@ class Executor:
         self.closed = np.zeros(n, dtype=np.int64)  # cycles with a summary
         self.cap_hist = np.zeros((n, 256))
         self.chg_hist = np.zeros((n, 256))
+        self._capped = False  # any channel with a capacity safety limit
 
     # --- control ---------------------------------------------------------------------
     def start(self, ch: int, prog: CompiledProtocol) -> None:
@@ -128,10 +139,26 @@ class Executor:
         self.k_target[ch, :k] = prog.loop_target
         self.k_count[ch, :k] = prog.loop_count
         self.n_ops[ch] = k
+        kind = prog.kind.astype(np.int64)
+        self.k_zero[ch, :] = True
+        self.k_zero[ch, :k] = np.isin(kind, (_TAG, _LOOP, _EIS))
+        ops = self.k_ops[:, ch]
+        ops[:] = 0.0
+        ops[_O_VCUT] = ops[_O_ICUT] = np.nan
+        ops[_O_TIME] = np.inf
+        ops[_O_KIND, :k] = kind
+        ops[_O_TIME, :k] = prog.until_time
+        cc, cv = kind == _CC, kind == _CV
+        ops[_O_ISET, :k] = np.where(cc, prog.value, 0.0)
+        ops[_O_VSET, :k] = np.where(cv, prog.value, 0.0)
+        ops[_O_VCUT, :k] = np.where(cc, prog.until_voltage, np.nan)
+        ops[_O_ICUT, :k] = np.where(cv, prog.until_current, np.nan)
+        ops[_O_CV, :k] = cv | (kind == _SCAN)
+        ops[_O_SPECIAL, :k] = (kind == _SCAN) | (kind == _EIS)
         self.rec_dt[ch] = prog.record_interval_s
-        self.v_lo[ch], self.v_hi[ch] = prog.v_lo, prog.v_hi
-        self.t_hi[ch] = prog.max_temperature_C
+        self.limits[:, ch] = prog.v_lo, prog.v_hi, prog.max_temperature_C
         self.max_cap[ch] = prog.max_capacity_Ah
+        self._capped = bool(np.isfinite(self.max_cap).any())
         self.pc[ch] = 0
         self.step_t[ch] = self.exp_t[ch] = 0.0
         self.cycle[ch] = 0
@@ -187,7 +214,7 @@ class Executor:
         stalls = 0
         while True:
             self._settle()
-            live = (self.run == _RUNNING) | (self.run == _WAITING)
+            live = _LIVE_STATE[self.run]
             live &= rem > 1e-9
             if not live.any():
                 break
@@ -206,6 +233,9 @@ class Executor:
     def _settle(self) -> None:
         """Process zero-time ops until every running channel sits on a timed op."""
         ar = self._ar
+        run = self.run == _RUNNING
+        if not (run & self.k_zero[ar, self.pc]).any():
+            return  # the common case: every running channel is on a timed op
         for _ in range(10 * self.max_ops + 10):
             run = self.run == _RUNNING
             if not run.any():
@@ -255,21 +285,22 @@ class Executor:
 
     def _run_phase(self, m: np.ndarray, rem: np.ndarray, pending: list[tuple]) -> None:
         """One phase solve for every live channel (all step kinds at once)."""
-        sel = slice(None) if m.all() else np.flatnonzero(m)
+        every = bool(m.all())
+        sel = slice(None) if every else np.flatnonzero(m)
         chs = self._ar[sel]
         pcs = self.pc[sel]
-        kind = self.k_kind[chs, pcs]
-        value = self.k_value[chs, pcs]
-        k_time = self.k_time[chs, pcs]
+        ops = self.k_ops[:, chs, pcs]
         step_t = self.step_t[sel]
-        is_cc = kind == _CC
-        is_cv = kind == _CV
-        is_scan = kind == _SCAN
-        is_eis = kind == _EIS
+        k_time = ops[_O_TIME]
         t_left = k_time - step_t
-        v_set = np.where(is_cv, value, 0.0)
-        any_scan, any_eis = bool(is_scan.any()), bool(is_eis.any())
+        v_set = ops[_O_VSET]
+        any_scan = any_eis = False
+        if ops[_O_SPECIAL].any():
+            kind = ops[_O_KIND]
+            is_scan, is_eis = kind == _SCAN, kind == _EIS
+            any_scan, any_eis = bool(is_scan.any()), bool(is_eis.any())
         if any_scan:  # staircase: CV segments of SCAN_SEGMENTS per sweep
+            value = self.k_value[chs, pcs]
             seg = k_time / SCAN_SEGMENTS
             n_done = np.floor(step_t / np.where(is_scan, seg, 1.0) + 1e-9)
             seg_left = (n_done + 1.0) * seg - step_t
@@ -279,17 +310,18 @@ class Executor:
             t_left = np.where(is_scan, np.minimum(seg_left, t_left), t_left)
         if any_eis:
             t_left = np.where(is_eis, self.eis_timeout_s - self.eis_waited[sel], t_left)
+        limits = self.limits[:, sel]
         phase = Phase(
             self.bank,
             sel,
-            is_cv | is_scan,
-            np.where(is_cc, value, 0.0),
+            ops[_O_CV] > 0.0,
+            ops[_O_ISET],
             v_set,
-            np.where(is_cc, self.k_volt[chs, pcs], np.nan),
-            np.where(is_cv, self.k_curr[chs, pcs], np.nan),
+            ops[_O_VCUT],
+            ops[_O_ICUT],
             rem[sel],
             t_left,
-            (self.v_lo[sel], self.v_hi[sel], self.t_hi[sel]),
+            (limits[0], limits[1], limits[2]),
         )
         end_t, code = phase.end_t, phase.code
         if any_scan:
@@ -299,18 +331,22 @@ class Executor:
             self._records(phase, sel, chs, end_t, code != BUDGET, pending)
         passed = phase.passed_Ah
         phase.commit()
-        rem[sel] -= end_t
-        self.step_t[sel] += end_t
-        self.exp_t[sel] += end_t
-        chg = self.chg[sel] + np.maximum(passed, 0.0)
-        dis = self.dis[sel] - np.minimum(passed, 0.0)
-        self.chg[sel] = chg
-        self.dis[sel] = dis
+        if every:
+            rem -= end_t
+            self.step_t += end_t
+            self.exp_t += end_t
+            self.chg += np.maximum(passed, 0.0)
+            self.dis -= np.minimum(passed, 0.0)
+        else:
+            rem[sel] -= end_t
+            self.step_t[sel] = step_t + end_t
+            self.exp_t[sel] += end_t
+            self.chg[sel] += np.maximum(passed, 0.0)
+            self.dis[sel] -= np.minimum(passed, 0.0)
         if any_eis:
             self.eis_waited[sel] += np.where(is_eis, end_t, 0.0)
-        advance = code >= TIME  # TIME or CUTOFF (SAFETY channels stop below)
+        advance = (code == TIME) | (code == CUTOFF)
         if advance.any():
-            advance &= code != SAFETY
             done = chs[advance]
             if any_eis:
                 timed_out = done[is_eis[advance]]
@@ -319,10 +355,14 @@ class Executor:
                 self.run[timed_out] = RunState.RUNNING
             self.pc[done] += 1
             self.step_t[done] = 0.0
-        cap = self.max_cap[sel]
-        over_cap = (chg > cap) | (dis > cap)
-        tripped = (code == SAFETY) | over_cap
+        tripped = code == SAFETY
+        if self._capped:
+            cap = self.max_cap[sel]
+            over_cap = (self.chg[sel] > cap) | (self.dis[sel] > cap)
+            tripped |= over_cap
         if tripped.any():
+            if not self._capped:
+                over_cap = np.zeros(tripped.size, dtype=bool)
             for c, reason in zip(
                 chs[tripped],
                 self._safety_reasons(chs[tripped], over_cap[tripped], phase.v_end[tripped]),

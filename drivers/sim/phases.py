@@ -42,7 +42,11 @@ GRID = 10
 _G = 1.0 - (1.0 - np.linspace(0.0, 1.0, GRID + 1)) ** 2  # grid fractions, dense at the end
 _HALF_DG = 0.5 * np.diff(_G)
 _COL = np.arange(GRID + 1)
+_J = np.arange(GRID)  # grid intervals
 _INV_R = 1.0 / GAS_CONSTANT
+#: Points of the OCV scan that brackets the end of a CV hold (_linearise_cv).
+_CV_SCAN = 48
+_SCAN_FRACTIONS = np.linspace(0.0, 1.0, _CV_SCAN + 1)[1:]
 
 #: Rows of the coefficient matrix (closed-form trajectory of one phase). The first
 #: five are the (negative) exponents of the decaying terms, evaluated in one exp.
@@ -69,6 +73,7 @@ _NLI, _CPOS, _CNEG, _NOM, _OFF = (
     ROW["chem_off"],
 )
 _D_EA = slice(ROW["r0_ea"], ROW["r2_ea"] + 1)
+_EA2 = [ROW["sei_ea"], ROW["lam_ea"]]
 _D_RB = slice(ROW["r0"], ROW["r2"] + 1)
 assert ROW["r2_ea"] - ROW["r0_ea"] == 2 and ROW["r2"] - ROW["r0"] == 2
 
@@ -282,27 +287,33 @@ class Phase:
         # --- ageing along the grid up to end_t -----------------------------------------
         col = d[:, :, None]
         phi = u_n - col[ROW["anode_share"]] * (v1 + v2) - 0.5 * current * (r0 + col[ROW["r_film"]])
-        self.phi_min = phi.min(axis=1)  # lowest graphite potential on the grid (diagnostic)
-        rates = _ageing_rates(col, current, phi, x, inv_t)
+        rates = _ageing_rates(d, col, i0, a, tau, e_a=current, phi=phi, x=x, inv_t=inv_t)
+        # trapezoid integral up to the fractional grid index kf of end_t: interval j
+        # counts with weight clip(kf - j, 0, 1)
         frac = np.minimum(np.maximum(end_t / t_max, 0.0), 1.0)
         kf = GRID * (1.0 - np.sqrt(1.0 - frac))  # inverse of the grid spacing
+        w = kf[:, None] - _J
+        np.minimum(w, 1.0, out=w)
+        np.maximum(w, 0.0, out=w)
+        w *= t_max[:, None] * _HALF_DG
         inc = rates[:, :, 1:] + rates[:, :, :-1]
-        inc *= t_max[:, None] * _HALF_DG
-        cum = np.zeros_like(rates)
-        np.cumsum(inc, axis=2, out=cum[:, :, 1:])
-        kk = np.minimum(kf.astype(np.intp), GRID - 1)
-        rows = np.arange(n)
-        lo, hi = cum[:, rows, kk], cum[:, rows, kk + 1]
-        self.ageing = lo + (kf - kk) * (hi - lo)  # (4, n): SEI, plating, LAM_NE, LAM_PE (Ah)
+        inc *= w
+        self.ageing = inc.sum(axis=2)  # (4, n): SEI, plating, LAM_NE, LAM_PE (Ah)
         # --- end state -----------------------------------------------------------------
-        self.end = trajectory(tables, c, end_t)
-        self.v_end = np.where(cv, v_set, self.end[0])
-        self.passed_Ah = self.end[3] - q0
+        self.end = _end_state(c, end_t)
+        self.passed_Ah = self.end[0] - q0
+        self._cv, self._v_set = cv, v_set
+
+    @property
+    def v_end(self) -> np.ndarray:
+        """Voltage at the end of the phase (V; the set voltage for CV)."""
+        v = trajectory(self.bank.tables, self.coef, self.end_t)[0]
+        return np.where(self._cv, self._v_set, v)
 
     def commit(self) -> None:
         """Move the cells to the phase's end state and apply the integrated ageing."""
         d = self.d
-        _, _, temp, q, v1, v2, h, *_ = self.end
+        q, temp, v1, v2, h = self.end
         d[_V1], d[_V2], d[_H], d[_TEMP] = v1, v2, h, temp
         d[ROW["throughput"]] += np.abs(self.passed_Ah)
         apply_ageing(d, q, *self.ageing)
@@ -346,27 +357,60 @@ def _safety_time(
 
 
 def _ageing_rates(
-    col: np.ndarray, current: np.ndarray, phi: np.ndarray, x: np.ndarray, inv_t: np.ndarray
+    d: np.ndarray,
+    col: np.ndarray,
+    i0: np.ndarray,
+    a: np.ndarray,
+    tau: np.ndarray,
+    *,
+    e_a: np.ndarray,
+    phi: np.ndarray,
+    x: np.ndarray,
+    inv_t: np.ndarray,
 ) -> np.ndarray:
     """Ageing rates (Ah/s) along the grid, shape (4, n, K+1): SEI, plating, LAM_NE,
-    LAM_PE (degradation.Rates; ``col`` are the cells' fields as (NF, n, 1))."""
-    out = np.empty((4, *current.shape))
-    crate = np.abs(current) / col[_NOM]
-    charging = current > 0.0
-    arr = np.exp(-inv_t * col[ROW["sei_ea"]]), np.exp(-inv_t * col[ROW["lam_ea"]])
-    stress = np.where(charging, crate, 0.0) ** col[ROW["lam_exp"]] * (col[_CNEG] * arr[1] / 3600.0)
-    out[0] = (
-        col[ROW["sei_k"]]
-        * arr[0]
-        * (1.0 + col[ROW["sei_soc_gain"]] * x)
-        / (col[ROW["q_sei"]] + col[ROW["sei_q0"]])
-        + col[ROW["crack_sei"]] * stress
-    )
+    LAM_PE (degradation.Rates).
+
+    ``d``/``col`` are the cells' fields as (NF, n)/(NF, n, 1); within a phase the
+    current I0 exp(-a t) keeps its sign, so ``|c|^p`` is ``|c0|^p exp(-a p t)`` and
+    every charging-only term is a per-cell factor. ``e_a`` is the current along the
+    grid, ``phi`` the graphite potential, ``x`` its lithiation, ``inv_t`` the
+    Arrhenius variable.
+    """
+    out = np.empty((4, *tau.shape))
+    crate0 = np.abs(i0) / d[_NOM]  # (n,) C-rate at the phase start
+    charging = i0 > 0.0
+    arr = np.exp(inv_t * (-d[_EA2])[:, :, None])  # (2, n, K+1): SEI, LAM Arrhenius
+    p = d[ROW["lam_exp"]]
+    stress = (charging * crate0**p * d[_CNEG] * (1.0 / 3600.0))[:, None] * arr[1]
+    stress *= np.exp((-a * p)[:, None] * tau)
+    k_sei = d[ROW["sei_k"]] / (d[ROW["q_sei"]] + d[ROW["sei_q0"]])
+    out[0] = (1.0 + col[ROW["sei_soc_gain"]] * x) * arr[0]
+    out[0] *= k_sei[:, None]
+    out[0] += col[ROW["crack_sei"]] * stress
     onset = np.logaddexp(0.0, (col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]])
-    out[1] = np.where(charging, col[ROW["pl_k"]] * onset / 3600.0, 0.0)
+    np.multiply((charging * d[ROW["pl_k"]] * (1.0 / 3600.0))[:, None], onset, out=out[1])
     out[2] = col[ROW["lam_k"]] * stress + col[ROW["lam_pl"]] * out[1]
-    out[3] = col[ROW["lam_p_k"]] * col[_CPOS] * crate / 3600.0
+    np.multiply(
+        (d[ROW["lam_p_k"]] * d[_CPOS] / (3600.0 * d[_NOM]))[:, None], np.abs(e_a), out=out[3]
+    )
     return out
+
+
+def _end_state(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(q, T, v1, v2, h) at phase times ``t`` (n,) from the coefficients ``c`` (NC, n)
+    (the part of :func:`trajectory` that the cell state needs, without the OCV)."""
+    e = np.exp(c[_EXPO] * t)
+    current = c[C["i0"]] * e[0]
+    q = c[C["q0"]] + c[C["kq"]] * ((1.0 - e[0]) * c[C["inv_a"]] + c[C["is_lin"]] * t)
+    temp = c[C["t_inf"]] + c[C["dtemp"]] * e[1]
+    soc = _soc_factor(np.minimum(np.maximum(q * c[C["inv_cneg"]], 0.0), 1.0))
+    inv_t = _INV_R * (1.0 / (temp + KELVIN) - c[C["inv_tref"]])
+    r = c[C["r1"] : C["r2"] + 1] * np.exp(c[C["r1_ea"] : C["r2_ea"] + 1] * inv_t)
+    v1 = current * (r[0] * soc) + c[C["a1"]] * e[2]
+    v2 = current * (r[1] * soc) + c[C["a2"]] * e[3]
+    h = c[C["ht"]] + c[C["dh"]] * e[4]
+    return q, temp, v1, v2, h
 
 
 def _linearise_cv(
@@ -381,8 +425,10 @@ def _linearise_cv(
 
     ``a`` comes from the secant OCV slope between the start and the end of the hold;
     the end time is where |I| reaches ``i_cut``. With a current cut-off the end charge
-    solves OCV(q_end) = V - h - I_cut R (regula falsi, Illinois variant, inside the
-    electrode range); without one the secant runs over the charge the time limit
+    solves OCV(q_end) = V - h - I_cut R inside the electrode range: the OCV is scanned
+    at ``_CV_SCAN`` points (one table lookup for all cells), the first bracketing
+    interval is refined by two regula falsi steps, and the secant runs from the start
+    to that root. Without a cut-off the secant runs over the charge the time limit
     allows (two passes). Returns (I0, a, t_cv), each shape (m,).
     """
     q0, h, nominal = d[_Q], d[_H], d[_NOM]
@@ -393,28 +439,31 @@ def _linearise_cv(
     cut = np.where(has_cut, i_cut, 1.0)
     ratio = np.maximum(np.abs(i_cv) / cut, 1.0)
     step = sgn * 2e-3 * nominal
-    slope = np.maximum(np.abs(_ocv(tables, d, q0 + step) - ocv0) / np.abs(step), 1e-3)
+    hi = np.where(sgn > 0, np.minimum(d[_NLI], d[_CNEG]), 0.0) + sgn * 0.02 * nominal
+    # one lookup: the slope step and the scan towards the end of the electrode range
+    q = np.empty((q0.size, _CV_SCAN + 1))
+    q[:, 0] = q0 + step
+    np.multiply((hi - q0)[:, None], _SCAN_FRACTIONS, out=q[:, 1:])
+    q[:, 1:] += q0[:, None]
+    ocv = _ocv(tables, d[:, :, None], q)
+    slope = np.maximum(np.abs(ocv[:, 0] - ocv0) / np.abs(step), 1e-3)
     if has_cut.any():
         target = v_set - h - sgn * cut * r_eff
-        lo, f_lo = q0.copy(), sgn * (ocv0 - target)
-        hi = np.where(sgn > 0, np.minimum(d[_NLI], d[_CNEG]), 0.0) + sgn * 0.02 * nominal
-        f_hi = sgn * (_ocv(tables, d, hi) - target)
-        side = np.zeros(q0.shape)
-        for _ in range(5):
-            denom = np.where(np.abs(f_hi - f_lo) > 1e-12, f_hi - f_lo, 1.0)
-            mid = lo - f_lo * (hi - lo) / denom
-            f_mid = sgn * (_ocv(tables, d, mid) - target)
-            up = f_mid >= 0.0
-            hi, f_hi = np.where(up, mid, hi), np.where(up, f_mid, f_hi)
-            lo, f_lo = np.where(up, lo, mid), np.where(up, f_lo, f_mid)
-            # Illinois: halve the stale end's value so the bracket keeps shrinking
-            f_lo = np.where(up & (side > 0), 0.5 * f_lo, f_lo)
-            f_hi = np.where(~up & (side < 0), 0.5 * f_hi, f_hi)
-            side = np.where(up, 1.0, -1.0)
-        q_end = np.where(np.abs(f_lo) < np.abs(f_hi), lo, hi)
-        dq = q_end - q0
+        f = sgn[:, None] * (ocv - target[:, None])
+        f[:, 0] = sgn * (ocv0 - target)  # column 0 becomes the start of the scan
+        q[:, 0] = q0
+        rows = np.arange(q0.size)
+        k = np.maximum(np.argmax(f >= 0.0, axis=1), 1)  # none found: the last interval
+        lo, hi = q[rows, k - 1], q[rows, k]
+        f_lo, f_hi = f[rows, k - 1], f[rows, k]
+        mid = _secant_root(lo, hi, f_lo, f_hi)
+        f_mid = sgn * (_ocv(tables, d, mid) - target)
+        up = f_mid >= 0.0
+        hi, f_hi = np.where(up, mid, hi), np.where(up, f_mid, f_hi)
+        lo, f_lo = np.where(up, lo, mid), np.where(up, f_lo, f_mid)
+        dq = _secant_root(lo, hi, f_lo, f_hi) - q0
         big = has_cut & (np.abs(dq) > 1e-6)
-        secant = np.abs(_ocv(tables, d, q_end) - ocv0) / np.where(big, np.abs(dq), 1.0)
+        secant = np.abs(target - ocv0) / np.where(big, np.abs(dq), 1.0)
         slope = np.where(big, np.maximum(secant, 1e-3), slope)
     a = slope / (r_eff * 3600.0)
     no_cut = ~has_cut
@@ -426,6 +475,12 @@ def _linearise_cv(
             a = np.where(big, np.maximum(secant, 1e-3) / (r_eff * 3600.0), a)
     t_cv = np.where(has_cut, np.log(ratio) / a, np.inf)
     return i_cv, a, t_cv
+
+
+def _secant_root(lo: np.ndarray, hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray) -> np.ndarray:
+    """Root of the straight line through (lo, f_lo) and (hi, f_hi)."""
+    denom = np.where(np.abs(f_hi - f_lo) > 1e-12, f_hi - f_lo, 1.0)
+    return lo - f_lo * (hi - lo) / denom
 
 
 def apply_ageing(
