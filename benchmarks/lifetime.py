@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from voltloop.drivers.sim.history import HistoryConfig, generate_history, load_history, save_history
+from voltloop.drivers.sim.history import (
+    HistoryConfig,
+    generate_history,
+    load_history,
+    save_history,
+    source_digest,
+)
 from voltloop.surrogates.lifetime.dataset import CellHistory, cycle_lives
 from voltloop.surrogates.lifetime.evaluation import ModelName, evaluate_split, usable_cells
 from voltloop.surrogates.lifetime.sequence import SequenceConfig
@@ -39,19 +45,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VOLTLOOP_CACHE") or Path(tempfile.gettempdir()) / "voltloop-cache")
 
 
-def _simulator_hash() -> str:
-    import voltloop.drivers.sim as sim
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(sim.__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def dataset(config: HistoryConfig) -> tuple[list[CellHistory], dict[str, Any]]:
     """Cells for ``config``, from the cache when present; and how they were obtained."""
     key = hashlib.sha256(repr(sorted(asdict(config).items())).encode()).hexdigest()[:12]
-    path = cache_dir() / f"lifetime-history-{key}-{_simulator_hash()}.npz"
+    path = cache_dir() / f"lifetime-history-{key}-{source_digest()}.npz"
     started = time.perf_counter()
     cached = path.exists()
     if cached:

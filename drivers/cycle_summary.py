@@ -21,6 +21,14 @@ is never partial. :func:`summarise_cycle` computes the summary of one cycle:
   the current falls below 95 % of where that plateau began).
 
 Time intervals are attributed to the record that ends them.
+
+Checkpoint steps (EIS and reference performance tests) belong to the aging cycle
+they follow (decision 0021), so their current would inflate that cycle's
+capacity, energy and charge time and their rests would cool its temperatures.
+Given the protocol's ``checkpoint`` step indices (:func:`checkpoint_steps`), every
+figure above except the cycle's span (records, start and end time) is computed from
+the aging cycle's own records: counters as their rise over those records, the rest
+over them alone. :func:`aging_mask` says which records those are.
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from voltloop.campaigns.checkpoints import aging_mask, checkpoint_steps
 from voltloop.drivers.records import SAMPLE_DTYPE, empty_records
+
+__all__ = ["aging_mask", "checkpoint_steps"]  # re-exported for the cycler host's callers
 
 
 class CycleSummary(BaseModel):
@@ -87,6 +98,24 @@ def step_kinds(protocol: Any) -> dict[int, str]:
         i: (step["step"] if isinstance(step, Mapping) else step.step)
         for i, step in enumerate(method)
     }
+
+
+def _counter_rise(counter: np.ndarray, mask: np.ndarray) -> float:
+    """How much a per-cycle cumulative counter rose over the masked records."""
+    if mask.all():
+        return float(counter.max())
+    rise, i, n = 0.0, 0, len(mask)
+    while i < n:
+        if not mask[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and mask[j]:
+            j += 1
+        before = float(counter[i - 1]) if i > 0 else 0.0
+        rise += max(float(counter[i:j].max()) - before, 0.0)
+        i = j
+    return rise
 
 
 @dataclass(frozen=True)
@@ -145,14 +174,26 @@ def summarise_cycle(
     *,
     kinds: Mapping[int, str] | None = None,
     options: SummaryOptions | None = None,
+    checkpoint: frozenset[int] | None = None,
 ) -> CycleSummary:
-    """The summary of one complete cycle (records of a single cycle index, in order)."""
+    """The summary of one complete cycle (records of a single cycle index, in order);
+    ``checkpoint``: step indices whose records are left out of the figures (module
+    docstring)."""
     opts = options or SummaryOptions()
     if len(records) == 0:
         raise ValueError("a cycle needs at least one record")
     cycles = np.unique(records["cycle"])
     if len(cycles) != 1:
         raise ValueError(f"records span cycles {cycles.tolist()}, expected one")
+    span = records
+    aging = aging_mask(records["step"], checkpoint)
+    charge_Ah = _counter_rise(records["charge_Ah"].astype(np.float64), aging)
+    discharge_Ah = _counter_rise(records["discharge_Ah"].astype(np.float64), aging)
+    t_span = span["t_s"].astype(np.float64)
+    dt = np.diff(t_span, prepend=t_span[0])  # interval ending at each record
+    dt[1:][aging[1:] & ~aging[:-1]] = 0.0  # the interval before an aging segment is not its
+    dt = dt[aging]
+    records = records[aging]
     t = records["t_s"].astype(np.float64)
     current = records["current_A"].astype(np.float64)
     voltage = records["voltage_V"].astype(np.float64)
@@ -163,18 +204,15 @@ def summarise_cycle(
         discharge_Wh = float(np.trapezoid(np.clip(-power, 0, None), t)) / 3600.0
     else:
         charge_Wh = discharge_Wh = 0.0
-    dt = np.diff(t, prepend=t[0])  # interval ending at each record
     charging = current > opts.current_eps_A
     cv = _cv_mask(records, kinds, opts)
-    charge_Ah = float(records["charge_Ah"].max())
-    discharge_Ah = float(records["discharge_Ah"].max())
     return CycleSummary(
         cycle=int(cycles[0]),
-        first_record=int(records["record"][0]),
-        last_record=int(records["record"][-1]),
-        n_records=len(records),
-        start_t_s=float(t[0]),
-        end_t_s=float(t[-1]),
+        first_record=int(span["record"][0]),
+        last_record=int(span["record"][-1]),
+        n_records=len(span),
+        start_t_s=float(span["t_s"][0]),
+        end_t_s=float(span["t_s"][-1]),
         charge_Ah=charge_Ah,
         discharge_Ah=discharge_Ah,
         charge_energy_Wh=charge_Wh,
@@ -203,9 +241,11 @@ class CycleAssembler:
         *,
         kinds: Mapping[int, str] | None = None,
         options: SummaryOptions | None = None,
+        checkpoint: frozenset[int] | None = None,
     ) -> None:
         self.next_record = next_record
         self.kinds = kinds
+        self.checkpoint = checkpoint
         self.options = options or SummaryOptions()
         self._pending = empty_records()
 
@@ -248,4 +288,7 @@ class CycleAssembler:
 
     def _cycle(self, records: np.ndarray) -> Cycle:
         records = records.copy()
-        return Cycle(summarise_cycle(records, kinds=self.kinds, options=self.options), records)
+        summary = summarise_cycle(
+            records, kinds=self.kinds, options=self.options, checkpoint=self.checkpoint
+        )
+        return Cycle(summary, records)

@@ -55,12 +55,14 @@ def assemble_cycles(
     *,
     final: bool,
     kinds: Mapping[int, str] | None = None,
+    checkpoint: frozenset[int] | None = None,
 ) -> AssembledCycles:
     """Complete cycles in ``records`` (SAMPLE_DTYPE, shape ``(n,)``, record indices
     ``since…`` without gaps). With ``final`` the experiment has ended and its last
     cycle is complete too. ``kinds`` maps protocol step index → step kind, for exact
-    constant-voltage times."""
-    assembler = CycleAssembler(since, kinds=kinds)
+    constant-voltage times; ``checkpoint`` the protocol's checkpoint steps, left out of
+    the cycle's figures."""
+    assembler = CycleAssembler(since, kinds=kinds, checkpoint=checkpoint)
     cycles = assembler.feed(records)
     if final:
         cycles += assembler.finish()

@@ -30,15 +30,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VOLTLOOP_CACHE") or Path.home() / ".cache" / "voltloop")
 
 
-def _simulator_digest() -> str:
-    import voltloop.drivers.sim as sim
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(sim.__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def simulated_history(
     spec: Any,
     n_cells: int = DEFAULT_HISTORY_CELLS,
@@ -52,6 +43,7 @@ def simulated_history(
         generate_history,
         load_history,
         save_history,
+        source_digest,
     )
 
     config = HistoryConfig(
@@ -64,7 +56,7 @@ def simulated_history(
     key = hashlib.sha256((repr(sorted(asdict(config).items())) + compiled).encode()).hexdigest()[
         :12
     ]
-    path = cache_dir() / f"history-{key}-{_simulator_digest()}.npz"
+    path = cache_dir() / f"history-{key}-{source_digest()}.npz"
     if path.exists():
         cells, _ = load_history(path)
         return cells
@@ -117,4 +109,6 @@ class EarlyLifeModel:
             predicted_life_cycles=stored.life,
             predicted_life_std=stored.std,
             model_version_id=stored.model_version_id,
+            extrapolated=stored.extrapolated,
+            note=stored.note,
         )

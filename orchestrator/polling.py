@@ -21,7 +21,7 @@ from voltloop.db.errors import LeaseLostError
 from voltloop.db.ingest import append_cycles, store_eis_spectrum
 from voltloop.db.leases import channel_key, release_lease, renew_lease
 from voltloop.db.models import Candidate, Channel, Cycle, Experiment, Prediction
-from voltloop.drivers.cycle_summary import step_kinds
+from voltloop.drivers.cycle_summary import checkpoint_steps, step_kinds
 from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentError
 from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, runs_to_end_of_life
@@ -63,7 +63,10 @@ def _ingest(
         compiled = session.get(Experiment, experiment_id).protocol or {}
     protocol = compiled.get("protocol") or {}
     kinds = step_kinds(protocol) if "method" in protocol else None
-    assembled = assemble_cycles(batch.records, since, final=final, kinds=kinds)
+    checkpoint = checkpoint_steps(protocol) if "method" in protocol else None
+    assembled = assemble_cycles(
+        batch.records, since, final=final, kinds=kinds, checkpoint=checkpoint
+    )
     with write_session(ctx.db) as session:
         new = append_cycles(
             session, experiment_id, assembled.cycles, records_ingested=assembled.next_record
@@ -139,8 +142,9 @@ def _predict_if_due(ctx: EngineContext, experiment: Experiment, cycles: int) -> 
             .select_from(Prediction)
             .where(Prediction.experiment_id == experiment.id, Prediction.cycles_seen == due_cycle)
         )
+        estimate = None
         if not done:
-            ctx.predictor.predict(session, experiment.id, due_cycle)  # stores the row
+            estimate = ctx.predictor.predict(session, experiment.id, due_cycle)  # stores it
         row = session.get(Experiment, experiment.id)
         run_on = runs_to_end_of_life(
             ctx.spec.seed, experiment.id, ctx.spec.lifetime.run_to_end_of_life
@@ -150,13 +154,20 @@ def _predict_if_due(ctx: EngineContext, experiment: Experiment, cycles: int) -> 
             candidate = session.get(Candidate, row.candidate_id)
             if candidate is not None:
                 candidate.status = CandidateStatus.OBSERVED
+            note = ""
+            if estimate is not None and estimate.extrapolated:
+                note = f"; extrapolated ({estimate.note}), interval widened"
             ctx.event(
                 session,
                 "early_prediction",
                 f"predicted at cycle {due_cycle}; "
-                + ("runs on to end of life" if run_on else "cell stopped"),
+                + ("runs on to end of life" if run_on else "cell stopped")
+                + note,
                 experiment_id=experiment.id,
-                payload={"run_on": run_on},
+                payload={
+                    "run_on": run_on,
+                    "extrapolated": bool(estimate is not None and estimate.extrapolated),
+                },
             )
     return not run_on
 

@@ -73,6 +73,8 @@ class LifetimeEstimate:
     predicted_life_cycles: float
     predicted_life_std: float | None
     model_version_id: int
+    extrapolated: bool = False  # the cell's features lay outside what the model was fit on
+    note: str = ""
 
 
 @runtime_checkable

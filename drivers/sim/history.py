@@ -9,7 +9,9 @@ physics allows (no wire, no clock thread). Many cells share one vectorised lab.
 
 Per cell it keeps what the database would hold and the models read:
 
-* every cycle's discharge capacity, to end of life and ``past_eol`` beyond;
+* every cycle's discharge capacity, to end of life and ``past_eol`` beyond (for the
+  recorded cycles that of the aging discharge alone, as the engine stores it; later
+  checkpoint cycles keep the instrument's counter, which includes the checkpoint);
 * for cycles 0..``record_cycles`` the per-cycle summaries computed from the raw
   records by the cycler host's summariser (drivers/cycle_summary.py: charge
   capacity, charge time, temperature max/min/mean, internal resistance as the
@@ -25,6 +27,7 @@ store a list of such dicts as one ``.npz`` without pickle.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable, Sequence
@@ -34,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from voltloop.campaigns.checkpoints import checkpoint_steps
 from voltloop.drivers.sim.lab import SimulatedLab
 from voltloop.drivers.sim.virtual_lab import CellSpec, ChannelState
 
@@ -63,6 +67,21 @@ class HistoryConfig:
     batch_size: int = 50  # cells per simulated lab
     eis: bool = True  # measure the protocol's EIS checkpoints
     chamber_temperature_C: float = 30.0  # noqa: N815 - unit suffix
+
+
+def source_digest() -> str:
+    """A digest of the code that shapes a history: the simulator, the protocol compiler
+    and the cycle summariser. Caches of generated history are keyed by it."""
+    import voltloop.campaigns.checkpoints as checkpoints
+    import voltloop.drivers.cycle_summary as cycle_summary
+    import voltloop.drivers.protocols as protocols
+
+    files = sorted(Path(__file__).parent.glob("*.py"))
+    files += [Path(m.__file__) for m in (checkpoints, cycle_summary, protocols)]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def attia_protocols(n: int, seed: int) -> list[dict[str, float]]:
@@ -110,17 +129,21 @@ def compile_protocols(
     return out, float(spec.cell.nominal_capacity_Ah), freqs
 
 
-def summarise_cycle(rec: np.ndarray) -> dict[str, Any]:
-    """Summary values and the discharge series of one cycle's records (n,).
+def summarise_cycle(rec: np.ndarray, checkpoint: frozenset[int] | None = None) -> dict[str, Any]:
+    """Summary values and the aging discharge series of one cycle's records (n,).
 
     The summary is the cycler host's (drivers/cycle_summary.py), i.e. what the
-    ``cycle`` table would hold; the temperature integral is temperature_mean ×
-    cycle duration, as the database adapter computes it (no integral column).
+    ``cycle`` table would hold, leaving out the ``checkpoint`` steps' records as the
+    engine does; the temperature integral is temperature_mean × cycle duration, as
+    the database adapter computes it (no integral column).
     """
+    from voltloop.campaigns.checkpoints import aging_discharge
     from voltloop.drivers.cycle_summary import summarise_cycle as host_summary
 
-    s = host_summary(rec)
-    discharging = rec["current_A"] < 0
+    s = host_summary(rec, checkpoint=checkpoint)
+    voltage, capacity = aging_discharge(
+        rec["voltage_V"], rec["current_A"], rec["discharge_Ah"], rec["step"], checkpoint
+    )
     ir = s.internal_resistance_ohm
     return {
         "discharge_capacity_Ah": s.discharge_Ah,
@@ -132,8 +155,8 @@ def summarise_cycle(rec: np.ndarray) -> dict[str, Any]:
         "temperature_integral_Cs": s.temperature_mean_C * (s.end_t_s - s.start_t_s),
         "internal_resistance_ohm": np.nan if ir is None else ir,
         "curve": {
-            "voltage_V": rec["voltage_V"][discharging].astype(np.float32),
-            "capacity_Ah": rec["discharge_Ah"][discharging].astype(np.float32),
+            "voltage_V": voltage.astype(np.float32),
+            "capacity_Ah": capacity.astype(np.float32),
         },
     }
 
@@ -141,9 +164,12 @@ def summarise_cycle(rec: np.ndarray) -> dict[str, Any]:
 class _CellRun:
     """Accumulates one channel's early records, spectra and end of life."""
 
-    def __init__(self, cell_id: str, protocol: dict[str, float]) -> None:
+    def __init__(
+        self, cell_id: str, protocol: dict[str, float], checkpoint: frozenset[int]
+    ) -> None:
         self.cell_id = cell_id
         self.protocol = protocol
+        self.checkpoint = checkpoint
         self.records: list[np.ndarray] = []
         self.spectra: list[dict[str, Any]] = []
         self.since = 0
@@ -173,7 +199,7 @@ def _run_batch(
             ),
         )
         lab.start(i, jsons[i], cell_id)
-        runs.append(_CellRun(cell_id, values))
+        runs.append(_CellRun(cell_id, values, checkpoint_steps(json.loads(jsons[i]))))
     threshold = config.eol_fraction * nominal
     while not all(r.done for r in runs):
         lab.advance(CHUNK_S)
@@ -229,11 +255,10 @@ def _cell_dict(run: _CellRun, caps: np.ndarray, nominal: float, config: HistoryC
         for c in np.unique(rec["cycle"]):
             if c >= n:
                 continue  # an unfinished cycle
-            values = summarise_cycle(rec[rec["cycle"] == c])
+            values = summarise_cycle(rec[rec["cycle"] == c], run.checkpoint)
             curves[int(c)] = values.pop("curve")
-            for key, value in values.items():
-                if key != "discharge_capacity_Ah":
-                    summary[key][c] = value
+            for key, value in values.items():  # recorded cycles: the aging discharge
+                summary[key][c] = value
     return {
         "cell_id": run.cell_id,
         "nominal_capacity_Ah": nominal,

@@ -19,6 +19,14 @@ models. A richer model has to beat this one to be kept.
   features fitted on n cells, expected MSPE = σ²(1 + p/(n − p − 1)), with σ²
   estimated by RSS/(n − p − 1) on log10 life; reported beside measured errors.
 
+Extrapolation: a linear model runs away outside the range it was fitted on (a
+feature a few training spreads out can move log life by decades). Each prediction
+checks every feature against the training cells' range; a feature beyond it by more
+than ``EXTRAPOLATION_TOLERANCE`` training standard deviations marks the prediction
+``extrapolated``. The point prediction then uses the features clipped to the
+training range, and the interval is widened to hold the unclipped prediction's
+interval too: the model cannot tell which is right, so neither is hidden.
+
 Constant feature columns (for instance protocol parameters when every training
 cell ran one protocol) carry no information: they are dropped and listed in
 ``dropped_features``; if every column is constant the fit fails with an error.
@@ -38,6 +46,9 @@ from sklearn.preprocessing import StandardScaler
 from voltloop.surrogates.lifetime.dataset import LifetimeDataError
 
 L1_RATIOS = (0.1, 0.5, 0.9, 1.0)
+#: Training standard deviations beyond the training range before a prediction counts
+#: as extrapolated.
+EXTRAPOLATION_TOLERANCE = 1.0
 MIN_CELLS = 6
 
 
@@ -50,6 +61,10 @@ class LifetimeEstimate:
     upper: np.ndarray
     std: np.ndarray  # cycles, from the interval width (normal approximation)
     coverage: float
+    #: (n,) whether a feature lay beyond the training range (module docstring)
+    extrapolated: np.ndarray | None = None
+    #: (n,) for each prediction, the feature furthest out and by how many training stds
+    extrapolation: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -126,6 +141,8 @@ class ElasticNetLifetimeModel:
     _fold_models: list[_LinearMap] = field(default_factory=list)
     _fold_of_cell: np.ndarray | None = None  # (n,) fold index of each training cell
     _residuals: np.ndarray | None = None  # (n,) |y_i − μ_{−k(i)}(x_i)| on log10 life
+    _train_min: np.ndarray | None = None  # (p,) training range of the kept features
+    _train_max: np.ndarray | None = None
     training_stats: dict[str, float] = field(default_factory=dict)
 
     # --- fitting ---------------------------------------------------------------------
@@ -169,6 +186,7 @@ class ElasticNetLifetimeModel:
         self.feature_names = [n_ for n_, k in zip(feature_names, keep, strict=True) if k]
         self._keep_mask = keep
         Xk = X[:, keep]
+        self._train_min, self._train_max = Xk.min(axis=0), Xk.max(axis=0)
         y = np.log10(lives)
         self._model, self.hyperparameters = _fit_linear(Xk, y, self.cv_folds, self.seed)
         k = min(self.conformal_folds, n)
@@ -226,7 +244,37 @@ class ElasticNetLifetimeModel:
         if not 0.0 < coverage < 1.0:
             raise LifetimeDataError(f"coverage {coverage} must be in (0, 1)")
         X = self._check(X)
-        mu = self._model(X)
+        lower, upper = self._interval(X, coverage)
+        distance, worst = self._outside(X)
+        extrapolated = distance > EXTRAPOLATION_TOLERANCE
+        if extrapolated.any():
+            clipped = np.clip(X, self._train_min, self._train_max)
+            lo_c, hi_c = self._interval(clipped, coverage)
+            mu = np.where(extrapolated, self._model(clipped), self._model(X))
+            lower = np.where(extrapolated, np.minimum(lower, lo_c), lower)
+            upper = np.where(extrapolated, np.maximum(upper, hi_c), upper)
+        else:
+            mu = self._model(X)
+        alpha = 1.0 - coverage
+        z = stats.norm.ppf(1 - alpha / 2)
+        std_log10 = (upper - lower) / (2 * z)
+        life = 10.0**mu
+        notes = [
+            f"{self.feature_names[w]} {d:.1f} training stds outside the training range" if e else ""
+            for d, w, e in zip(distance, worst, extrapolated, strict=True)
+        ]
+        return LifetimeEstimate(
+            life=life,
+            lower=10.0**lower,
+            upper=10.0**upper,
+            std=life * np.log(10.0) * std_log10,
+            coverage=coverage,
+            extrapolated=extrapolated,
+            extrapolation=notes,
+        )
+
+    def _interval(self, X: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+        """CV+ interval (lower, upper), each (m,), on log10 life for kept features X."""
         fold_pred = np.stack([m(X) for m in self._fold_models], axis=1)  # (m, K)
         per_cell = fold_pred[:, self._fold_of_cell]  # (m, n)
         n = per_cell.shape[1]
@@ -235,18 +283,19 @@ class ElasticNetLifetimeModel:
         hi_rank = int(np.ceil((1 - alpha) * (n + 1)))
         lows = np.sort(per_cell - self._residuals, axis=1)
         highs = np.sort(per_cell + self._residuals, axis=1)
-        lower = lows[:, lo_rank - 1] if lo_rank >= 1 else np.full(len(mu), -np.inf)
-        upper = highs[:, hi_rank - 1] if hi_rank <= n else np.full(len(mu), np.inf)
-        z = stats.norm.ppf(1 - alpha / 2)
-        std_log10 = (upper - lower) / (2 * z)
-        life = 10.0**mu
-        return LifetimeEstimate(
-            life=life,
-            lower=10.0**lower,
-            upper=10.0**upper,
-            std=life * np.log(10.0) * std_log10,
-            coverage=coverage,
-        )
+        m = X.shape[0]
+        lower = lows[:, lo_rank - 1] if lo_rank >= 1 else np.full(m, -np.inf)
+        upper = highs[:, hi_rank - 1] if hi_rank <= n else np.full(m, np.inf)
+        return lower, upper
+
+    def _outside(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How far (training stds) each row's furthest feature lies outside the training
+        range, and which feature that is: two arrays of shape (m,)."""
+        if self._train_min is None:  # stored before ranges were kept: no check possible
+            return np.zeros(X.shape[0]), np.zeros(X.shape[0], dtype=np.int64)
+        beyond = np.maximum(X - self._train_max, self._train_min - X).clip(min=0.0)
+        distance = beyond / self._model.scale
+        return distance.max(axis=1), distance.argmax(axis=1)
 
     # --- safe storage: arrays only ---------------------------------------------------
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -265,6 +314,8 @@ class ElasticNetLifetimeModel:
             "fold_intercept": np.array([m.intercept for m in self._fold_models]),
             "fold_of_cell": self._fold_of_cell,
             "residuals": self._residuals,
+            "train_min": self._train_min,
+            "train_max": self._train_max,
         }
         meta = {
             "feature_names": self.feature_names,
@@ -304,4 +355,7 @@ class ElasticNetLifetimeModel:
         ]
         model._fold_of_cell = np.asarray(arrays["fold_of_cell"], np.int64)
         model._residuals = np.asarray(arrays["residuals"], float)
+        if "train_min" in arrays:  # versions stored before ranges were kept have none
+            model._train_min = np.asarray(arrays["train_min"], float)
+            model._train_max = np.asarray(arrays["train_max"], float)
         return model

@@ -23,7 +23,11 @@ The other features (all configurable through :class:`FeatureConfig`): capacity
 fade slope and intercept over cycles first..N and N−9..N, Q at the first cycle,
 max Q − Q(first), mean charge time over the charge-time window (2–6), the
 temperature integral, maximum and minimum over first..N, and internal resistance
-(minimum, at the first cycle, change first→N).
+(minimum, at the first cycle, change first→N). The temperature integral is the
+window's cycle count × the median per-cycle integral, not the plain sum: a cycle
+with a checkpoint spends however long its channel waits for the potentiostat (or an
+operator) resting in the chamber, which says nothing about the cell but would
+dominate a sum.
 
 Missing data never becomes zero: a feature whose cycles, raw series or values are
 missing raises :class:`MissingDataError`. One documented fallback: NaN values
@@ -239,6 +243,12 @@ def _charge_time_mean(cell: CellHistory, config: FeatureConfig) -> float:
     return float(np.mean(_window(cell, "charge_time_s", lo, hi)[1]))
 
 
+def _robust_sum(values: np.ndarray) -> float:
+    """The window's total as (number of cycles) × median per cycle: a checkpoint cycle
+    that waited hours for its EIS (or a pause) must not dominate the integral."""
+    return float(values.size * np.median(values))
+
+
 def _stat(column: str, reduce: Callable[[np.ndarray], float]) -> Callable:
     def compute(cell: CellHistory, config: FeatureConfig) -> float:
         return float(reduce(_window(cell, column, config.first_cycle, config.early_cycle)[1]))
@@ -258,7 +268,7 @@ def _ir_change(cell: CellHistory, config: FeatureConfig) -> float:
 #: Charge time, temperature and internal-resistance features, one function each.
 _OTHER: dict[str, Callable[[CellHistory, FeatureConfig], float]] = {
     "charge_time_mean": _charge_time_mean,
-    "temperature_integral": _stat("temperature_integral_Cs", np.sum),
+    "temperature_integral": _stat("temperature_integral_Cs", _robust_sum),
     "temperature_max": _stat("temperature_max_C", np.max),
     "temperature_min": _stat("temperature_min_C", np.min),
     "ir_min": _stat("internal_resistance_ohm", np.min),

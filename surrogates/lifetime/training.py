@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from voltloop.campaigns.checkpoints import aging_discharge, checkpoint_steps
 from voltloop.db.enums import ExperimentStatus
 from voltloop.db.ingest import store_prediction
 from voltloop.db.models import Campaign, Candidate, Experiment, ModelVersion
@@ -82,7 +83,8 @@ def cell_from_db(
     curve_cycles: Sequence[int] = (),
     up_to_cycle: int | None = None,
 ) -> CellHistory:
-    """One experiment as a :class:`CellHistory`, raw discharge series of ``curve_cycles``.
+    """One experiment as a :class:`CellHistory`, raw discharge series of ``curve_cycles``
+    (the aging discharge only: records of the protocol's checkpoint steps are left out).
 
     The per-cycle temperature integral is temperature_mean × cycle duration (the
     summary row keeps no integral). Missing optional columns are NaN.
@@ -107,6 +109,8 @@ def cell_from_db(
         "temperature_integral_Cs": rows["temperature_mean_c"] * duration,
         "internal_resistance_ohm": rows["internal_resistance_ohm"],
     }
+    compiled = (experiment.protocol or {}).get("protocol") or {}
+    checkpoint = checkpoint_steps(compiled) if "method" in compiled else None
     curves = {}
     stored = set(rows["cycle_index"].tolist())
     for c in curve_cycles:
@@ -118,12 +122,15 @@ def cell_from_db(
             continue
         except ValueError:  # InvalidRecordError: the cycle kept no raw series
             continue
-        discharging = series["current_A"] < 0
         q = series.get("discharge_Ah")
         if q is None:  # integrate the current if the cycler gave no counter
             t, i = series["t_s"], np.clip(-series["current_A"].astype(float), 0, None)
             q = np.concatenate([[0.0], np.cumsum(np.diff(t) * (i[1:] + i[:-1]) / 2)]) / 3600
-        curves[int(c)] = DischargeCurve(series["voltage_V"][discharging], q[discharging])
+        steps = series.get("step", np.zeros(q.size, np.int64))
+        voltage, capacity = aging_discharge(
+            series["voltage_V"], series["current_A"], q, steps, checkpoint
+        )
+        curves[int(c)] = DischargeCurve(voltage, capacity)
     spectra = [
         ImpedanceSpectrum(
             cycle=s.cycle_index,
@@ -461,6 +468,8 @@ class StoredPrediction:
     std: float
     lower: float
     upper: float
+    extrapolated: bool = False  # a feature lay outside the training range
+    note: str = ""  # which feature, how far
 
 
 def predict(
@@ -498,4 +507,6 @@ def predict(
         std,
         float(estimate.lower[0]),
         float(estimate.upper[0]),
+        bool(estimate.extrapolated is not None and estimate.extrapolated[0]),
+        estimate.extrapolation[0] if estimate.extrapolation else "",
     )

@@ -112,3 +112,58 @@ def test_summary_needs_one_cycle() -> None:
         summarise_cycle(np.concatenate([_cycle(0, 0, 0.0), _cycle(1, 28, 280.0)]))
     with pytest.raises(ValueError, match="at least one"):
         summarise_cycle(empty_records())
+
+
+def _checkpointed_cycle(lead: bool) -> np.ndarray:
+    """The cycle above with an EIS checkpoint (steps 10-12: charge 0.5 A to mid SOC,
+    a long rest at 25 °C, discharge back) before or after it; counters run on."""
+    aging = _cycle(0, 0, 0.0)
+    checkpoint = empty_records(12)
+    checkpoint["current_A"] = [0.5] * 4 + [0.0] * 4 + [-0.5] * 4
+    checkpoint["voltage_V"] = 3.3
+    checkpoint["step"] = [10] * 4 + [11] * 4 + [12] * 4
+    checkpoint["temperature_C"] = 25.0
+    parts = [checkpoint, aging] if lead else [aging, checkpoint]
+    rec = np.concatenate(parts)
+    rec["record"] = np.arange(len(rec))
+    rec["t_s"] = 10.0 * np.arange(len(rec))
+    rec["t_s"][np.arange(len(rec)) >= np.flatnonzero(rec["step"] == 11)[-1]] += 36_000.0  # wait
+    dt_h = 10.0 / 3600
+    rec["charge_Ah"] = np.cumsum(np.clip(rec["current_A"], 0, None)) * dt_h
+    rec["discharge_Ah"] = np.cumsum(np.clip(-rec["current_A"], 0, None)) * dt_h
+    return rec
+
+
+@pytest.mark.parametrize("lead", [True, False])
+def test_checkpoint_steps_stay_out_of_the_cycle_figures(lead: bool) -> None:
+    plain = summarise_cycle(_cycle(0, 0, 0.0))
+    rec = _checkpointed_cycle(lead)
+    merged = summarise_cycle(rec)  # without the protocol's roles: the counters include it
+    assert merged.charge_Ah == pytest.approx(plain.charge_Ah + 4 * 0.5 * 10 / 3600, rel=1e-5)
+    s = summarise_cycle(rec, checkpoint=frozenset({10, 11, 12}))
+    assert s.charge_Ah == pytest.approx(plain.charge_Ah, rel=1e-5)
+    assert s.discharge_Ah == pytest.approx(plain.discharge_Ah, rel=1e-5)
+    assert s.temperature_min_C == pytest.approx(plain.temperature_min_C)
+    assert s.charge_time_s == pytest.approx(plain.charge_time_s)
+    # the cycle's span still covers every record, the wait included
+    assert (s.n_records, s.first_record, s.last_record) == (len(rec), 0, len(rec) - 1)
+    assert s.end_t_s - s.start_t_s > 36_000.0
+
+
+def test_checkpoint_steps_are_found_by_their_ids() -> None:
+    from voltloop.campaigns.checkpoints import aging_discharge, checkpoint_steps
+
+    protocol = {"method": [{"step": "constant_current", "id": i} for i in ("eis_set_soc", "CC1")]}
+    protocol["method"] += [{"step": "impedance_spectroscopy", "id": "eis"}, {"step": "loop"}]
+    protocol["method"] += [{"step": "constant_current", "id": "rpt_discharge"}]
+    assert checkpoint_steps(protocol) == frozenset({0, 2, 4})
+    rec = _checkpointed_cycle(lead=True)
+    voltage, q = aging_discharge(
+        rec["voltage_V"],
+        rec["current_A"],
+        rec["discharge_Ah"],
+        rec["step"],
+        frozenset({10, 11, 12}),
+    )
+    assert voltage.size == 10 and q[0] == pytest.approx(10 / 3600, rel=1e-5)
+    assert q[-1] == pytest.approx(100 / 3600, rel=1e-5)  # counted from the aging discharge

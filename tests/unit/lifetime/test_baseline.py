@@ -92,3 +92,33 @@ def test_round_trip_through_a_safe_artifact() -> None:
     again = ElasticNetLifetimeModel.from_arrays(arrays, meta)
     a, b = model.predict(X), again.predict(X)
     assert np.allclose(a.life, b.life) and np.allclose(a.upper, b.upper)
+
+
+def test_a_feature_far_outside_the_training_range_is_flagged_and_bounded() -> None:
+    X, lives = _planted(120, 4, noise=0.02)
+    model = ElasticNetLifetimeModel().fit(X, lives, NAMES)
+    inside = X[:3].copy()
+    far = inside.copy()
+    far[:, 0] = X[:, 0].max() + 40.0  # x0 lowers log life by 0.25 per unit: 10 decades
+    est_in, est_far = model.predict(inside), model.predict(far)
+    assert not est_in.extrapolated.any() and est_in.extrapolation == ["", "", ""]
+    assert est_far.extrapolated.all()
+    assert all(note.startswith("log_var_dq ") for note in est_far.extrapolation)
+    # the point prediction stays within what the training range allows ...
+    clipped = np.clip(far, X.min(axis=0), X.max(axis=0))
+    np.testing.assert_allclose(est_far.life, model.predict(clipped).life, rtol=1e-9)
+    assert est_far.life.min() > 0.5 * lives.min()
+    # ... and the interval also holds the unclipped extrapolation's
+    raw = 10.0 ** model.predict_log10(far)
+    assert np.all(est_far.lower <= raw) and np.all(est_far.upper >= est_far.life)
+    assert np.all(est_far.std > model.predict(clipped).std)
+
+
+def test_extrapolation_check_survives_the_artifact_round_trip() -> None:
+    X, lives = _planted(60, 5)
+    model = ElasticNetLifetimeModel().fit(X, lives, NAMES)
+    arrays, meta = model.to_arrays()
+    loaded = ElasticNetLifetimeModel.from_arrays(arrays, meta)
+    far = X[:1].copy()
+    far[0, 1] = X[:, 1].min() - 30.0
+    assert loaded.predict(far).extrapolated[0] and model.predict(far).extrapolated[0]

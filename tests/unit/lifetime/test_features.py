@@ -131,3 +131,18 @@ def test_round_trip_through_the_plain_layout() -> None:
         again.summary["discharge_capacity_Ah"], cell.summary["discharge_capacity_Ah"]
     )
     assert feat.severson_features(again) == feat.severson_features(cell)
+
+
+def test_a_checkpoint_wait_does_not_dominate_the_temperature_integral() -> None:
+    cell = synthetic.make_cell(1000.0, 6, noise_Ah=0.0)
+    n = cell.cycle_index.size
+    per_cycle = np.full(n, 35.0 * 2300.0)  # °C·s: 35 °C over a 2,300 s cycle
+    cell.summary["temperature_integral_Cs"] = per_cycle.copy()
+    plain = feat.severson_features(cell, names=["temperature_integral"])["temperature_integral"]
+    assert plain == pytest.approx(35.0 * 2300.0 * 99)  # cycles 2..100 of the window
+    waited = per_cycle.copy()
+    waited[[49, 99]] = 30.0 * 2e5  # two checkpoint cycles that waited ~2 days each
+    cell.summary["temperature_integral_Cs"] = waited
+    robust = feat.severson_features(cell, names=["temperature_integral"])["temperature_integral"]
+    assert robust == pytest.approx(plain)
+    assert waited[2:101].sum() > 2 * plain  # what a plain sum would have made of it
