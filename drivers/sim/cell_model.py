@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from voltloop.drivers.sim.chemistry import GAS_CONSTANT, KELVIN, Chemistry, OcpTable
+from voltloop.drivers.sim.chemistry import (
+    GAS_CONSTANT,
+    GRID_POINTS,
+    KELVIN,
+    Chemistry,
+    OcpTable,
+)
 
 #: Parameters stored per slot (name -> how it is drawn from a Chemistry).
 PARAMETER_FIELDS = (
@@ -79,8 +85,19 @@ STATE_FIELDS = (
     "lam_pos",  # Ah of cathode capacity lost
 )
 
-#: Per-cell constants derived from the parameters at load time (hot-path caches).
-DERIVED_FIELDS = ("inv_tref",)  # 1 / (t_ref + 273.15), 1/K
+#: Per-cell constants derived from the parameters at load time (hot-path caches):
+#: -1/time constant of the thermal mass and the two RC branches (1/s), the graphite
+#: table offset, 1/(t_ref + 273.15) (1/K), hysteresis rate per ampere
+#: gamma/(3600 C_nom) (1/(A s)) and heat per ampere of |I| (hysteresis + side, W/A).
+DERIVED_FIELDS = (
+    "neg_inv_tau_th",
+    "neg_inv_tau1",
+    "neg_inv_tau2",
+    "off_n",
+    "inv_tref",
+    "hyst_rate",
+    "heat_per_A",
+)
 
 #: Every field is one row of ``CellBank.data`` (shape (len(FIELDS), n_slots)).
 FIELDS = PARAMETER_FIELDS + STATE_FIELDS + DERIVED_FIELDS
@@ -195,7 +212,7 @@ class CellBank:
             getattr(self, name)[slot] = 0.0
         self.c_neg[slot] = draw("c_neg_Ah", chem.c_neg_Ah)
         self.n_li[slot] = draw("n_li_Ah", chem.n_li_Ah)
-        self.inv_tref[slot] = 1.0 / (chem.t_ref_C + KELVIN)
+        self._derive(slot)
         self.temp[slot] = chamber_C
         self.loaded[slot] = True
         self.chemistry[slot] = chem
@@ -213,8 +230,19 @@ class CellBank:
         self.data[:, slot] = src.data[:, src_slot]
         if chem is not None:
             self.chem_off[slot] = float(self.tables.index_of(chem))
+            self._derive(slot)
         self.loaded[slot] = src.loaded[src_slot]
         self.chemistry[slot] = chem
+
+    def _derive(self, slot: int) -> None:
+        """Fill the DERIVED_FIELDS of ``slot`` from its parameters."""
+        self.neg_inv_tau_th[slot] = -self.h_area[slot] / self.heat_cap[slot]
+        self.neg_inv_tau1[slot] = -1.0 / self.tau1[slot]
+        self.neg_inv_tau2[slot] = -1.0 / self.tau2[slot]
+        self.off_n[slot] = self.chem_off[slot] + GRID_POINTS
+        self.inv_tref[slot] = 1.0 / (self.t_ref[slot] + KELVIN)
+        self.hyst_rate[slot] = self.hyst_gamma[slot] / (3600.0 * self.nominal_Ah[slot])
+        self.heat_per_A[slot] = self.hyst_m[slot] + self.side_heat[slot]
 
     # --- pointwise physics -------------------------------------------------------------
     def view(self, sel: Any, column: bool = False) -> View:

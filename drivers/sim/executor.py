@@ -207,7 +207,7 @@ class Executor:
     def advance(self, dt: float) -> None:
         """Advance every running channel by ``dt`` seconds."""
         live = (self.run == RunState.RUNNING) | (self.run == RunState.WAITING_EIS)
-        if not live.any() or dt <= 0:
+        if not np.count_nonzero(live) or dt <= 0:
             return
         rem = np.where(live, float(dt), 0.0)
         pending: list[tuple] = []
@@ -216,15 +216,15 @@ class Executor:
             self._settle()
             live = _LIVE_STATE[self.run]
             live &= rem > 1e-9
-            if not live.any():
+            if not np.count_nonzero(live):
                 break
             before = rem.copy()
             pcs = self.pc.copy()
             self._run_phase(live, rem, pending)
             stuck = live & (before - rem < 1e-6) & (self.pc == pcs)
-            stalls = stalls + 1 if stuck.any() else 0
+            stalls = stalls + 1 if np.count_nonzero(stuck) else 0
             if stalls > STALL_LIMIT:  # never expected; keeps a dry run from hanging
-                for c in np.flatnonzero(stuck):
+                for c in stuck.nonzero()[0]:
                     self.halt(int(c), RunState.FAULT, f"simulator stalled at step {self.pc[c]}")
                     rem[c] = 0.0
                 stalls = 0
@@ -234,37 +234,37 @@ class Executor:
         """Process zero-time ops until every running channel sits on a timed op."""
         ar = self._ar
         run = self.run == _RUNNING
-        if not (run & self.k_zero[ar, self.pc]).any():
+        if not np.count_nonzero(run & self.k_zero[ar, self.pc]):
             return  # the common case: every running channel is on a timed op
         for _ in range(10 * self.max_ops + 10):
             run = self.run == _RUNNING
-            if not run.any():
+            if not np.count_nonzero(run):
                 return
             ended = run & (self.pc >= self.n_ops)
-            if ended.any():
+            if np.count_nonzero(ended):
                 self.run[ended] = RunState.COMPLETED
-                self._close_cycle(np.flatnonzero(ended))
+                self._close_cycle(ended.nonzero()[0])
                 run &= ~ended
             kind = self.k_kind[ar, self.pc]
             tag = run & (kind == _TAG)
             loop = run & (kind == _LOOP)
             eis = run & (kind == _EIS)
-            if not (tag.any() or loop.any() or eis.any() or ended.any()):
+            if not np.count_nonzero(tag | loop | eis | ended):
                 return
             self.pc[tag] += 1
-            if loop.any():
-                ch = np.flatnonzero(loop)
+            if np.count_nonzero(loop):
+                ch = loop.nonzero()[0]
                 pc = self.pc[ch]
                 ctr = self.loop_ctr[ch, pc]
                 again = ctr + 1 < self.k_count[ch, pc]
                 self.loop_ctr[ch, pc] = np.where(again, ctr + 1, 0)
                 self.pc[ch] = np.where(again, self.k_target[ch, pc], pc + 1)
-                if again.any():
+                if np.count_nonzero(again):
                     self._close_cycle(ch[again])
                     self.cycle[ch[again]] += 1
                     self.chg[ch[again]] = 0.0
                     self.dis[ch[again]] = 0.0
-            if eis.any():
+            if np.count_nonzero(eis):
                 self.run[eis] = RunState.WAITING_EIS
                 self.eis_waited[eis] = 0.0
             self.step_t[tag | loop | eis] = 0.0
@@ -285,8 +285,8 @@ class Executor:
 
     def _run_phase(self, m: np.ndarray, rem: np.ndarray, pending: list[tuple]) -> None:
         """One phase solve for every live channel (all step kinds at once)."""
-        every = bool(m.all())
-        sel = slice(None) if every else np.flatnonzero(m)
+        every = np.count_nonzero(m) == m.size
+        sel = slice(None) if every else m.nonzero()[0]
         chs = self._ar[sel]
         pcs = self.pc[sel]
         ops = self.k_ops[:, chs, pcs]
@@ -295,10 +295,10 @@ class Executor:
         t_left = k_time - step_t
         v_set = ops[_O_VSET]
         any_scan = any_eis = False
-        if ops[_O_SPECIAL].any():
+        if np.count_nonzero(ops[_O_SPECIAL]):
             kind = ops[_O_KIND]
             is_scan, is_eis = kind == _SCAN, kind == _EIS
-            any_scan, any_eis = bool(is_scan.any()), bool(is_eis.any())
+            any_scan, any_eis = np.count_nonzero(is_scan) > 0, np.count_nonzero(is_eis) > 0
         if any_scan:  # staircase: CV segments of SCAN_SEGMENTS per sweep
             value = self.k_value[chs, pcs]
             seg = k_time / SCAN_SEGMENTS
@@ -346,7 +346,7 @@ class Executor:
         if any_eis:
             self.eis_waited[sel] += np.where(is_eis, end_t, 0.0)
         advance = (code == TIME) | (code == CUTOFF)
-        if advance.any():
+        if np.count_nonzero(advance):
             done = chs[advance]
             if any_eis:
                 timed_out = done[is_eis[advance]]
@@ -360,7 +360,7 @@ class Executor:
             cap = self.max_cap[sel]
             over_cap = (self.chg[sel] > cap) | (self.dis[sel] > cap)
             tripped |= over_cap
-        if tripped.any():
+        if np.count_nonzero(tripped):
             if not self._capped:
                 over_cap = np.zeros(tripped.size, dtype=bool)
             for c, reason in zip(
@@ -455,7 +455,7 @@ class Executor:
         keep = counts > 0
         # segments ordered by channel (stable: in time order within a channel), so the
         # records come out grouped by channel and numbered consecutively
-        order = np.flatnonzero(keep)
+        order = keep.nonzero()[0]
         order = order[np.argsort(meta[_S_CH, order].astype(np.int32), kind="stable")]
         meta, coef, counts = meta[:, order], coef[:, order], counts[order]
         total = int(counts.sum())
@@ -485,5 +485,5 @@ class Executor:
         out["discharge_Ah"] = seg[_S_DIS] - np.minimum(passed, 0.0)
         per = np.bincount(meta[_S_CH].astype(np.intp), weights=counts, minlength=self.n)
         bounds = np.cumsum(per).astype(np.intp)
-        for ch in np.flatnonzero(per):
+        for ch in per.nonzero()[0]:
             self.buffers[ch].append(out[bounds[ch] - int(per[ch]) : bounds[ch]])

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from voltloop.drivers.sim.cell_model import ROW, CellBank
-from voltloop.drivers.sim.chemistry import GAS_CONSTANT, GRID_POINTS, KELVIN, OcpTable
+from voltloop.drivers.sim.chemistry import GAS_CONSTANT, KELVIN, OcpTable
 
 BUDGET, TIME, CUTOFF, SAFETY = 0, 1, 2, 3
 GRID = 10
@@ -53,13 +53,15 @@ _SCAN_FRACTIONS = np.linspace(0.0, 1.0, _CV_SCAN + 1)[1:]
 COLUMNS = (
     "neg_a", "neg_inv_tau_th", "neg_inv_tau1", "neg_inv_tau2", "neg_hr",
     "i0", "inv_a", "is_lin", "q0", "kq", "t_inf", "dtemp", "a1", "a2", "ht", "dh",
-    "n_li", "inv_cpos", "inv_cneg", "off_p", "off_n", "inv_tref",
-    "r0_ea", "r1_ea", "r2_ea", "r0", "r1", "r2", "r_film", "cv", "v_set",
+    "y0", "inv_cpos", "inv_cneg", "off_p", "off_n", "inv_tref",
+    "r0", "r1", "r2", "tau1", "tau2", "r0_ea", "r1_ea", "r2_ea", "r_film", "cv", "v_set",
 )  # fmt: skip
 C = {name: i for i, name in enumerate(COLUMNS)}
 NC = len(COLUMNS)
 _EXPO = slice(0, 5)
 _OFFS = slice(C["off_p"], C["off_n"] + 1)
+_INV2 = slice(C["inv_cpos"], C["inv_cneg"] + 1)
+_RB_EA = slice(C["r0"], C["r2_ea"] + 1)  # mirrors CellBank rows r0 .. r2_ea
 _EA = slice(C["r0_ea"], C["r2_ea"] + 1)
 _RB = slice(C["r0"], C["r2"] + 1)
 
@@ -73,6 +75,12 @@ _NLI, _CPOS, _CNEG, _NOM, _OFF = (
     ROW["chem_off"],
 )
 _D_EA = slice(ROW["r0_ea"], ROW["r2_ea"] + 1)
+_D_RB_EA = slice(ROW["r0"], ROW["r2_ea"] + 1)
+_D_CAPS = [ROW["c_pos"], ROW["c_neg"]]
+_D_OFFS = [ROW["chem_off"], ROW["off_n"]]
+_D_TAUS = slice(ROW["neg_inv_tau_th"], ROW["neg_inv_tau2"] + 1)
+assert ROW["r2_ea"] - ROW["r0"] == C["r2_ea"] - C["r0"] == 7
+assert ROW["neg_inv_tau2"] - ROW["neg_inv_tau_th"] == 2
 _EA2 = [ROW["sei_ea"], ROW["lam_ea"]]
 _D_RB = slice(ROW["r0"], ROW["r2"] + 1)
 assert ROW["r2_ea"] - ROW["r0_ea"] == 2 and ROW["r2"] - ROW["r0"] == 2
@@ -100,10 +108,8 @@ def trajectory(tables: OcpTable, c: np.ndarray, tau: np.ndarray) -> tuple[np.nda
     g += c[C["is_lin"]] * tau
     q = c[C["q0"]] + c[C["kq"]] * g
     temp = c[C["t_inf"]] + c[C["dtemp"]] * e[1]
-    s = np.empty((2, *q.shape))
-    np.subtract(c[C["n_li"]], q, out=s[0])
-    s[0] *= c[C["inv_cpos"]]
-    np.multiply(q, c[C["inv_cneg"]], out=s[1])
+    s = q * c[_INV2]  # (2, ...): q/C_p, q/C_n
+    np.subtract(c[C["y0"]], s[0], out=s[0])  # cathode lithiation (n_Li - q)/C_p
     u, sc = tables.lookup(s, c[_OFFS])
     soc = _soc_factor(sc[1])
     inv_t = 1.0 / (temp + KELVIN)
@@ -118,17 +124,22 @@ def trajectory(tables: OcpTable, c: np.ndarray, tau: np.ndarray) -> tuple[np.nda
     return v, current, temp, q, v1, v2, h, r0, u[1], s[1], inv_t
 
 
-def _ocv(tables: OcpTable, d: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Open-circuit voltage at graphite charge ``q`` (shape (m,)) for fields ``d`` (NF, m)."""
-    s = np.empty((2, *q.shape))
-    np.subtract(d[_NLI], q, out=s[0])
-    s[0] /= d[_CPOS]
-    np.divide(q, d[_CNEG], out=s[1])
-    off = np.empty((2, *q.shape))
-    off[0] = d[_OFF]
-    off[1] = d[_OFF] + GRID_POINTS
-    u = tables.lookup(s, off)[0]
-    return u[0] - u[1]
+def _ocv_of(tables: OcpTable, d: np.ndarray) -> Any:
+    """OCV(q) (V) of the cells with fields ``d`` (NF, m), for ``q`` of shape (m,) or
+    (m, M); the capacities and table offsets are read once."""
+    inv = 1.0 / d[_D_CAPS]  # (2, m): 1/C_p, 1/C_n
+    y0 = d[_NLI] * inv[0]
+    off = d[_D_OFFS]
+    inv_col, y0_col, off_col = inv[:, :, None], y0[:, None], off[:, :, None]
+
+    def ocv(q: np.ndarray) -> np.ndarray:
+        col = q.ndim == 2
+        s = q * (inv_col if col else inv)
+        np.subtract(y0_col if col else y0, s[0], out=s[0])
+        u = tables.lookup(s, off_col if col else off)[0]
+        return u[0] - u[1]
+
+    return ocv
 
 
 def point_resistances(d: np.ndarray, q: np.ndarray, temp: np.ndarray) -> np.ndarray:
@@ -198,9 +209,9 @@ class Phase:
         i0 = i_set.copy()
         a = np.zeros(n)
         t_cv = np.full(n, np.inf)
-        any_cv = bool(cv.any())
+        any_cv = np.count_nonzero(cv) > 0
         if any_cv:
-            ci = np.flatnonzero(cv)
+            ci = cv.nonzero()[0]
             i0[ci], a[ci], t_cv[ci] = _linearise_cv(
                 tables, d[:, ci], v_set[ci], i_cut[ci], t_lim[ci], r_eff[ci]
             )
@@ -220,38 +231,34 @@ class Phase:
         heat = (
             i_mean * i_mean * r_eff
             + i_mean * (temp0 + 273.15) * entropic
-            + np.abs(i_mean) * (d[ROW["hyst_m"]] + d[ROW["side_heat"]])
+            + np.abs(i_mean) * d[ROW["heat_per_A"]]
         )
-        h_area = d[ROW["h_area"]]
-        t_inf = d[ROW["t_chamber"]] + heat / h_area
+        t_inf = d[ROW["t_chamber"]] + heat / d[ROW["h_area"]]
         ht = d[ROW["hyst_m"]] * np.sign(i0)
-        transient = 1.0 - cv
         c = np.empty((NC, n))
         c[0] = -a
-        c[1] = -h_area / d[ROW["heat_cap"]]
-        c[2] = -1.0 / d[ROW["tau1"]]
-        c[3] = -1.0 / d[ROW["tau2"]]
-        c[4] = -d[ROW["hyst_gamma"]] * np.abs(i0) / (3600.0 * nominal)
+        c[1:4] = d[_D_TAUS]
+        c[4] = d[ROW["hyst_rate"]] * -np.abs(i0)
         c[C["i0"]] = i0
         np.divide(1.0, a, out=c[C["inv_a"]], where=a > 0.0)
-        c[C["inv_a"]][a <= 0.0] = 0.0
-        c[C["is_lin"]] = a <= 0.0
+        lin = a <= 0.0
+        c[C["inv_a"]][lin] = 0.0
+        c[C["is_lin"]] = lin
         c[C["q0"]] = q0
         c[C["kq"]] = i0 / 3600.0
         c[C["t_inf"]] = t_inf
         c[C["dtemp"]] = temp0 - t_inf
+        transient = 1.0 - cv
         c[C["a1"]] = transient * (d[_V1] - i0 * rs[1])
         c[C["a2"]] = transient * (d[_V2] - i0 * rs[2])
         c[C["ht"]] = ht
         c[C["dh"]] = h0 - ht
-        c[C["n_li"]] = d[_NLI]
-        c[C["inv_cpos"]] = 1.0 / d[_CPOS]
-        c[C["inv_cneg"]] = 1.0 / d[_CNEG]
+        np.divide(1.0, d[_D_CAPS], out=c[_INV2])
+        c[C["y0"]] = d[_NLI] * c[C["inv_cpos"]]
         c[C["off_p"]] = d[_OFF]
-        c[C["off_n"]] = d[_OFF] + GRID_POINTS
+        c[C["off_n"]] = d[ROW["off_n"]]
         c[C["inv_tref"]] = d[ROW["inv_tref"]]
-        c[_EA] = d[_D_EA]
-        c[_RB] = d[_D_RB]
+        c[_RB_EA] = d[_D_RB_EA]
         c[C["r_film"]] = d[ROW["r_film"]]
         c[C["cv"]] = cv
         c[C["v_set"]] = v_set
@@ -263,12 +270,12 @@ class Phase:
         code = np.where(cv & (t_cv <= t_lim), CUTOFF, np.where(t_max >= t_left, TIME, BUDGET))
         has_cut = ~np.isnan(v_cut) & ~cv
         cut_k = np.full(n, GRID + 1)
-        if has_cut.any():
+        if np.count_nonzero(has_cut):
             direction = np.where(i0 > 0, 1.0, -1.0)
             excess = direction[:, None] * (v - np.where(has_cut, v_cut, 0.0)[:, None])
             found, k = _first_crossing(excess)
             found &= has_cut
-            if found.any():
+            if np.count_nonzero(found):
                 t_cut = _regula_falsi(tau, excess, k)
                 end_t = np.where(found, np.minimum(t_cut, end_t), end_t)
                 code = np.where(found & (t_cut <= t_max), CUTOFF, code)
@@ -278,7 +285,7 @@ class Phase:
         bad &= cut_k[:, None] > _COL
         bad[cv] = False
         bad |= temp >= t_hi[:, None]
-        if bad.any():
+        if np.count_nonzero(bad):
             t_safe = _safety_time(tau, v, temp, cv, cut_k, limits)
             tripped = t_safe <= end_t
             end_t = np.where(tripped, t_safe, end_t)
@@ -351,7 +358,7 @@ def _safety_time(
         found, k = _first_crossing(excess)
         if voltage:  # a cut-off inside the limits ends the phase first
             found &= (k < cut_k) & ~cv
-        if found.any():
+        if np.count_nonzero(found):
             t_safe = np.where(found, np.minimum(t_safe, _cross_time(tau, excess, k)), t_safe)
     return t_safe
 
@@ -432,7 +439,8 @@ def _linearise_cv(
     allows (two passes). Returns (I0, a, t_cv), each shape (m,).
     """
     q0, h, nominal = d[_Q], d[_H], d[_NOM]
-    ocv0 = _ocv(tables, d, q0)
+    ocv_at = _ocv_of(tables, d)
+    ocv0 = ocv_at(q0)
     i_cv = (v_set - ocv0 - h) / r_eff
     sgn = np.where(i_cv >= 0.0, 1.0, -1.0)
     has_cut = ~np.isnan(i_cut)
@@ -445,9 +453,9 @@ def _linearise_cv(
     q[:, 0] = q0 + step
     np.multiply((hi - q0)[:, None], _SCAN_FRACTIONS, out=q[:, 1:])
     q[:, 1:] += q0[:, None]
-    ocv = _ocv(tables, d[:, :, None], q)
+    ocv = ocv_at(q)
     slope = np.maximum(np.abs(ocv[:, 0] - ocv0) / np.abs(step), 1e-3)
-    if has_cut.any():
+    if np.count_nonzero(has_cut):
         target = v_set - h - sgn * cut * r_eff
         f = sgn[:, None] * (ocv - target[:, None])
         f[:, 0] = sgn * (ocv0 - target)  # column 0 becomes the start of the scan
@@ -457,7 +465,7 @@ def _linearise_cv(
         lo, hi = q[rows, k - 1], q[rows, k]
         f_lo, f_hi = f[rows, k - 1], f[rows, k]
         mid = _secant_root(lo, hi, f_lo, f_hi)
-        f_mid = sgn * (_ocv(tables, d, mid) - target)
+        f_mid = sgn * (ocv_at(mid) - target)
         up = f_mid >= 0.0
         hi, f_hi = np.where(up, mid, hi), np.where(up, f_mid, f_hi)
         lo, f_lo = np.where(up, lo, mid), np.where(up, f_lo, f_mid)
@@ -467,11 +475,11 @@ def _linearise_cv(
         slope = np.where(big, np.maximum(secant, 1e-3), slope)
     a = slope / (r_eff * 3600.0)
     no_cut = ~has_cut
-    if no_cut.any():
+    if np.count_nonzero(no_cut):
         for _ in range(2):
             dq = i_cv * (1.0 - np.exp(-a * t_lim)) / (a * 3600.0)
             big = no_cut & (np.abs(dq) > 1e-5)
-            secant = np.abs(_ocv(tables, d, q0 + dq) - ocv0) / np.where(big, np.abs(dq), 1.0)
+            secant = np.abs(ocv_at(q0 + dq) - ocv0) / np.where(big, np.abs(dq), 1.0)
             a = np.where(big, np.maximum(secant, 1e-3) / (r_eff * 3600.0), a)
     t_cv = np.where(has_cut, np.log(ratio) / a, np.inf)
     return i_cv, a, t_cv
