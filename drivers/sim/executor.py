@@ -15,10 +15,11 @@ back); ``charge_Ah``/``discharge_Ah`` reset with it.
 from __future__ import annotations
 
 import enum
+import functools
 
 import numpy as np
 
-from voltloop.drivers.records import empty_records
+from voltloop.drivers.records import SAMPLE_DTYPE
 from voltloop.drivers.sim.cell_model import CellBank
 from voltloop.drivers.sim.phases import BUDGET, CUTOFF, SAFETY, TIME, C, Phase, trajectory
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
@@ -43,7 +44,12 @@ class RunState(enum.IntEnum):
 
 
 class SensorNoise:
-    """Standard deviations of the cycler's measurement noise."""
+    """Standard deviations of the cycler's measurement noise.
+
+    Draws are Gaussian through a 65,536-level quantile table (one uint16 per value:
+    about five times cheaper than ``Generator.standard_normal``); the distribution is
+    the normal one, quantised to 1/65,536 in probability and bounded at 4.3 sigma.
+    """
 
     def __init__(
         self, voltage_V: float = 1e-4, current_rel: float = 2e-4, temperature_C: float = 0.05
@@ -51,6 +57,14 @@ class SensorNoise:
         self.voltage_V = voltage_V
         self.current_rel = current_rel
         self.temperature_C = temperature_C
+
+
+@functools.cache
+def _gauss_levels() -> np.ndarray:
+    """Standard normal quantiles at probabilities (k + 0.5) / 65536, float32."""
+    from scipy.special import ndtri
+
+    return ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
 
 
 _RUNNING, _WAITING = int(RunState.RUNNING), int(RunState.WAITING_EIS)
@@ -462,25 +476,30 @@ class Executor:
         if total == 0:
             return
         seg = np.repeat(meta, counts, axis=1)
-        cr = np.repeat(coef, counts, axis=1)
+        # record values are outputs only (stored as float32), so they are evaluated in
+        # float32: ~2x faster than float64, errors ~1e-7 V against 1e-4 V sensor noise
+        cr = np.repeat(coef.astype(np.float32), counts, axis=1)
         starts = np.cumsum(counts) - counts
         j = np.arange(total) - np.repeat(starts, counts)
         tau = (seg[_S_K0] + 1.0 + j) * seg[_S_DT] - seg[_S_T0]
         last_extra = (j == seg[_S_NREG]) & (seg[_S_EXTRA] > 0)
         tau[last_extra] = seg[_S_END][last_extra]
-        v, current, temp, q, *_ = trajectory(self.bank.tables, cr, tau)
+        v, current, temp, q, *_ = trajectory(self.bank.tables, cr, tau.astype(np.float32))
         cv = cr[C["cv"]] > 0
         v[cv] = cr[C["v_set"]][cv]
         passed = q - cr[C["q0"]]
-        out = empty_records(total)
+        out = np.empty(total, dtype=SAMPLE_DTYPE)
         out["record"] = seg[_S_REC].astype(np.int64) + j
         out["t_s"] = seg[_S_T0] + tau
         out["cycle"] = seg[_S_CYCLE]
         out["step"] = seg[_S_STEP]
-        noise, rng = self.noise, self.rng
-        out["voltage_V"] = v + rng.normal(0.0, noise.voltage_V, total)
-        out["current_A"] = current * (1.0 + rng.normal(0.0, noise.current_rel, total))
-        out["temperature_C"] = temp + rng.normal(0.0, noise.temperature_C, total)
+        noise = _gauss_levels().take(self.rng.integers(0, 65536, (3, total), dtype=np.uint16))
+        noise[0] *= self.noise.voltage_V
+        noise[1] *= self.noise.current_rel
+        noise[2] *= self.noise.temperature_C
+        out["voltage_V"] = v + noise[0]
+        out["current_A"] = current + current * noise[1]
+        out["temperature_C"] = temp + noise[2]
         out["charge_Ah"] = seg[_S_CHG] + np.maximum(passed, 0.0)
         out["discharge_Ah"] = seg[_S_DIS] - np.minimum(passed, 0.0)
         per = np.bincount(meta[_S_CH].astype(np.intp), weights=counts, minlength=self.n)
