@@ -22,7 +22,7 @@ from voltloop.campaigns.base import CampaignBase
 from voltloop.db.enums import EventLevel
 from voltloop.db.ingest import record_event
 from voltloop.drivers.interfaces import Cycler, Potentiostat
-from voltloop.orchestrator.ports import LifetimePredictor, Operator, Proposer
+from voltloop.orchestrator.ports import HealthMonitor, LifetimePredictor, Operator, Proposer
 
 
 class StepKind(enum.StrEnum):
@@ -86,6 +86,13 @@ class EngineContext:
     holder: str = field(default_factory=new_holder_id)
     settings: EngineSettings = field(default_factory=EngineSettings)
     eis_spec: Any = None  # drivers.eis.EisSpec for checkpoints, when a potentiostat is used
+    #: cell-health verdicts after EIS checkpoints; None: the predictor's own monitor
+    #: (its ``health`` attribute), if it has one
+    health: HealthMonitor | None = None
+
+    @property
+    def health_monitor(self) -> HealthMonitor | None:
+        return self.health or getattr(self.predictor, "health", None)
 
     @property
     def eol_threshold_ah(self) -> float:

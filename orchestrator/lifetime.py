@@ -12,6 +12,7 @@ without pickle, keyed by its configuration and the simulator's source.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from voltloop.orchestrator.health import CellHealthMonitor
 from voltloop.orchestrator.ports import LifetimeEstimate
 
 DEFAULT_HISTORY_CELLS = 48
@@ -77,11 +79,20 @@ class EarlyLifeModel:
     cycle 100.
     """
 
-    def __init__(self, history: Callable[[], list[dict[str, Any]]], early_cycle: int):
-        self.history = history
+    def __init__(
+        self,
+        history: Callable[[], list[dict[str, Any]]],
+        early_cycle: int,
+        *,
+        monitor_health: bool = True,
+    ):
+        self.history = functools.cache(history)
         self.early_cycle = early_cycle
         self.index = early_cycle - 1
         self.last_note = ""
+        #: cell-health models from the same history (orchestrator/health.py); the engine
+        #: asks them for a verdict after every EIS checkpoint
+        self.health = CellHealthMonitor(self.history, early_cycle) if monitor_health else None
 
     def prepare(self, session: Session, campaign_id: int) -> str:
         """Pretrain if no model exists yet, then retrain on the campaign's finished cells."""
@@ -98,7 +109,9 @@ class EarlyLifeModel:
             pretrain(session, self.history(), self.index)
         report = fit(session, campaign_id, self.index)
         self.last_note = report.message
-        return report.message
+        if self.health is not None:
+            self.last_note += "; " + self.health.prepare(session, campaign_id)
+        return self.last_note
 
     def predict(self, session: Session, experiment_id: str, cycles_seen: int) -> LifetimeEstimate:
         from voltloop.surrogates.lifetime.training import predict

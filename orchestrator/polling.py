@@ -11,6 +11,7 @@ anywhere is repaired by the next sweep.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from sqlalchemy import func, select
@@ -20,13 +21,17 @@ from voltloop.db.enums import CandidateStatus, EventLevel, ExperimentStatus
 from voltloop.db.errors import LeaseLostError
 from voltloop.db.ingest import append_cycles, store_eis_spectrum
 from voltloop.db.leases import channel_key, release_lease, renew_lease
-from voltloop.db.models import Candidate, Channel, Cycle, Experiment, Prediction
+from voltloop.db.models import Candidate, Channel, Cycle, Event, Experiment, Prediction
 from voltloop.drivers.cycle_summary import checkpoint_steps, step_kinds
 from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentError
 from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, runs_to_end_of_life
 from voltloop.orchestrator.cycle_assembly import assemble_cycles
 from voltloop.orchestrator.observations import end_of_life_cycle
+from voltloop.orchestrator.ports import HealthAction
+
+#: Event kind of a cell stopped on the cell-health models' verdict
+HEALTH_STOP = "health_stop"
 
 _ON_CHANNEL = (ExperimentStatus.RUNNING, ExperimentStatus.EARLY_PREDICTED)
 _END_STATUS = {
@@ -107,6 +112,10 @@ def _eis_checkpoint(
             if fit is not None
             else None,
         )
+    stop = _health_check(ctx, experiment_id, status.cycle)
+    if stop:
+        cycler.stop(index)
+        return "health_stopped"
     if not _resume(ctx, cycler, index):
         with write_session(ctx.db) as session:
             ctx.event(
@@ -117,6 +126,45 @@ def _eis_checkpoint(
                 experiment_id=experiment_id,
             )
     return "eis_measured"
+
+
+def _health_check(ctx: EngineContext, experiment_id: str, cycle: int) -> bool:
+    """Ask the cell-health models about the cell's new spectrum; True: stop the cell."""
+    monitor = ctx.health_monitor
+    if monitor is None:
+        return False
+    with write_session(ctx.db) as session:
+        verdict = monitor.assess(session, experiment_id)
+        if verdict is None or verdict.action == HealthAction.CONTINUE:
+            return False
+        failure = (
+            f"failure score {verdict.failure_score:+.2f}"
+            if math.isfinite(verdict.failure_score)
+            else "no failure classifier"
+        )
+        scores = (
+            f"{failure}, anomaly score {verdict.anomaly_score:+.2f} "
+            f"(model version {verdict.model_version_id})"
+        )
+        stop = verdict.action == HealthAction.STOP
+        ctx.event(
+            session,
+            HEALTH_STOP if stop else "health_review",
+            f"cell health at cycle {cycle}: "
+            + ("stopped" if stop else "flagged for review")
+            + f"; {scores}",
+            level=EventLevel.WARNING,
+            experiment_id=experiment_id,
+            payload={
+                "action": verdict.action.value,
+                "failure_score": verdict.failure_score
+                if math.isfinite(verdict.failure_score)
+                else None,
+                "anomaly_score": verdict.anomaly_score,
+                "model_version_id": verdict.model_version_id,
+            },
+        )
+    return stop
 
 
 def _resume(ctx: EngineContext, cycler, index: int) -> bool:
@@ -193,6 +241,14 @@ def _finish(ctx: EngineContext, experiment_id: str, status: CyclerChannelStatus)
                 reason = "stopped after early prediction"
             else:
                 reason = f"protocol finished ({status.state.value})"
+        if status.state == ChannelState.STOPPED and life is None:
+            health_stop = session.scalars(
+                select(Event.message)
+                .where(Event.experiment_id == experiment_id, Event.kind == HEALTH_STOP)
+                .order_by(Event.id.desc())
+            ).first()
+            if health_stop is not None:  # the engine stopped it on the health models' verdict
+                reason = health_stop
         level = EventLevel.INFO if target == ExperimentStatus.COMPLETED else EventLevel.WARNING
         observed = target == ExperimentStatus.COMPLETED or life is not None
         ctx.end_experiment(
@@ -249,6 +305,8 @@ def _poll_one(ctx: EngineContext, experiment_id: str) -> list[str]:
         return did
     if status.state == ChannelState.WAITING_EIS:
         did.append(_eis_checkpoint(ctx, experiment_id, status, url, index))
+        if did[-1] == "health_stopped":
+            return did
     with write_session(ctx.db) as session:
         reached_eol = end_of_life_cycle(session, experiment_id, ctx.eol_threshold_ah) is not None
     if stop or reached_eol:

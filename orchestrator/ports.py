@@ -90,6 +90,33 @@ class LifetimePredictor(Protocol):
         ...
 
 
+class HealthAction(enum.StrEnum):
+    CONTINUE = "continue"
+    REVIEW = "review"  # flag the cell for a person to look at
+    STOP = "stop"  # stop cycling the cell
+
+
+@dataclass(frozen=True)
+class HealthVerdict:
+    """A cell-health model's view of a live cell after an EIS checkpoint."""
+
+    action: HealthAction
+    failure_score: float  # > 0: on the failing side
+    anomaly_score: float  # < 0: unlike the healthy cells the model was trained on
+    model_version_id: int
+
+
+@runtime_checkable
+class HealthMonitor(Protocol):
+    def prepare(self, session: Any, campaign_id: int) -> str:
+        """Retrain on everything measured so far (called before each proposal)."""
+        ...
+
+    def assess(self, session: Any, experiment_id: str) -> HealthVerdict | None:
+        """The verdict on a live cell from its latest spectrum; None without a model."""
+        ...
+
+
 class LoadOutcome(enum.StrEnum):
     LOADED = "loaded"
     NOT_BUILT = "not_built"

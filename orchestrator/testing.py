@@ -23,7 +23,14 @@ from voltloop.drivers.interfaces import (
     StartOutcome,
 )
 from voltloop.drivers.records import empty_records
-from voltloop.orchestrator.ports import LifetimeEstimate, LoadOutcome, Proposal, ProposalBatch
+from voltloop.orchestrator.ports import (
+    HealthAction,
+    HealthVerdict,
+    LifetimeEstimate,
+    LoadOutcome,
+    Proposal,
+    ProposalBatch,
+)
 
 SAMPLES_PER_CYCLE = 6
 
@@ -48,12 +55,21 @@ class FakeCycler:
     read; capacity fades linearly to 80 % at the experiment's ``life``."""
 
     def __init__(
-        self, url: str, channels: int, *, cycles_per_poll: int = 7, nominal_Ah: float = 1.1
+        self,
+        url: str,
+        channels: int,
+        *,
+        cycles_per_poll: int = 7,
+        nominal_Ah: float = 1.1,
+        eis_every: int | None = None,
     ):
         self.url = url
         self.channels = [FakeChannel() for _ in range(channels)]
         self.cycles_per_poll = cycles_per_poll
         self.nominal_Ah = nominal_Ah
+        #: with ``eis_every``, a channel waits (WAITING_EIS) after every that many cycles
+        #: until ``resume``, like a protocol's EIS checkpoint
+        self.eis_every = eis_every
 
     def start(self, channel, protocol, experiment_id, *, max_temperature_C=None):
         ch = self.channels[channel]
@@ -72,10 +88,12 @@ class FakeCycler:
         return StartOutcome.STARTED
 
     def _advance(self, ch: FakeChannel) -> None:
-        if ch.state != ChannelState.RUNNING:
+        if ch.state != ChannelState.RUNNING:  # waiting at a checkpoint, or ended
             return
         done = 0 if len(ch.records) == 0 else int(ch.records["cycle"][-1]) + 1
         n = min(self.cycles_per_poll, ch.cycles_to_run - done)
+        if self.eis_every:
+            n = min(n, self.eis_every - done % self.eis_every)
         rows = empty_records(n * SAMPLES_PER_CYCLE)
         for k in range(n):
             cycle = done + k
@@ -92,6 +110,8 @@ class FakeCycler:
         ch.records = np.concatenate([ch.records, rows])
         if done + n >= ch.cycles_to_run:
             ch.state = ChannelState.COMPLETED
+        elif self.eis_every and (done + n) % self.eis_every == 0:
+            ch.state = ChannelState.WAITING_EIS
 
     def status(self, channel):
         ch = self.channels[channel]
@@ -101,6 +121,7 @@ class FakeCycler:
             state=ch.state,
             experiment_id=uuid.UUID(ch.experiment_id) if ch.experiment_id else None,
             record_count=len(ch.records),
+            cycle=int(ch.records["cycle"][-1]) if len(ch.records) else 0,
         )
 
     def fetch(self, channel, since, *, experiment_id=None, limit=None):
@@ -116,7 +137,9 @@ class FakeCycler:
             ch.state = ChannelState.STOPPED
 
     def resume(self, channel):
-        pass
+        ch = self.channels[channel]
+        if ch.state == ChannelState.WAITING_EIS:
+            ch.state = ChannelState.RUNNING
 
     def reset(self):
         pass
@@ -176,3 +199,50 @@ class AutoOperator:
 
     def attach_potentiostat(self, cycler_url, channel):
         pass
+
+
+@dataclass(frozen=True)
+class FakeSpectrum:
+    """What ``Potentiostat.eis`` returns, as far as the engine reads it."""
+
+    frequencies: np.ndarray
+    impedance: np.ndarray
+    linkk: None = None
+    fit: None = None
+
+
+class FakePotentiostat:
+    """Measures a Randles-like spectrum (R0 20 mΩ, 30 mΩ arc) in no time."""
+
+    def __init__(self) -> None:
+        self.sweeps = 0
+
+    def eis(self, spec):
+        self.sweeps += 1
+        f = np.logspace(4, -1, 26)
+        w = 2 * np.pi * f
+        z = 0.02 + 0.03 / (1 + 1j * w * 0.03 * 1.0)
+        return FakeSpectrum(f, z)
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedHealthMonitor:
+    """Gives the verdicts it is told to, by the order in which cells are first assessed
+    (1-based): ``{2: HealthAction.STOP}`` stops the second cell it sees."""
+
+    def __init__(self, verdicts: dict[int, HealthAction], model_version_id: int = 0):
+        self.verdicts = verdicts
+        self.model_version_id = model_version_id
+        self.seen: list[str] = []
+
+    def prepare(self, session, campaign_id):
+        return "scripted verdicts"
+
+    def assess(self, session, experiment_id):
+        if experiment_id not in self.seen:
+            self.seen.append(experiment_id)
+        action = self.verdicts.get(self.seen.index(experiment_id) + 1, HealthAction.CONTINUE)
+        return HealthVerdict(action, 1.0 if action == HealthAction.STOP else -1.0, 0.1,
+                             self.model_version_id)  # fmt: skip

@@ -96,9 +96,9 @@ def nonparametric_features(spectrum: ImpedanceSpectrum) -> dict[str, float]:
 
 
 def linkk_residual(spectrum: ImpedanceSpectrum) -> float:
-    """RMS relative Lin-KK residual (stored value if the spectrum row has one)."""
-    if spectrum.linkk_residual is not None and np.isfinite(spectrum.linkk_residual):
-        return float(spectrum.linkk_residual)
+    """RMS relative Lin-KK residual, always computed here: the row's stored
+    ``linkk_residual`` is the driver's acceptance statistic (the largest residual),
+    a different number, and a feature must mean the same for every cell."""
     import impedance.validation as validation
 
     # impedance 1.7.1 evaluates circuit strings with a namespace lacking numpy

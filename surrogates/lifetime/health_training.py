@@ -128,12 +128,70 @@ def fit_health(
             f"cycle {up_to_cycle}; the health models need at least 5"
         )
     labels = failure_labels(cells, failed, short_life_fraction)
+    return _store(
+        session, cells, labels, f"{row.name}/cell-health@{up_to_cycle}", row.id, up_to_cycle,
+        short_life_fraction,
+    )  # fmt: skip
+
+
+def pretrain_health(
+    session: Session,
+    history: Sequence[dict[str, Any]],
+    up_to_cycle: int = 100,
+    short_life_fraction: float = 0.6,
+) -> int:
+    """Fit both SVMs on a generated historical dataset (plain dicts, as for the lifetime
+    models' ``pretrain``), stored without a campaign; returns the version id."""
+    cells = [CellHistory.from_dict(c) for c in history]
+    cells = [
+        c
+        for c in cells
+        if any(s.cycle <= up_to_cycle for s in c.spectra)
+        and (c.end_of_life_cycle or c.observed_end_of_life()) is not None
+    ]
+    if len(cells) < 5:
+        raise LifetimeDataError(
+            f"the historical dataset has {len(cells)} cells with an EIS spectrum up to cycle "
+            f"{up_to_cycle} and an end of life; the health models need at least 5"
+        )
+    for cell in cells:
+        cell.end_of_life_cycle = cell.end_of_life_cycle or cell.observed_end_of_life()
+    labels = failure_labels(cells, [False] * len(cells), short_life_fraction)
+    return _store(
+        session, cells, labels, f"cell-health-pretrained@{up_to_cycle}", None, up_to_cycle,
+        short_life_fraction,
+    )  # fmt: skip
+
+
+def latest_health_version(session: Session, campaign_id: int | None) -> int | None:
+    """The campaign's newest cell-health version, else the newest pretrained one."""
+    rows = session.execute(
+        select(ModelVersion.id, ModelVersion.campaign_id)
+        .where(ModelVersion.kind == HEALTH_KIND)
+        .order_by(ModelVersion.id.desc())
+    ).all()
+    for scope in (campaign_id, None):
+        for rid, cid in rows:
+            if cid == scope:
+                return int(rid)
+    return None
+
+
+def _store(
+    session: Session,
+    cells: Sequence[CellHistory],
+    labels: np.ndarray,
+    name: str,
+    campaign_id: int | None,
+    up_to_cycle: int,
+    short_life_fraction: float,
+) -> int:
     models = CellHealthModels.fit(cells, labels, up_to_cycle)
     return store_model_version(
         session,
         kind=HEALTH_KIND,
-        name=f"{row.name}/cell-health@{up_to_cycle}",
-        campaign_id=row.id,
+        name=name,
+        campaign_id=campaign_id,
         blob=models.to_blob(),
         training_hash=training_set_hash(cells),
         hyperparameters={

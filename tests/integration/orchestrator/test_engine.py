@@ -14,13 +14,16 @@ from voltloop.campaigns.loading import load_campaign
 from voltloop.db.engine import read_session
 from voltloop.db.enums import CampaignStatus, ExperimentStatus
 from voltloop.db.migrate import init_database, open_database
-from voltloop.db.models import Campaign, Candidate, Cycle, Event, Experiment
+from voltloop.db.models import Campaign, Candidate, Cycle, EisSpectrum, Event, Experiment
 from voltloop.orchestrator.context import EngineContext, EngineSettings, StepKind
 from voltloop.orchestrator.engine import CampaignBusyError, CampaignEngine, register_campaign
+from voltloop.orchestrator.ports import HealthAction
 from voltloop.orchestrator.testing import (
     AttiaPoolProposer,
     AutoOperator,
     FakeCycler,
+    FakePotentiostat,
+    ScriptedHealthMonitor,
     StoredLifePredictor,
     fake_life,
 )
@@ -51,7 +54,16 @@ def setup(tmp_path):
             )
         ).inserted_primary_key[0]
 
-    def make_engine(*, operator=None, ttl=120.0, holder=None, spec=spec, life_scale=1.0):
+    def make_engine(
+        *,
+        operator=None,
+        ttl=120.0,
+        holder=None,
+        spec=spec,
+        life_scale=1.0,
+        potentiostat=None,
+        health=None,
+    ):
         def compile_protocol(parameters, run_on):
             cycles = spec.lifetime.max_cycles if run_on else spec.lifetime.stop_cycle
             protocol = {"max_cycles": cycles, "life": life_scale * fake_life(parameters)}
@@ -63,7 +75,9 @@ def setup(tmp_path):
             campaign_name=spec.name,
             spec=spec,
             cyclers={cycler.url: cycler},
-            potentiostat=None,
+            potentiostat=potentiostat,
+            eis_spec="fake sweep" if potentiostat is not None else None,
+            health=health,
             proposer=AttiaPoolProposer(),
             predictor=predictor,
             operator=operator or AutoOperator(),
@@ -180,3 +194,26 @@ def test_damaged_cell_is_skipped_and_the_round_goes_on(setup):
     assert statuses.count(ExperimentStatus.ABORTED) == 1
     assert statuses.count(ExperimentStatus.COMPLETED) == spec.rounds * spec.batch_size - 1
     assert "cell_not_loaded" in events
+
+
+def test_health_verdicts_flag_or_stop_cells_after_checkpoints(setup):
+    db, spec, campaign_id, cycler, make_engine = setup
+    cycler.eis_every = spec.eis.every_cycles  # a checkpoint after cycle 15 (index 14)
+    potentiostat = FakePotentiostat()
+    monitor = ScriptedHealthMonitor({1: HealthAction.REVIEW, 2: HealthAction.STOP})
+    engine = make_engine(potentiostat=potentiostat, health=monitor)
+    assert engine.run(poll_interval_s=0.0, max_steps=800).finished
+    with read_session(db) as s:
+        experiments = {e.id: (e.status, e.end_reason) for e in s.scalars(select(Experiment))}
+        review = [e.experiment_id for e in s.scalars(select(Event)) if e.kind == "health_review"]
+        spectra = s.scalar(select(func.count()).select_from(EisSpectrum))
+    flagged, stopped = monitor.seen[0], monitor.seen[1]
+    status, reason = experiments[stopped]
+    assert status == ExperimentStatus.ABORTED
+    assert reason.startswith("cell health at cycle 14: stopped") and "failure score +1.00" in reason
+    assert experiments[flagged][0] == ExperimentStatus.COMPLETED
+    assert review and review == [flagged] * len(review)
+    others = [v for k, v in experiments.items() if k != stopped]
+    assert all(status == ExperimentStatus.COMPLETED for status, _ in others)
+    # one checkpoint per cell before its early stop at cycle 30, each measured and stored
+    assert spectra == potentiostat.sweeps == len(experiments)
