@@ -53,6 +53,20 @@ def serve(
     cell_kind: Annotated[
         str, typer.Option("--cell-kind", help="Cell type the loader puts in each channel.")
     ] = "lfp_graphite_18650",
+    max_current: Annotated[
+        float,
+        typer.Option("--max-current", min=0.1, max=1000.0, help="Cycler channel current limit, A."),
+    ] = 10.0,
+    control_port: Annotated[
+        int | None,
+        typer.Option(
+            "--control-port",
+            min=0,
+            max=65535,
+            help="Serve the loader on this loopback TCP port (0: any free port), so another "
+            "process can load cells and read the truth (docs/real-runs.md).",
+        ),
+    ] = None,
     duration: Annotated[
         float | None,
         typer.Option("--duration", min=0.0, help="Stop after this many wall seconds."),
@@ -60,13 +74,17 @@ def serve(
     json_output: JsonOption = False,
 ) -> None:
     """Serve a simulated cycler and potentiostat, print their URLs, run until Ctrl-C."""
-    from voltloop.drivers.sim.serve import default_lab, load_default_cells, parse_speed, serve_lab
+    from voltloop.drivers.sim.lab import SimulatedLab
+    from voltloop.drivers.sim.serve import load_default_cells, parse_speed, serve_lab
+    from voltloop.drivers.sim.virtual_lab import InstrumentLimits
 
     try:
         factor = parse_speed(speed)
     except ValueError as exc:
         raise SimServeInputError(str(exc)) from exc
-    lab = default_lab(channels, seed=seed)
+    lab = SimulatedLab(
+        channel_count=channels, seed=seed, limits=InstrumentLimits(max_current_A=max_current)
+    )
     cells: list[str] = []
     if load:
         try:
@@ -75,6 +93,16 @@ def serve(
             raise SimServeInputError(f"--cell-kind {cell_kind!r}: {exc}") from exc
     link = "pty" if pty else "tcp"
     instruments = serve_lab(lab, link=link, speed=factor, fault_rate=faults, seed=seed)
+    control = None
+    if control_port is not None:
+        from voltloop.drivers.sim.loader_control import LoaderControlServer
+
+        try:
+            control = LoaderControlServer(lab, port=control_port)
+        except OSError as exc:
+            instruments.stop()
+            raise SimServeInputError(f"--control-port {control_port}: {exc}") from exc
+        control.start()
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
@@ -82,6 +110,7 @@ def serve(
     try:
         info = {
             **instruments.urls,
+            **({"loader": control.url} if control is not None else {}),
             "link": link,
             "channels": channels,
             "speed": "max" if factor is None else factor,
@@ -104,6 +133,8 @@ def serve(
         pass
     finally:
         instruments.stop()
+        if control is not None:
+            control.stop()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
     console.print("[green]simulated instruments stopped[/]")
@@ -115,7 +146,7 @@ def _print_urls(info: dict) -> None:
     table = Table(title="voltloop simulated lab", show_header=True)
     table.add_column("instrument")
     table.add_column("URL", style="bold cyan")
-    for name in ("cycler", "potentiostat"):
+    for name in ("cycler", "potentiostat", "loader"):
         if name in info:
             table.add_row(name, info[name])
     console.print(table)
