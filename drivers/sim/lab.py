@@ -50,13 +50,18 @@ _EIS_STATES = (
     ChannelState.STOPPED,
 )
 FAULT_KINDS = ("hardware", "over_temperature")
+#: Records kept per channel by default (a ring, like a hardware cycler's buffer;
+#: decision 0034): 200,000 x 48 bytes = 9.6 MB per channel, 23 days at 10 s.
+DEFAULT_MAX_RECORDS = 200_000
 
 
 class SimulatedLab:
     """A virtual battery lab: ``channel_count`` cycler channels and one potentiostat.
 
-    ``seed`` seeds the sensor and EIS noise; cells draw their own variation from
-    ``CellSpec.seed``. ``cell_types`` adds or overrides chemistries by name;
+    ``max_records_per_channel`` bounds each channel's record memory (the oldest
+    records go first; None keeps everything); ``keep_records=False`` produces none
+    (physics only). ``seed`` seeds the sensor and EIS noise; cells draw their own
+    variation from ``CellSpec.seed``. ``cell_types`` adds or overrides chemistries by name;
     ``cell_model`` (a ``CellModelFactory`` or its import path "pkg.mod:func") picks
     the chemistry of a loaded ``CellSpec`` first; ``material_mapping`` (a
     ``MaterialMapping`` or import path) turns ``CellSpec.material`` into a
@@ -71,7 +76,7 @@ class SimulatedLab:
         *,
         eis_timeout_s: float = 3600.0,
         noise: SensorNoise | None = None,
-        max_records_per_channel: int | None = None,
+        max_records_per_channel: int | None = DEFAULT_MAX_RECORDS,
         keep_records: bool = True,
         cell_types: dict[str, Chemistry] | None = None,
         cell_model: Any = None,

@@ -93,6 +93,8 @@ def cycle_lives(
     n = len(specs)
     if n != len(protocols):
         raise ValueError("specs and protocols must have the same length")
+    # the early records are read once, after cycle ``record_cycles``: keep them all
+    lab_options.setdefault("max_records_per_channel", None)
     lab = SimulatedLab(
         n,
         seed=seed,

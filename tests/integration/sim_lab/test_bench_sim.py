@@ -13,5 +13,7 @@ def test_quick_run_reports_sane_figures() -> None:
     assert 100 < inproc["records_per_cell_cycle"] < 600  # ~45 min cycle at 10 s records
     physics = figures["in_process_no_records"]
     assert physics["cell_cycles_per_cpu_s"] > inproc["cell_cycles_per_cpu_s"]
+    small = figures["small_batch"]
+    assert small["channels"] == 8 and small["cell_cycles_per_cpu_s"] > 0
     e2e = figures["end_to_end_tcp"]
     assert e2e["records_fetched"] > 0 and e2e["fetch_overhead"] > 0

@@ -138,3 +138,12 @@ def test_impedance_needs_a_resting_cell() -> None:
     lab.start(0, _protocol([CHARGE]), "r")
     with pytest.raises(ValueError, match="at rest"):
         lab.impedance(0, np.array([1.0]))
+
+
+def test_record_memory_is_a_bounded_ring_by_default() -> None:
+    from voltloop.drivers.sim.lab import DEFAULT_MAX_RECORDS
+
+    lab = _lab()
+    assert all(b.max_records == DEFAULT_MAX_RECORDS for b in lab.executor.buffers)
+    unbounded = SimulatedLab(1, max_records_per_channel=None)
+    assert unbounded.executor.buffers[0].max_records is None
