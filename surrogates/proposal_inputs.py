@@ -76,6 +76,13 @@ class BatchStrategy(enum.StrEnum):
     KRIGING_BELIEVER = "kriging_believer"  # condition on posterior means; single-point values
 
 
+class RecommendFrom(enum.StrEnum):
+    """Where :func:`voltloop.surrogates.proposer.recommend` looks for the best design."""
+
+    TESTED = "tested"  # only inputs that were built and observed (the field's practice)
+    POOL = "pool"  # every candidate of a discrete pool (tested ones included)
+
+
 class ProposalOptions(BaseModel):
     """How to propose. Defaults suit a 224-protocol pool or a 3-D box.
 
@@ -147,6 +154,27 @@ class Proposal(BaseModel):
     reason: str | None = None
     q_requested: int
     timings_s: dict[str, float] = Field(default_factory=dict)
+
+
+class Recommendation(BaseModel):
+    """The design a campaign recommends, with what the models believe about it (JSON-ready).
+
+    ``probability_feasible`` is the product over outcome constraints of the posterior
+    probability that the constrained outcome's mean is within its limits (None when
+    there are no constraints); ``feasible`` is whether it reached the threshold asked for.
+    """
+
+    candidate: list[float]
+    parameters: dict[str, float]
+    index: int | None = None
+    label: str | None = None
+    mean: float
+    std: float
+    probability_feasible: float | None = None
+    feasible: bool = True
+    among: RecommendFrom
+    considered: int
+    reason: str | None = None
 
 
 def _to_model(space: SearchSpace, X: np.ndarray) -> np.ndarray:

@@ -65,6 +65,8 @@ from voltloop.surrogates.proposal_inputs import (
     Proposal,
     ProposalInputError,
     ProposalOptions,
+    Recommendation,
+    RecommendFrom,
     _to_model,
     model_bounds,
     outcome_series,
@@ -72,23 +74,6 @@ from voltloop.surrogates.proposal_inputs import (
 from voltloop.surrogates.safety import (
     SafetyLimit,
 )
-
-__all__ = [
-    "BatchStrategy",
-    "ContinuousOptimiser",
-    "NoSafeCandidateError",
-    "Observations",
-    "OutcomeConstraint",
-    "PoolExhaustedError",
-    "Proposal",
-    "ProposalInputError",
-    "ProposalOptions",
-    "model_bounds",
-    "outcome_series",
-    "fit_model",
-    "propose",
-    "proposal_summary",
-]
 
 
 def _validate(
@@ -280,7 +265,95 @@ def proposal_summary(p: Proposal) -> Mapping[str, object]:
     }
 
 
+def recommend(
+    space: SearchSpace,
+    observations: Observations,
+    options: ProposalOptions | None = None,
+    *,
+    among: RecommendFrom = RecommendFrom.TESTED,
+    min_probability_feasible: float = 0.5,
+    model: torch.nn.Module | None = None,
+) -> Recommendation:
+    """The design to recommend: the best posterior mean of the objective among the
+    designs whose constraint models give probability ≥ ``min_probability_feasible`` of
+    meeting every outcome constraint (0.5: the posterior mean within the limits).
+
+    The posterior mean, not the best single observation, so one lucky early prediction
+    does not win (docs/decisions/0068). ``among=TESTED`` considers the observed inputs,
+    ``POOL`` every candidate of a discrete pool. If no design reaches the threshold the
+    one most likely to be feasible is returned with ``feasible=False`` and a reason.
+    Raises :class:`ProposalInputError` with fewer than ``min_observations`` usable values.
+    """
+    options = options or ProposalOptions()
+    X_obs, _, _ = _validate(space, observations, None, options, 1)
+    y = np.asarray(observations.y, dtype=float).reshape(-1)
+    finite = np.isfinite(y)
+    if model is None and finite.sum() < options.min_observations:
+        raise ProposalInputError(
+            f"cannot recommend from {int(finite.sum())} usable observation(s) "
+            f"(min_observations={options.min_observations})"
+        )
+    if among == RecommendFrom.POOL:
+        if not isinstance(space, DiscreteSpace):
+            raise ProposalInputError("recommending from the pool needs a discrete space")
+        X = space.candidates
+    else:
+        X = np.unique(X_obs[finite], axis=0)
+    if model is None:
+        model = fit_model(space, observations, options)
+    Xm = as_tensor(_to_model(space, X))
+    with torch.no_grad():
+        posterior = model.posterior(Xm.unsqueeze(-2))
+        mean = posterior.mean[..., 0, :]
+        std = posterior.variance[..., 0, :].clamp_min(1e-18).sqrt()
+    prob = torch.ones(len(X), dtype=mean.dtype)
+    for i, c in enumerate(options.constraints, start=1):
+        normal = torch.distributions.Normal(mean[:, i], std[:, i])
+        upper = normal.cdf(torch.tensor(c.upper)) if c.upper is not None else 1.0
+        lower = normal.cdf(torch.tensor(c.lower)) if c.lower is not None else 0.0
+        prob = prob * (upper - lower)
+    sign = 1.0 if options.maximise else -1.0
+    ok = prob >= min_probability_feasible
+    reason = None
+    if ok.any():
+        best = int(torch.where(ok, mean[:, 0], -torch.inf).argmax())
+    else:
+        best = int(prob.argmax())
+        reason = (
+            f"no design reaches probability {min_probability_feasible:g} of meeting the "
+            f"constraints; the most likely one has {float(prob[best]):.3g}"
+        )
+    index = None
+    label = None
+    if isinstance(space, DiscreteSpace):
+        index = int(space.index_of(X[best : best + 1])[0])
+        index = index if index >= 0 else None
+        if index is not None and space.labels:
+            label = space.labels[index]
+    if not isinstance(space, DiscreteSpace):
+        params = space.parameters(X[best : best + 1])[0]
+    elif index is not None:
+        params = space.parameters([index])[0]
+    else:  # an observed input outside the pool
+        params = dict(zip(space.names, map(float, X[best]), strict=True))
+    return Recommendation(
+        candidate=X[best].tolist(),
+        parameters=params,
+        index=index,
+        label=label,
+        mean=float(sign * mean[best, 0]),
+        std=float(std[best, 0]),
+        probability_feasible=float(prob[best]) if options.constraints else None,
+        feasible=bool(ok[best]),
+        among=among,
+        considered=len(X),
+        reason=reason,
+    )
+
+
 __all__ = [
+    "BatchStrategy",
+    "ContinuousOptimiser",
     "NoSafeCandidateError",
     "Observations",
     "OutcomeConstraint",
@@ -288,8 +361,13 @@ __all__ = [
     "Proposal",
     "ProposalInputError",
     "ProposalOptions",
+    "Recommendation",
+    "RecommendFrom",
     "SearchSpaceError",
     "fit_model",
     "model_bounds",
+    "outcome_series",
     "propose",
+    "proposal_summary",
+    "recommend",
 ]

@@ -9,9 +9,18 @@ from voltloop.benchmarks import propose
 
 def test_quick_benchmark_figures() -> None:
     figures = propose.run(quick=True)
-    pool = figures["protocol"]["pool"]
+    protocol = figures["protocol"]
+    pool = protocol["pool"]
     assert pool["distinct"] == pool["q"] and pool["median_s"] > 0
-    assert figures["protocol"]["continuous"]["all_cc4_feasible"] is True
+    for strategy in propose.STRATEGIES:
+        entry = protocol[f"pool_{strategy}"]
+        quality = entry["quality_median"]
+        assert entry["distinct"] == entry["q"]
+        assert 0.0 <= quality["share_within_limit"] <= 1.0
+        assert quality["best_true_feasible_life"] <= protocol["pool_best_feasible_life"]
+        assert 0.0 <= entry["overlap_with_botorch"] <= 1.0
+    assert protocol["pool_sequential_greedy_botorch"]["overlap_with_botorch"] == 1.0
+    assert protocol["continuous"]["all_cc4_feasible"] is True
     mat = figures["materials"]
     assert (
         mat["featurise_ms_per_structure"] > 0
@@ -22,5 +31,6 @@ def test_quick_benchmark_figures() -> None:
     assert math.isfinite(mat["ensemble_rmse"]) and mat["ensemble_rmse"] < 5 * mat["label_std"]
     eff = figures["sample_efficiency"]
     assert len(eff["regrets_bo"]) == eff["seeds"] == len(eff["regrets_random"])
-    assert all(r >= 0 for r in eff["regrets_bo"] + eff["regrets_random"])
+    for name in propose.RECOMMENDERS:
+        assert all(r >= 0 for r in eff[name]["regrets_bo"] + eff[name]["regrets_random"])
     assert eff["safe_mode_unsafe_proposals_after_first_round"] == 0
