@@ -48,11 +48,17 @@ class FakeChannel:
     cycles_to_run: int = 0
     life: float = 1000.0
     starts: int = 0
+    peak_C: float = 35.0  # the cell's temperature peak each cycle
+    limit_C: float | None = None  # the on-instrument temperature limit
+    reason: str | None = None
 
 
 class FakeCycler:
     """Produces ``cycles_per_poll`` cycles of records each time a channel's status is
-    read; capacity fades linearly to 80 % at the experiment's ``life``."""
+    read; capacity fades linearly to 80 % at the experiment's ``life``. The protocol
+    dict gives ``max_cycles``, ``life`` and optionally the cell's peak temperature
+    ``peak_C``; a cell hotter than the ``max_temperature_C`` of ``start`` trips the
+    channel to ``safety_stopped`` at its first sample over the limit."""
 
     def __init__(
         self,
@@ -70,6 +76,8 @@ class FakeCycler:
         #: with ``eis_every``, a channel waits (WAITING_EIS) after every that many cycles
         #: until ``resume``, like a protocol's EIS checkpoint
         self.eis_every = eis_every
+        #: status reads of a channel after its experiment ended, by experiment id
+        self.reads_after_end: dict[str, int] = {}
 
     def start(self, channel, protocol, experiment_id, *, max_temperature_C=None):
         ch = self.channels[channel]
@@ -84,6 +92,8 @@ class FakeCycler:
         ch.records = empty_records()
         ch.cycles_to_run = int(protocol["max_cycles"])
         ch.life = float(protocol["life"])
+        ch.peak_C = float(protocol.get("peak_C", 35.0))
+        ch.limit_C, ch.reason = max_temperature_C, None
         ch.starts += 1
         return StartOutcome.STARTED
 
@@ -103,10 +113,19 @@ class FakeCycler:
             rows["t_s"][sl] = cycle * 3600.0 + np.arange(SAMPLES_PER_CYCLE) * 600.0
             rows["current_A"][sl] = [4.4, 4.4, 1.1, -4.4, -4.4, 0.0]
             rows["voltage_V"][sl] = [3.3, 3.4, 3.6, 3.2, 3.0, 2.0]
-            rows["temperature_C"][sl] = [31, 35, 33, 34, 32, 30]
+            rows["temperature_C"][sl] = np.array([31, 35, 33, 34, 32, 30]) * ch.peak_C / 35.0
             rows["charge_Ah"][sl] = [0.0, q / 2, q, q, q, q]
             rows["discharge_Ah"][sl] = [0.0, 0.0, 0.0, q / 2, q, q]
         rows["record"] = len(ch.records) + np.arange(len(rows))
+        if ch.limit_C is not None and ch.peak_C > ch.limit_C and len(rows):
+            # the instrument trips at the first sample over its limit, mid-cycle
+            trip = int(np.argmax(rows["temperature_C"] > ch.limit_C))
+            ch.records = np.concatenate([ch.records, rows[: trip + 1]])
+            ch.state = ChannelState.SAFETY_STOPPED
+            ch.reason = (
+                f"over-temperature: {rows['temperature_C'][trip]:.1f} °C > {ch.limit_C:.1f} °C"
+            )
+            return
         ch.records = np.concatenate([ch.records, rows])
         if done + n >= ch.cycles_to_run:
             ch.state = ChannelState.COMPLETED
@@ -115,6 +134,10 @@ class FakeCycler:
 
     def status(self, channel):
         ch = self.channels[channel]
+        if ch.experiment_id and not ch.state.is_active:  # the host looks again after the end
+            self.reads_after_end[ch.experiment_id] = (
+                self.reads_after_end.get(ch.experiment_id, 0) + 1
+            )
         self._advance(ch)
         return CyclerChannelStatus(
             channel=channel,
@@ -122,6 +145,7 @@ class FakeCycler:
             experiment_id=uuid.UUID(ch.experiment_id) if ch.experiment_id else None,
             record_count=len(ch.records),
             cycle=int(ch.records["cycle"][-1]) if len(ch.records) else 0,
+            reason=ch.reason,
         )
 
     def fetch(self, channel, since, *, experiment_id=None, limit=None):
