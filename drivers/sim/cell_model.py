@@ -88,7 +88,8 @@ STATE_FIELDS = (
 #: Per-cell constants derived from the parameters at load time (hot-path caches):
 #: -1/time constant of the thermal mass and the two RC branches (1/s), the graphite
 #: table offset, 1/(t_ref + 273.15) (1/K), hysteresis rate per ampere
-#: gamma/(3600 C_nom) (1/(A s)) and heat per ampere of |I| (hysteresis + side, W/A).
+#: gamma/(3600 C_nom) (1/(A s)), heat per ampere of |I| (hysteresis + side, W/A) and
+#: the negated SEI and cracking activation energies (J/mol).
 DERIVED_FIELDS = (
     "neg_inv_tau_th",
     "neg_inv_tau1",
@@ -97,6 +98,8 @@ DERIVED_FIELDS = (
     "inv_tref",
     "hyst_rate",
     "heat_per_A",
+    "neg_sei_ea",
+    "neg_lam_ea",
 )
 
 #: Every field is one row of ``CellBank.data`` (shape (len(FIELDS), n_slots)).
@@ -243,6 +246,8 @@ class CellBank:
         self.inv_tref[slot] = 1.0 / (self.t_ref[slot] + KELVIN)
         self.hyst_rate[slot] = self.hyst_gamma[slot] / (3600.0 * self.nominal_Ah[slot])
         self.heat_per_A[slot] = self.hyst_m[slot] + self.side_heat[slot]
+        self.neg_sei_ea[slot] = -self.sei_ea[slot]
+        self.neg_lam_ea[slot] = -self.lam_ea[slot]
 
     # --- pointwise physics -------------------------------------------------------------
     def view(self, sel: Any, column: bool = False) -> View:

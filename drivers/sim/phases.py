@@ -81,7 +81,7 @@ _D_OFFS = [ROW["chem_off"], ROW["off_n"]]
 _D_TAUS = slice(ROW["neg_inv_tau_th"], ROW["neg_inv_tau2"] + 1)
 assert ROW["r2_ea"] - ROW["r0"] == C["r2_ea"] - C["r0"] == 7
 assert ROW["neg_inv_tau2"] - ROW["neg_inv_tau_th"] == 2
-_EA2 = [ROW["sei_ea"], ROW["lam_ea"]]
+_NEG_EA2 = slice(ROW["neg_sei_ea"], ROW["neg_lam_ea"] + 1)
 _D_RB = slice(ROW["r0"], ROW["r2"] + 1)
 assert ROW["r2_ea"] - ROW["r0_ea"] == 2 and ROW["r2"] - ROW["r0"] == 2
 
@@ -387,15 +387,19 @@ def _ageing_rates(
     out = np.empty((4, *tau.shape))
     crate0 = np.abs(i0) / d[_NOM]  # (n,) C-rate at the phase start
     charging = i0 > 0.0
-    arr = np.exp(inv_t * (-d[_EA2])[:, :, None])  # (2, n, K+1): SEI, LAM Arrhenius
     p = d[ROW["lam_exp"]]
+    # Arrhenius factors of SEI and cracking; cracking also carries exp(-a p t)
+    arr = inv_t * d[_NEG_EA2][:, :, None]  # (2, n, K+1)
+    arr[1] -= (a * p)[:, None] * tau
+    np.exp(arr, out=arr)
     stress = (charging * crate0**p * d[_CNEG] * (1.0 / 3600.0))[:, None] * arr[1]
-    stress *= np.exp((-a * p)[:, None] * tau)
     k_sei = d[ROW["sei_k"]] / (d[ROW["q_sei"]] + d[ROW["sei_q0"]])
     out[0] = (1.0 + col[ROW["sei_soc_gain"]] * x) * arr[0]
     out[0] *= k_sei[:, None]
     out[0] += col[ROW["crack_sei"]] * stress
-    onset = np.logaddexp(0.0, (col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]])
+    # softplus log(1 + e^z), z = (phi_th - phi)/phi0 (bounded only against overflow)
+    onset = np.minimum((col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]], 700.0)
+    np.log1p(np.exp(onset, out=onset), out=onset)
     np.multiply((charging * d[ROW["pl_k"]] * (1.0 / 3600.0))[:, None], onset, out=out[1])
     out[2] = col[ROW["lam_k"]] * stress + col[ROW["lam_pl"]] * out[1]
     np.multiply(
