@@ -21,12 +21,15 @@ import numpy as np
 
 from voltloop.drivers.records import SAMPLE_DTYPE
 from voltloop.drivers.sim.cell_model import CellBank
-from voltloop.drivers.sim.phases import BUDGET, CUTOFF, SAFETY, TIME, C, Phase, trajectory
+from voltloop.drivers.sim.phases import BUDGET, SAFETY, TIME, C, Phase, trajectory
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
 from voltloop.drivers.sim.record_buffer import RecordBuffer
 
 #: A voltage scan runs as this many constant-voltage stairs.
 SCAN_SEGMENTS = 20
+#: Most steps one phase solve chains (a CC, CV or rest step whose end is known, then
+#: rest and discharging CC steps; docs/decisions/0033).
+MAX_CHAIN = 6
 #: Consecutive iterations without progress before a channel is faulted.
 STALL_LIMIT = 200
 
@@ -72,12 +75,15 @@ def _gauss_levels() -> np.ndarray:
 
 _RUNNING, _WAITING = int(RunState.RUNNING), int(RunState.WAITING_EIS)
 _CC, _CV, _SCAN, _EIS = int(OpKind.CC), int(OpKind.CV), int(OpKind.SCAN), int(OpKind.EIS)
+_REST = int(OpKind.REST)
 _TAG, _LOOP = int(OpKind.TAG), int(OpKind.LOOP)
 #: Which run states advance with the clock (indexed by RunState value).
 _LIVE_STATE = np.array([s in (RunState.RUNNING, RunState.WAITING_EIS) for s in RunState])
 #: Rows of the executor's op table ``k_ops`` (n_fields, n_channels, max_ops + 1).
 _OP_FIELDS = 8
 _O_KIND, _O_TIME, _O_ISET, _O_VSET, _O_VCUT, _O_ICUT, _O_CV, _O_SPECIAL = range(_OP_FIELDS)
+#: The op table entry of a chain segment that does not exist (a zero-length rest).
+_NO_OP = np.array([_REST, 0.0, 0.0, 0.0, np.nan, np.nan, 0.0, 0.0])[:, None, None]
 #: Rows of a record segment's metadata (executor._schedule).
 _SEG_FIELDS = 12
 _S_CH, _S_REC, _S_T0, _S_CYCLE, _S_STEP, _S_CHG, _S_DIS, _S_K0, _S_DT, _S_NREG, _S_EXTRA, _S_END = (
@@ -117,6 +123,8 @@ class Executor:
         self.n_ops = np.zeros(n, dtype=np.int64)
         # per (channel, op): True for ops that take no time (tag, loop, EIS entry, end)
         self.k_zero = np.ones((n, max_ops + 1), dtype=bool)
+        # per (channel, op): how many consecutive steps one phase may solve from there
+        self.k_chain = np.ones((n, max_ops + 1), dtype=np.int64)
         # what a phase solve needs of each op, gathered in one call (rows _O_*)
         self.k_ops = np.zeros((_OP_FIELDS, n, max_ops + 1))
         self.k_ops[_O_VCUT] = self.k_ops[_O_ICUT] = np.nan
@@ -172,6 +180,17 @@ class Executor:
         ops[_O_ICUT, :k] = np.where(cv, prog.until_current, np.nan)
         ops[_O_CV, :k] = cv | (kind == _SCAN)
         ops[_O_SPECIAL, :k] = (kind == _SCAN) | (kind == _EIS)
+        self.k_chain[ch, :] = 1
+        for i in range(k - 2, -1, -1):  # chains of steps solved in one phase (0033)
+            ends_known = (kind[i] in (_CC, _REST) and np.isfinite(prog.until_time[i])) or (
+                kind[i] == _CV
+                and (np.isfinite(prog.until_time[i]) or np.isfinite(prog.until_current[i]))
+            )
+            # continue only into steps that do not charge: a charging step's plating
+            # must reach the cell state before the next charging step starts
+            gentle = kind[i + 1] == _REST or (kind[i + 1] == _CC and prog.value[i + 1] <= 0.0)
+            if ends_known and gentle:
+                self.k_chain[ch, i] = min(self.k_chain[ch, i + 1] + 1, MAX_CHAIN)
         self.rec_dt[ch] = prog.record_interval_s
         self.limits[:, ch] = prog.v_lo, prog.v_hi, prog.max_temperature_C
         self.max_cap[ch] = prog.max_capacity_Ah
@@ -191,14 +210,15 @@ class Executor:
         self.chg_hist[ch, :] = 0.0
         self.run[ch] = RunState.RUNNING
         sel = np.array([ch])
-        zero, nan = np.zeros(1), np.full(1, np.nan)
+        zero, nan = np.zeros((1, 1)), np.full((1, 1), np.nan)
         phase = Phase(
-            self.bank, sel, np.zeros(1, bool), zero, zero, nan, nan, zero, np.ones(1),
-            (np.full(1, -np.inf), np.full(1, np.inf), np.full(1, np.inf)),
+            self.bank, sel, np.zeros((1, 1), bool), zero, zero, nan, nan, zero[0],
+            np.ones((1, 1)), (np.full(1, -np.inf), np.full(1, np.inf), np.full(1, np.inf)),
         )  # fmt: skip
         pending: list[tuple] = []
-        zero_b = np.zeros(1, bool)
-        self._schedule(phase, sel, zero, ~zero_b, zero, np.ones(1), zero, zero, pending)
+        z = zero[0]
+        self._schedule(phase.coefs[0], sel, z, np.ones(1, bool), z, np.ones(1), z, z,
+                       (self.cycle[sel], self.pc[sel], z, z), pending)  # fmt: skip
         self._flush(pending)
 
     def halt(self, ch: int, state: RunState, reason: str | None = None) -> None:
@@ -301,19 +321,29 @@ class Executor:
         self.chg_hist[ch, cyc] = self.chg[ch]
 
     def _run_phase(self, m: np.ndarray, rem: np.ndarray, pending: list[tuple]) -> None:
-        """One phase solve for every live channel (all step kinds at once)."""
+        """One phase solve for every live channel: each runs its current step and, where
+        the step's end is known in advance, the CC/rest steps that follow (a chain)."""
         every = np.count_nonzero(m) == m.size
         sel = slice(None) if every else m.nonzero()[0]
         chs = self._ar[sel]
         pcs = self.pc[sel]
-        ops = self.k_ops[:, chs, pcs]
+        chain = self.k_chain[chs, pcs]
+        n_seg = int(chain.max())
+        if n_seg > 1:
+            valid = np.arange(n_seg)[:, None] < chain  # (S, n)
+            seg_pcs = np.where(valid, pcs + np.arange(n_seg)[:, None], pcs)
+            ops = np.where(valid, self.k_ops[:, chs, seg_pcs], _NO_OP)  # (F, S, n)
+        else:
+            valid = None
+            ops = self.k_ops[:, chs, pcs][:, None, :]
         step_t = self.step_t[sel]
-        k_time = ops[_O_TIME]
-        t_left = k_time - step_t
+        k_time = ops[_O_TIME, 0]
+        t_left = ops[_O_TIME].copy()
+        t_left[0] -= step_t
         v_set = ops[_O_VSET]
         any_scan = any_eis = False
-        if np.count_nonzero(ops[_O_SPECIAL]):
-            kind = ops[_O_KIND]
+        if np.count_nonzero(ops[_O_SPECIAL, 0]):
+            kind = ops[_O_KIND, 0]
             is_scan, is_eis = kind == _SCAN, kind == _EIS
             any_scan, any_eis = np.count_nonzero(is_scan) > 0, np.count_nonzero(is_eis) > 0
         if any_scan:  # staircase: CV segments of SCAN_SEGMENTS per sweep
@@ -323,10 +353,11 @@ class Executor:
             seg_left = (n_done + 1.0) * seg - step_t
             mid = (n_done + 0.5) * seg
             v_scan = value + np.sign(self.k_volt[chs, pcs] - value) * self.k_curr[chs, pcs] * mid
-            v_set = np.where(is_scan, v_scan, v_set)
-            t_left = np.where(is_scan, np.minimum(seg_left, t_left), t_left)
+            v_set = v_set.copy()
+            v_set[0] = np.where(is_scan, v_scan, v_set[0])
+            t_left[0] = np.where(is_scan, np.minimum(seg_left, t_left[0]), t_left[0])
         if any_eis:
-            t_left = np.where(is_eis, self.eis_timeout_s - self.eis_waited[sel], t_left)
+            t_left[0] = np.where(is_eis, self.eis_timeout_s - self.eis_waited[sel], t_left[0])
         limits = self.limits[:, sel]
         phase = Phase(
             self.bank,
@@ -339,39 +370,51 @@ class Executor:
             rem[sel],
             t_left,
             (limits[0], limits[1], limits[2]),
+            valid,
         )
-        end_t, code = phase.end_t, phase.code
-        if any_scan:
+        end_t, code, seg_done = phase.end_t, phase.code, phase.seg_done
+        if any_scan:  # a scan stair that ends in time is not the end of the scan
             finished = step_t + end_t >= k_time - 1e-9
             code = np.where(is_scan & (code == TIME) & ~finished, BUDGET, code)
+            seg_done[0] &= code != BUDGET
+        passed = phase.passed
+        gained = np.maximum(passed, 0.0)
+        spent = -np.minimum(passed, 0.0)
         if self.keep_records:
-            self._records(phase, sel, chs, end_t, code != BUDGET, pending)
-        passed = phase.passed_Ah
+            t0, chg0, dis0 = self.exp_t[sel], self.chg[sel], self.dis[sel]
+            offset = 0.0
+            for s in range(phase.seg_t.shape[0]):
+                t_s = phase.seg_t[s]
+                self._records(phase.coefs[s], chs, t0 + offset, t_s, seg_done[s],
+                              (self.cycle[sel], pcs + s, chg0, dis0), pending)  # fmt: skip
+                offset = offset + t_s
+                chg0, dis0 = chg0 + gained[s], dis0 + spent[s]
         phase.commit()
+        n_done = seg_done.sum(axis=0)
+        last = phase.seg_t[phase.seg_end, np.arange(n_done.size)]
+        new_step_t = np.where(
+            n_done == 0, step_t + end_t, np.where(n_done > phase.seg_end, 0.0, last)
+        )
         if every:
             rem -= end_t
-            self.step_t += end_t
             self.exp_t += end_t
-            self.chg += np.maximum(passed, 0.0)
-            self.dis -= np.minimum(passed, 0.0)
+            self.chg += gained.sum(axis=0)
+            self.dis += spent.sum(axis=0)
+            self.step_t[:] = new_step_t
+            self.pc += n_done
         else:
             rem[sel] -= end_t
-            self.step_t[sel] = step_t + end_t
             self.exp_t[sel] += end_t
-            self.chg[sel] += np.maximum(passed, 0.0)
-            self.dis[sel] -= np.minimum(passed, 0.0)
+            self.chg[sel] += gained.sum(axis=0)
+            self.dis[sel] += spent.sum(axis=0)
+            self.step_t[sel] = new_step_t
+            self.pc[sel] = pcs + n_done
         if any_eis:
             self.eis_waited[sel] += np.where(is_eis, end_t, 0.0)
-        advance = (code == TIME) | (code == CUTOFF)
-        if np.count_nonzero(advance):
-            done = chs[advance]
-            if any_eis:
-                timed_out = done[is_eis[advance]]
-                for c in timed_out:
-                    self.skipped_eis[c].append(int(self.cycle[c]))
-                self.run[timed_out] = RunState.RUNNING
-            self.pc[done] += 1
-            self.step_t[done] = 0.0
+            timed_out = chs[is_eis & (n_done > 0)]
+            for c in timed_out:
+                self.skipped_eis[c].append(int(self.cycle[c]))
+            self.run[timed_out] = RunState.RUNNING
         tripped = code == SAFETY
         if self._capped:
             cap = self.max_cap[sel]
@@ -411,27 +454,28 @@ class Executor:
     # --- records ---------------------------------------------------------------------
     def _records(
         self,
-        phase: Phase,
-        sel: object,
+        coef: np.ndarray,
         chs: np.ndarray,
+        t0: np.ndarray,
         end_t: np.ndarray,
         step_done: np.ndarray,
+        where: tuple[np.ndarray, ...],
         pending: list[tuple],
     ) -> None:
-        """Schedule the records that fall inside this phase (every ``record.time_s`` of
-        test time, plus one at the end of each step)."""
-        t0 = self.exp_t[sel]
-        dt = self.rec_dt[sel]
+        """Schedule the records of one step segment (every ``record.time_s`` of test
+        time from ``t0``, plus one at the end of the step); ``where`` is (cycle, step,
+        charge and discharge counters at the segment start)."""
+        dt = self.rec_dt[chs]
         k0 = np.floor(t0 / dt + 1e-9)
         k1 = np.floor((t0 + end_t) / dt + 1e-9)
         n_reg = k1 - k0
         on_grid = np.abs((t0 + end_t) - k1 * dt) < 1e-6
         extra = step_done & ~(on_grid & (n_reg > 0))
-        self._schedule(phase, chs, n_reg, extra, k0, dt, t0, end_t, pending)
+        self._schedule(coef, chs, n_reg, extra, k0, dt, t0, end_t, where, pending)
 
     def _schedule(
         self,
-        phase: Phase,
+        coef: np.ndarray,
         chs: np.ndarray,
         n_reg: np.ndarray,
         extra: np.ndarray,
@@ -439,28 +483,27 @@ class Executor:
         dt: np.ndarray,
         t0: np.ndarray,
         end_t: np.ndarray,
+        where: tuple[np.ndarray, ...],
         pending: list[tuple],
     ) -> None:
         """Reserve record numbers now; evaluate the values in one batch at flush time.
 
-        A phase's records of one channel form a segment: ``n_reg`` on the record grid
-        (k0 + 1 + j) * dt - t0, then one at ``end_t`` if ``extra``.
+        A segment's records of one channel: ``n_reg`` on the record grid
+        (k0 + 1 + j) * dt - t0, then one at ``end_t`` if ``extra``; ``coef`` (NC, n) is
+        the closed form of the segment.
         """
         meta = np.empty((_SEG_FIELDS, chs.size))
         meta[_S_CH] = chs
         meta[_S_REC] = self.rec_count[chs]
         meta[_S_T0] = t0
-        meta[_S_CYCLE] = self.cycle[chs]
-        meta[_S_STEP] = self.pc[chs]
-        meta[_S_CHG] = self.chg[chs]
-        meta[_S_DIS] = self.dis[chs]
+        meta[_S_CYCLE], meta[_S_STEP], meta[_S_CHG], meta[_S_DIS] = where
         meta[_S_K0] = k0
         meta[_S_DT] = dt
         meta[_S_NREG] = n_reg
         meta[_S_EXTRA] = extra
         meta[_S_END] = end_t
         self.rec_count[chs] += (n_reg + extra).astype(np.int64)
-        pending.append((meta, phase.coef))
+        pending.append((meta, coef))
 
     def _flush(self, pending: list[tuple]) -> None:
         """Evaluate all scheduled records of one advance and append them per channel."""

@@ -14,7 +14,15 @@ relaxing with tau_2 towards a moving target), hysteresis, and temperature (lumpe
 with the phase's mean heat). The trajectory is evaluated on a grid dense towards
 its far end, where cut-offs happen; the voltage cut-off crossing is interpolated
 on the grid and refined by one regula falsi step on the closed form; safety limits
-are checked on the grid; ageing rates are integrated along the grid up to the end.
+are checked on the grid; ageing rates are integrated along the grid up to the end
+(the parabolic SEI law exactly: (Q + Q0)^2 grows by 2 * integral of its drive).
+
+A phase may chain several steps (decision 0033): a step whose end is known before
+the solve (a time-limited CC or rest, a CV hold) continues into the following rest
+and discharging CC steps; each step is one *segment* with its own coefficients,
+started from the closed-form end state of the previous one, and all segments share
+one grid evaluation. Charging steps never follow within a chain, so the lithium
+plated in one charging step has left the graphite before the next one starts.
 
 The solver is written for few numpy calls per phase (decision 0033): all fields of
 the selected cells come in one gather (``CellBank.data``), the closed form's
@@ -172,15 +180,23 @@ def _first_crossing(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Phase:
-    """One step (or the part of it that fits the time budget) for slots ``sel``.
+    """A chain of consecutive steps (or the part of it that fits the time budget) for
+    slots ``sel``, solved at once (decision 0033).
 
-    Per-slot inputs (shape (n,)): ``cv`` (bool: constant voltage), ``i_set`` (A, CC
-    current, 0 for rest), ``v_set`` (V, CV voltage), ``v_cut`` (V, NaN = none),
-    ``i_cut`` (A, NaN = none), ``t_avail`` (budget, s), ``t_left`` (step time left,
-    s), and limits ``v_lo``, ``v_hi``, ``t_hi``.
+    Per-segment inputs have shape (S, n): segment s of a slot is the s-th step of its
+    chain (``valid[s]`` False where the chain is shorter): ``cv`` (bool, constant
+    voltage; segment 0 only), ``i_set`` (A, CC current, 0 for rest), ``v_set`` (V),
+    ``v_cut`` (V, NaN = none), ``i_cut`` (A, NaN = none; segment 0 only), ``t_left``
+    (s, step time left). ``t_avail`` (n,) is the time budget; ``limits`` are
+    ``v_lo``, ``v_hi``, ``t_hi`` (n,). A segment continues into the next one only if it
+    ends by its own time limit or CV current cut-off inside the budget; a voltage
+    cut-off or a safety limit ends the whole phase.
 
-    After construction: ``end_t`` (s), ``code``, ``coef`` (NC, n), ``passed_Ah``,
-    ``v_end``; :meth:`commit` writes the end state and the ageing to the bank.
+    After construction: ``end_t`` (n,) time used, ``code`` (n,) how the ending
+    segment ended, ``seg_end`` (n,) its index, ``seg_t`` (S, n) time spent in each
+    segment, ``seg_done`` (S, n) segments whose step finished, ``coefs`` (S, NC, n),
+    ``passed`` (S, n) charge per segment (Ah, + charging), ``v_end``;
+    :meth:`commit` writes the end state and the ageing to the bank.
     """
 
     def __init__(
@@ -195,136 +211,221 @@ class Phase:
         t_avail: np.ndarray,
         t_left: np.ndarray,
         limits: tuple[np.ndarray, np.ndarray, np.ndarray],
+        valid: np.ndarray | None = None,
     ) -> None:
         self.bank, self.sel = bank, sel
         tables = bank.tables
         d = bank.data[:, sel]
         self.d = d
-        n = cv.shape[0]
-        q0, temp0, h0 = d[_Q], d[_TEMP], d[_H]
-        nominal = d[_NOM]
-        rs = point_resistances(d, q0, temp0)
-        r_eff = rs[0] + rs[1] + rs[2]
-        t_lim = np.minimum(t_avail, t_left)
-        i0 = i_set.copy()
-        a = np.zeros(n)
-        t_cv = np.full(n, np.inf)
-        any_cv = np.count_nonzero(cv) > 0
-        if any_cv:
-            ci = cv.nonzero()[0]
-            i0[ci], a[ci], t_cv[ci] = _linearise_cv(
-                tables, d[:, ci], v_set[ci], i_cut[ci], t_lim[ci], r_eff[ci]
-            )
-        span = np.where(i0 > 0, np.minimum(d[_NLI], d[_CNEG]) - q0, q0) + 0.02 * nominal
-        moving = ~cv & (i0 != 0.0)
-        t_range = np.where(moving, 3600.0 * span / np.where(moving, np.abs(i0), 1.0), np.inf)
-        t_max = np.maximum(np.minimum(np.minimum(t_lim, t_range), t_cv), 1e-6)
-        # heat: Joule at the mean current + entropic + hysteresis dissipation
-        i_mean = i0.copy()
-        if any_cv:
-            at = a[ci] * t_max[ci]
-            i_mean[ci] = np.where(
-                at < 1e-9, i0[ci], i0[ci] * (1.0 - np.exp(-at)) / np.maximum(at, 1e-12)
-            )
-        soc = np.minimum(np.maximum(q0 / nominal, 0.0), 1.0)
-        entropic = d[ROW["ds0"]] + (d[ROW["ds1"]] - d[ROW["ds0"]]) * soc
-        heat = (
-            i_mean * i_mean * r_eff
-            + i_mean * (temp0 + 273.15) * entropic
-            + np.abs(i_mean) * d[ROW["heat_per_A"]]
-        )
-        t_inf = d[ROW["t_chamber"]] + heat / d[ROW["h_area"]]
-        ht = d[ROW["hyst_m"]] * np.sign(i0)
-        c = np.empty((NC, n))
-        c[0] = -a
-        c[1:4] = d[_D_TAUS]
-        c[4] = d[ROW["hyst_rate"]] * -np.abs(i0)
-        c[C["i0"]] = i0
-        np.divide(1.0, a, out=c[C["inv_a"]], where=a > 0.0)
-        lin = a <= 0.0
-        c[C["inv_a"]][lin] = 0.0
-        c[C["is_lin"]] = lin
-        c[C["q0"]] = q0
-        c[C["kq"]] = i0 / 3600.0
-        c[C["t_inf"]] = t_inf
-        c[C["dtemp"]] = temp0 - t_inf
-        transient = 1.0 - cv
-        c[C["a1"]] = transient * (d[_V1] - i0 * rs[1])
-        c[C["a2"]] = transient * (d[_V2] - i0 * rs[2])
-        c[C["ht"]] = ht
-        c[C["dh"]] = h0 - ht
-        np.divide(1.0, d[_D_CAPS], out=c[_INV2])
-        c[C["y0"]] = d[_NLI] * c[C["inv_cpos"]]
-        c[C["off_p"]] = d[_OFF]
-        c[C["off_n"]] = d[ROW["off_n"]]
-        c[C["inv_tref"]] = d[ROW["inv_tref"]]
-        c[_RB_EA] = d[_D_RB_EA]
-        c[C["r_film"]] = d[ROW["r_film"]]
-        c[C["cv"]] = cv
-        c[C["v_set"]] = v_set
-        self.coef = c
-        tau = t_max[:, None] * _G
-        v, current, temp, q, v1, v2, _, r0, u_n, x, inv_t = trajectory(tables, c[:, :, None], tau)
-        # --- where the phase ends ------------------------------------------------------
-        end_t = t_max
-        code = np.where(cv & (t_cv <= t_lim), CUTOFF, np.where(t_max >= t_left, TIME, BUDGET))
-        has_cut = ~np.isnan(v_cut) & ~cv
-        cut_k = np.full(n, GRID + 1)
+        n_seg, n = cv.shape
+        coefs = np.empty((n_seg, NC, n))
+        t_max = np.zeros((n_seg, n))
+        codes = np.zeros((n_seg, n), dtype=np.int64)
+        active = np.zeros((n_seg, n), dtype=bool)
+        act = np.ones(n, dtype=bool)
+        budget = t_avail
+        state = d[_Q], d[_TEMP], d[_H], d[_V1], d[_V2]
+        used = n_seg
+        for s in range(n_seg):
+            if s:
+                q, temp, v1, v2, h = _end_state(coefs[s - 1], t_max[s - 1])
+                state = q, temp, h, v1, v2
+            t_seg, code = _segment(tables, d, state, coefs[s], cv[s], i_set[s], v_set[s],
+                                   i_cut[s], budget, t_left[s])  # fmt: skip
+            active[s] = act
+            codes[s] = code
+            t_max[s] = t_seg if s == 0 else np.where(act, t_seg, 0.0)
+            if s + 1 < n_seg:
+                budget = budget - t_max[s]
+                act = act & valid[s + 1] & (code != BUDGET) & (budget > 1e-9)
+                if not np.count_nonzero(act):
+                    used = s + 1
+                    break
+        coefs, t_max, codes, active = coefs[:used], t_max[:used], codes[:used], active[:used]
+        cv, v_cut = cv[:used], v_cut[:used]
+        self.coefs = coefs
+        # --- the grid of every segment, in one closed-form evaluation -------------------
+        tau = t_max[:, :, None] * _G  # (S, n, K+1)
+        cg = coefs.transpose(1, 0, 2)[:, :, :, None]  # (NC, S, n, 1)
+        v, current, temp, q, v1, v2, _, r0, u_n, x, inv_t = trajectory(tables, cg, tau)
+        offset = np.cumsum(t_max, axis=0) - t_max  # segment start within the phase (S, n)
+        total = offset[-1] + t_max[-1]
+        # --- where the phase ends (global time along the segments) --------------------
+        rows = np.arange(n)
+        seg_end = active.sum(axis=0) - 1
+        code = codes[seg_end, rows]
+        end_t = total
+        k_cut = np.full(n, used * (GRID + 1))  # flat grid index of the cut-off
+        has_cut = ~np.isnan(v_cut) & ~cv & active
         if np.count_nonzero(has_cut):
-            direction = np.where(i0 > 0, 1.0, -1.0)
-            excess = direction[:, None] * (v - np.where(has_cut, v_cut, 0.0)[:, None])
-            found, k = _first_crossing(excess)
-            found &= has_cut
+            i0 = coefs[:, C["i0"]]
+            direction = np.where(has_cut, np.where(i0 > 0, 1.0, -1.0), 0.0)
+            excess = direction[:, :, None] * (v - np.where(has_cut, v_cut, 0.0)[:, :, None])
+            excess[~has_cut] = -1.0
+            found, k = _first_crossing(_flat(excess))
             if np.count_nonzero(found):
-                t_cut = _regula_falsi(tau, excess, k)
+                tg = _flat(offset[:, :, None] + tau)
+                t_cut = _regula_falsi(tg, _flat(excess), k)
                 end_t = np.where(found, np.minimum(t_cut, end_t), end_t)
-                code = np.where(found & (t_cut <= t_max), CUTOFF, code)
-                cut_k = np.where(found, k, cut_k)
+                code = np.where(found, CUTOFF, code)
+                seg_end = np.where(found, k // (GRID + 1), seg_end)
+                k_cut = np.where(found, k, k_cut)
         v_lo, v_hi, t_hi = limits
-        bad = (v >= v_hi[:, None]) | (v <= v_lo[:, None])
-        bad &= cut_k[:, None] > _COL
-        bad[cv] = False
-        bad |= temp >= t_hi[:, None]
+        checked = active[:, :, None]
+        bad = ((v >= v_hi[:, None]) | (v <= v_lo[:, None])) & (checked & ~cv[:, :, None])
+        bad = _flat(bad)
+        bad &= k_cut[:, None] > np.arange(used * (GRID + 1))
+        bad |= _flat((temp >= t_hi[:, None]) & checked)
         if np.count_nonzero(bad):
-            t_safe = _safety_time(tau, v, temp, cv, cut_k, limits)
+            tg = _flat(offset[:, :, None] + tau)
+            t_safe, k_safe = _safety_time(tg, v, temp, cv, active, k_cut, limits)
             tripped = t_safe <= end_t
             end_t = np.where(tripped, t_safe, end_t)
             code = np.where(tripped, SAFETY, code)
-        self.end_t, self.code = end_t, code
+            seg_end = np.where(tripped, k_safe // (GRID + 1), seg_end)
+        self.end_t, self.code, self.seg_end = end_t, code, seg_end
+        seg_t = np.minimum(np.maximum(end_t - offset, 0.0), t_max)
+        seg_t[np.arange(used)[:, None] > seg_end] = 0.0
+        self.seg_t = seg_t
+        finished = (code == TIME) | (code == CUTOFF)
+        self.seg_done = (np.arange(used)[:, None] < seg_end) | (
+            (np.arange(used)[:, None] == seg_end) & finished
+        )
         # --- ageing along the grid up to end_t -----------------------------------------
         col = d[:, :, None]
         phi = u_n - col[ROW["anode_share"]] * (v1 + v2) - 0.5 * current * (r0 + col[ROW["r_film"]])
-        rates = _ageing_rates(d, col, i0, a, tau, e_a=current, phi=phi, x=x, inv_t=inv_t)
-        # trapezoid integral up to the fractional grid index kf of end_t: interval j
-        # counts with weight clip(kf - j, 0, 1)
-        frac = np.minimum(np.maximum(end_t / t_max, 0.0), 1.0)
+        rates = _ageing_rates(d, col, coefs[:, C["i0"]], -coefs[:, 0], tau,
+                              e_a=current, phi=phi, x=x, inv_t=inv_t)  # fmt: skip
+        # trapezoid integral up to the fractional grid index kf of each segment's end:
+        # interval j counts with weight clip(kf - j, 0, 1)
+        frac = np.minimum(np.maximum(seg_t / np.where(t_max > 0.0, t_max, 1.0), 0.0), 1.0)
         kf = GRID * (1.0 - np.sqrt(1.0 - frac))  # inverse of the grid spacing
-        w = kf[:, None] - _J
+        w = kf[:, :, None] - _J
         np.minimum(w, 1.0, out=w)
         np.maximum(w, 0.0, out=w)
-        w *= t_max[:, None] * _HALF_DG
-        inc = rates[:, :, 1:] + rates[:, :, :-1]
+        w *= t_max[:, :, None] * _HALF_DG
+        inc = rates[..., 1:] + rates[..., :-1]
         inc *= w
-        self.ageing = inc.sum(axis=2)  # (4, n): SEI, plating, LAM_NE, LAM_PE (Ah)
+        self.ageing = _sei_growth(d, inc.sum(axis=(1, 3)))
         # --- end state -----------------------------------------------------------------
-        self.end = _end_state(c, end_t)
-        self.passed_Ah = self.end[0] - q0
-        self._cv, self._v_set = cv, v_set
+        self._c_end = coefs[seg_end, :, rows].T  # (NC, n)
+        self._t_end = seg_t[seg_end, rows]
+        self.end = _end_state(self._c_end, self._t_end)
+        g = (1.0 - np.exp(coefs[:, 0] * seg_t)) * coefs[:, C["inv_a"]]
+        g += coefs[:, C["is_lin"]] * seg_t
+        self.passed = coefs[:, C["kq"]] * g  # (S, n)
+
+    @property
+    def passed_Ah(self) -> np.ndarray:
+        """Charge passed during the phase (Ah, + charging), shape (n,)."""
+        return self.passed.sum(axis=0)
+
+    @property
+    def coef(self) -> np.ndarray:
+        """Coefficients of the ending segment (NC, n)."""
+        return self._c_end
 
     @property
     def v_end(self) -> np.ndarray:
         """Voltage at the end of the phase (V; the set voltage for CV)."""
-        v = trajectory(self.bank.tables, self.coef, self.end_t)[0]
-        return np.where(self._cv, self._v_set, v)
+        c = self._c_end
+        v = trajectory(self.bank.tables, c, self._t_end)[0]
+        return np.where(c[C["cv"]] > 0, c[C["v_set"]], v)
 
     def commit(self) -> None:
         """Move the cells to the phase's end state and apply the integrated ageing."""
         d = self.d
         q, temp, v1, v2, h = self.end
         d[_V1], d[_V2], d[_H], d[_TEMP] = v1, v2, h, temp
-        d[ROW["throughput"]] += np.abs(self.passed_Ah)
+        d[ROW["throughput"]] += np.abs(self.passed).sum(axis=0)
         apply_ageing(d, q, *self.ageing)
         self.bank.data[:, self.sel] = d
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    """(S, n, K+1) -> (n, S*(K+1)): each slot's segments one after the other."""
+    return x.transpose(1, 0, 2).reshape(x.shape[1], -1)
+
+
+def _segment(
+    tables: OcpTable,
+    d: np.ndarray,
+    state: tuple[np.ndarray, ...],
+    c: np.ndarray,
+    cv: np.ndarray,
+    i_set: np.ndarray,
+    v_set: np.ndarray,
+    i_cut: np.ndarray,
+    t_avail: np.ndarray,
+    t_left: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fill the coefficient matrix ``c`` (NC, n) of one step starting from ``state``
+    (q, T, h, v1, v2) of the cells with fields ``d``; returns (duration, end code)
+    where the duration is bounded by the budget, the step's time left, the electrode
+    range and (CV) the current cut-off."""
+    q0, temp0, h0, v10, v20 = state
+    n = cv.shape[0]
+    nominal = d[_NOM]
+    rs = point_resistances(d, q0, temp0)
+    r_eff = rs[0] + rs[1] + rs[2]
+    t_lim = np.minimum(t_avail, t_left)
+    i0 = i_set.copy()
+    a = np.zeros(n)
+    t_cv = np.full(n, np.inf)
+    any_cv = np.count_nonzero(cv) > 0
+    if any_cv:
+        ci = cv.nonzero()[0]
+        i0[ci], a[ci], t_cv[ci] = _linearise_cv(
+            tables, d[:, ci], q0[ci], h0[ci], v_set[ci], i_cut[ci], t_lim[ci], r_eff[ci]
+        )
+    span = np.where(i0 > 0, np.minimum(d[_NLI], d[_CNEG]) - q0, q0) + 0.02 * nominal
+    moving = ~cv & (i0 != 0.0)
+    t_range = np.where(moving, 3600.0 * span / np.where(moving, np.abs(i0), 1.0), np.inf)
+    t_max = np.maximum(np.minimum(np.minimum(t_lim, t_range), t_cv), 1e-6)
+    # heat: Joule at the mean current + entropic + hysteresis dissipation
+    i_mean = i0.copy()
+    if any_cv:
+        at = a[ci] * t_max[ci]
+        i_mean[ci] = np.where(
+            at < 1e-9, i0[ci], i0[ci] * (1.0 - np.exp(-at)) / np.maximum(at, 1e-12)
+        )
+    soc = np.minimum(np.maximum(q0 / nominal, 0.0), 1.0)
+    entropic = d[ROW["ds0"]] + (d[ROW["ds1"]] - d[ROW["ds0"]]) * soc
+    heat = (
+        i_mean * i_mean * r_eff
+        + i_mean * (temp0 + 273.15) * entropic
+        + np.abs(i_mean) * d[ROW["heat_per_A"]]
+    )
+    t_inf = d[ROW["t_chamber"]] + heat / d[ROW["h_area"]]
+    ht = d[ROW["hyst_m"]] * np.sign(i0)
+    c[0] = -a
+    c[1:4] = d[_D_TAUS]
+    c[4] = d[ROW["hyst_rate"]] * -np.abs(i0)
+    c[C["i0"]] = i0
+    np.divide(1.0, a, out=c[C["inv_a"]], where=a > 0.0)
+    lin = a <= 0.0
+    c[C["inv_a"]][lin] = 0.0
+    c[C["is_lin"]] = lin
+    c[C["q0"]] = q0
+    c[C["kq"]] = i0 / 3600.0
+    c[C["t_inf"]] = t_inf
+    c[C["dtemp"]] = temp0 - t_inf
+    transient = 1.0 - cv
+    c[C["a1"]] = transient * (v10 - i0 * rs[1])
+    c[C["a2"]] = transient * (v20 - i0 * rs[2])
+    c[C["ht"]] = ht
+    c[C["dh"]] = h0 - ht
+    np.divide(1.0, d[_D_CAPS], out=c[_INV2])
+    c[C["y0"]] = d[_NLI] * c[C["inv_cpos"]]
+    c[C["off_p"]] = d[_OFF]
+    c[C["off_n"]] = d[ROW["off_n"]]
+    c[C["inv_tref"]] = d[ROW["inv_tref"]]
+    c[_RB_EA] = d[_D_RB_EA]
+    c[C["r_film"]] = d[ROW["r_film"]]
+    c[C["cv"]] = cv
+    c[C["v_set"]] = v_set
+    code = np.where(cv & (t_cv <= t_lim), CUTOFF, np.where(t_max >= t_left, TIME, BUDGET))
+    return t_max, code
 
 
 def _regula_falsi(tau: np.ndarray, excess: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -339,28 +440,39 @@ def _regula_falsi(tau: np.ndarray, excess: np.ndarray, k: np.ndarray) -> np.ndar
 
 
 def _safety_time(
-    tau: np.ndarray,
+    tg: np.ndarray,
     v: np.ndarray,
     temp: np.ndarray,
     cv: np.ndarray,
-    cut_k: np.ndarray,
+    active: np.ndarray,
+    k_cut: np.ndarray,
     limits: tuple[np.ndarray, np.ndarray, np.ndarray],
-) -> np.ndarray:
-    """First time a safety limit is crossed on the grid (inf if never); voltage limits
-    only before the step's own cut-off and never for CV steps."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """First phase time a safety limit is crossed on the grid (inf if never) and its
+    flat grid index; ``tg`` (n, S*(K+1)) are the grid times along the segments, ``v``
+    and ``temp`` (S, n, K+1). Voltage limits apply only before the phase's own
+    cut-off and never to CV segments."""
     v_lo, v_hi, t_hi = limits
-    t_safe = np.full(v.shape[0], np.inf)
-    for excess, voltage in (
-        (v - v_hi[:, None], True),
-        (v_lo[:, None] - v, True),
-        (temp - t_hi[:, None], False),
+    shape = v.shape
+    volt_ok = _flat(np.broadcast_to((active & ~cv)[:, :, None], shape))
+    temp_ok = _flat(np.broadcast_to(active[:, :, None], shape))
+    t_safe = np.full(v.shape[1], np.inf)
+    k_safe = np.zeros(v.shape[1], dtype=np.intp)
+    for excess, ok, voltage in (
+        (v - v_hi[:, None], volt_ok, True),
+        (v_lo[:, None] - v, volt_ok, True),
+        (temp - t_hi[:, None], temp_ok, False),
     ):
+        excess = np.where(ok, _flat(excess), -1.0)
         found, k = _first_crossing(excess)
         if voltage:  # a cut-off inside the limits ends the phase first
-            found &= (k < cut_k) & ~cv
+            found &= k < k_cut
         if np.count_nonzero(found):
-            t_safe = np.where(found, np.minimum(t_safe, _cross_time(tau, excess, k)), t_safe)
-    return t_safe
+            t = _cross_time(tg, excess, k)
+            first = found & (t < t_safe)
+            t_safe = np.where(first, t, t_safe)
+            k_safe = np.where(first, k, k_safe)
+    return t_safe, k_safe
 
 
 def _ageing_rates(
@@ -375,8 +487,9 @@ def _ageing_rates(
     x: np.ndarray,
     inv_t: np.ndarray,
 ) -> np.ndarray:
-    """Ageing rates (Ah/s) along the grid, shape (4, n, K+1): SEI, plating, LAM_NE,
-    LAM_PE (degradation.Rates).
+    """Ageing rates (Ah/s) along the grid, shape (5, [S,] n, K+1): SEI, plating, LAM_NE,
+    LAM_PE, SEI on cracked surface (degradation.Rates; the first row is the parabolic
+    SEI drive in Ah^2/s, see _sei_growth).
 
     ``d``/``col`` are the cells' fields as (NF, n)/(NF, n, 1); within a phase the
     current I0 exp(-a t) keeps its sign, so ``|c|^p`` is ``|c0|^p exp(-a p t)`` and
@@ -384,23 +497,24 @@ def _ageing_rates(
     grid, ``phi`` the graphite potential, ``x`` its lithiation, ``inv_t`` the
     Arrhenius variable.
     """
-    out = np.empty((4, *tau.shape))
+    out = np.empty((5, *tau.shape))
     crate0 = np.abs(i0) / d[_NOM]  # (n,) C-rate at the phase start
     charging = i0 > 0.0
     p = d[ROW["lam_exp"]]
     # Arrhenius factors of SEI and cracking; cracking also carries exp(-a p t)
-    arr = inv_t * d[_NEG_EA2][:, :, None]  # (2, n, K+1)
-    arr[1] -= (a * p)[:, None] * tau
+    arr = inv_t * d[_NEG_EA2].reshape(2, *([1] * (tau.ndim - 2)), -1, 1)  # (2, ..., n, K+1)
+    arr[1] -= (a * p)[..., None] * tau
     np.exp(arr, out=arr)
-    stress = (charging * crate0**p * d[_CNEG] * (1.0 / 3600.0))[:, None] * arr[1]
-    k_sei = d[ROW["sei_k"]] / (d[ROW["q_sei"]] + d[ROW["sei_q0"]])
+    stress = (charging * crate0**p * d[_CNEG] * (1.0 / 3600.0))[..., None] * arr[1]
+    # parabolic SEI: the drive k(t) = k_sei A(T) (1 + g x) in Ah^2/s (phase_ageing
+    # integrates dQ (Q + Q0) = k dt exactly); SEI on cracked surface adds linearly
     out[0] = (1.0 + col[ROW["sei_soc_gain"]] * x) * arr[0]
-    out[0] *= k_sei[:, None]
-    out[0] += col[ROW["crack_sei"]] * stress
+    out[0] *= col[ROW["sei_k"]]
+    np.multiply(col[ROW["crack_sei"]], stress, out=out[4])
     # softplus log(1 + e^z), z = (phi_th - phi)/phi0 (bounded only against overflow)
     onset = np.minimum((col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]], 700.0)
     np.log1p(np.exp(onset, out=onset), out=onset)
-    np.multiply((charging * d[ROW["pl_k"]] * (1.0 / 3600.0))[:, None], onset, out=out[1])
+    np.multiply((charging * d[ROW["pl_k"]] * (1.0 / 3600.0))[..., None], onset, out=out[1])
     out[2] = col[ROW["lam_k"]] * stress + col[ROW["lam_pl"]] * out[1]
     np.multiply(
         (d[ROW["lam_p_k"]] * d[_CPOS] / (3600.0 * d[_NOM]))[:, None], np.abs(e_a), out=out[3]
@@ -427,6 +541,8 @@ def _end_state(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
 def _linearise_cv(
     tables: OcpTable,
     d: np.ndarray,
+    q0: np.ndarray,
+    h: np.ndarray,
     v_set: np.ndarray,
     i_cut: np.ndarray,
     t_lim: np.ndarray,
@@ -442,7 +558,7 @@ def _linearise_cv(
     to that root. Without a cut-off the secant runs over the charge the time limit
     allows (two passes). Returns (I0, a, t_cv), each shape (m,).
     """
-    q0, h, nominal = d[_Q], d[_H], d[_NOM]
+    nominal = d[_NOM]
     ocv_at = _ocv_of(tables, d)
     ocv0 = ocv_at(q0)
     i_cv = (v_set - ocv0 - h) / r_eff
@@ -493,6 +609,19 @@ def _secant_root(lo: np.ndarray, hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndar
     """Root of the straight line through (lo, f_lo) and (hi, f_hi)."""
     denom = np.where(np.abs(f_hi - f_lo) > 1e-12, f_hi - f_lo, 1.0)
     return lo - f_lo * (hi - lo) / denom
+
+
+def _sei_growth(d: np.ndarray, integrals: np.ndarray) -> np.ndarray:
+    """(4, n) Ah of SEI, plating, LAM_NE, LAM_PE from the phase integrals (5, n).
+
+    Parabolic SEI growth dQ/dt = k(t) / (Q + Q0) integrates exactly to
+    (Q + Q0)^2 = (Q_s + Q0)^2 + 2 int k dt over the phase (Q_s at its start), so the
+    result does not depend on how the time is cut into phases.
+    """
+    base = d[ROW["q_sei"]] + d[ROW["sei_q0"]]
+    out = integrals[:4].copy()
+    out[0] = np.sqrt(base * base + 2.0 * integrals[0]) - base + integrals[4]
+    return out
 
 
 def apply_ageing(
