@@ -224,12 +224,12 @@ class Phase:
         active = np.zeros((n_seg, n), dtype=bool)
         act = np.ones(n, dtype=bool)
         budget = t_avail
-        state = d[_Q], d[_TEMP], d[_H], d[_V1], d[_V2]
+        state = d[_Q], d[_TEMP], d[_H], d[_V1], d[_V2], None
         used = n_seg
         for s in range(n_seg):
             if s:
-                q, temp, v1, v2, h = _end_state(coefs[s - 1], t_max[s - 1])
-                state = q, temp, h, v1, v2
+                q, temp, v1, v2, h, rs = _end_state(coefs[s - 1], t_max[s - 1], True)
+                state = q, temp, h, v1, v2, rs
             t_seg, code = _segment(tables, d, state, coefs[s], cv[s], i_set[s], v_set[s],
                                    i_cut[s], budget, t_left[s])  # fmt: skip
             active[s] = act
@@ -360,13 +360,15 @@ def _segment(
     t_left: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the coefficient matrix ``c`` (NC, n) of one step starting from ``state``
-    (q, T, h, v1, v2) of the cells with fields ``d``; returns (duration, end code)
+    (q, T, h, v1, v2, and (R0, R1, R2) there or None) of the cells with fields ``d``;
+    returns (duration, end code)
     where the duration is bounded by the budget, the step's time left, the electrode
     range and (CV) the current cut-off."""
-    q0, temp0, h0, v10, v20 = state
+    q0, temp0, h0, v10, v20, rs = state
     n = cv.shape[0]
     nominal = d[_NOM]
-    rs = point_resistances(d, q0, temp0)
+    if rs is None:
+        rs = point_resistances(d, q0, temp0)
     r_eff = rs[0] + rs[1] + rs[2]
     t_lim = np.minimum(t_avail, t_left)
     i0 = i_set.copy()
@@ -522,19 +524,24 @@ def _ageing_rates(
     return out
 
 
-def _end_state(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
+def _end_state(c: np.ndarray, t: np.ndarray, resistances: bool = False) -> tuple:
     """(q, T, v1, v2, h) at phase times ``t`` (n,) from the coefficients ``c`` (NC, n)
-    (the part of :func:`trajectory` that the cell state needs, without the OCV)."""
+    (the part of :func:`trajectory` that the cell state needs, without the OCV); with
+    ``resistances`` also (R0, R1, R2) there, shape (3, n)."""
     e = np.exp(c[_EXPO] * t)
     current = c[C["i0"]] * e[0]
     q = c[C["q0"]] + c[C["kq"]] * ((1.0 - e[0]) * c[C["inv_a"]] + c[C["is_lin"]] * t)
     temp = c[C["t_inf"]] + c[C["dtemp"]] * e[1]
     soc = _soc_factor(np.minimum(np.maximum(q * c[C["inv_cneg"]], 0.0), 1.0))
     inv_t = _INV_R * (1.0 / (temp + KELVIN) - c[C["inv_tref"]])
-    r = c[C["r1"] : C["r2"] + 1] * np.exp(c[C["r1_ea"] : C["r2_ea"] + 1] * inv_t)
-    v1 = current * (r[0] * soc) + c[C["a1"]] * e[2]
-    v2 = current * (r[1] * soc) + c[C["a2"]] * e[3]
+    r = c[_RB] * np.exp(c[_EA] * inv_t)
+    r[0] += c[C["r_film"]]
+    r[1:] *= soc
+    v1 = current * r[1] + c[C["a1"]] * e[2]
+    v2 = current * r[2] + c[C["a2"]] * e[3]
     h = c[C["ht"]] + c[C["dh"]] * e[4]
+    if resistances:
+        return q, temp, v1, v2, h, r
     return q, temp, v1, v2, h
 
 
