@@ -3,6 +3,11 @@
 The simulated cycler (and potentiostat, when available) are served in-process on
 loopback TCP and reached through the real drivers, so every byte crosses a socket
 exactly as it would to hardware. The simulated lab's loader plays the operator.
+
+Protocol campaigns predict each cell's life early (``EarlyLifeModel``). Materials
+campaigns build one cell per proposed material (orchestrator/materials_dry_run.py:
+the cell format, the pool and the true value) and measure their objectives at the
+fixed test's last cycle, without an early-life predictor (docs/decisions/0007).
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from voltloop.campaigns.base import CampaignBase
+from voltloop.campaigns.base import CampaignBase, CampaignKind
 from voltloop.campaigns.loading import load_campaign
+from voltloop.campaigns.materials_campaign import MaterialsCampaign
 from voltloop.campaigns.protocol_campaign import ProtocolCampaign
 from voltloop.db.engine import mask_url, read_session
 from voltloop.db.migrate import init_database, open_database
@@ -28,6 +34,8 @@ from voltloop.orchestrator.ports import LifetimePredictor
 from voltloop.orchestrator.simulated_operator import SimulatedOperator, cell_seed
 
 DEFAULT_EXAMPLE = "protocol.toml"
+#: The built-in example of each campaign kind (``voltloop dry-run --kind``).
+KIND_EXAMPLES = {CampaignKind.PROTOCOL: "protocol.toml", CampaignKind.MATERIALS: "materials.toml"}
 #: Cycle budget when the simulator runs a protocol to its true end of life.
 TRUTH_MAX_CYCLES = 4000
 #: How long a simulated channel waits at an EIS checkpoint for the host (virtual s).
@@ -38,6 +46,9 @@ EIS_WAIT_S = 7 * 86_400.0
 #: not the days an unpaced simulator would let pass, which would stretch checkpoint
 #: cycles far beyond anything in the lifetime model's training history.
 DRY_RUN_SPEED = 20_000.0
+#: Materials dry runs have no early-life predictor whose features checkpoint rests
+#: could distort (their metrics leave checkpoint steps out), so they run 5x faster.
+MATERIALS_DRY_RUN_SPEED = 100_000.0
 
 
 class DryRunError(ValueError):
@@ -49,8 +60,12 @@ def example_path(name: str = DEFAULT_EXAMPLE) -> Path:
     return Path(str(importlib.resources.files("voltloop.campaigns.examples") / name))
 
 
-def load_dry_run_spec(config: Path | None, seed: int | None = None) -> CampaignBase:
-    spec = load_campaign(config or example_path())
+def load_dry_run_spec(
+    config: Path | None, seed: int | None = None, kind: CampaignKind | None = None
+) -> CampaignBase:
+    """The campaign in ``config``, else the built-in example of ``kind`` (default:
+    protocol); an explicit file's own kind wins over ``kind``."""
+    spec = load_campaign(config or example_path(KIND_EXAMPLES[kind or CampaignKind.PROTOCOL]))
     if seed is not None and seed != spec.seed:
         spec = spec.model_copy(update={"seed": seed, "name": f"{spec.name}-seed{seed}"})
     if len(spec.instruments.cyclers) != 1:
@@ -114,6 +129,9 @@ class DryRunSummary:
     wall_s: float
     recommendation: dict[str, Any] | None = None
     true_life_of_recommendation: float | None = None
+    kind: str = CampaignKind.PROTOCOL.value
+    #: materials: the recommended material's objective on fresh simulated cells
+    true_value_of_recommendation: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -198,39 +216,49 @@ def run_dry_run(
     poll_interval_s: float = 0.05,
     history_cells: int | None = None,
     on_history: Callable[[int, int], None] | None = None,
+    surrogate: Any = None,
 ) -> DryRunSummary:
     """Run ``spec`` against simulated instruments into ``db_url``; resumable.
 
-    Without an explicit ``predictor``, early predictions come from
+    Protocol campaigns: without an explicit ``predictor``, early predictions come from
     :class:`~voltloop.orchestrator.lifetime.EarlyLifeModel`, pretrained on
-    ``history_cells`` simulated cells (cached on disk after the first run)."""
+    ``history_cells`` simulated cells (cached on disk after the first run).
+    Materials campaigns: no predictor; ``surrogate`` (``SurrogateSettings``) sizes the
+    GNN ensemble. Bad input (an unreadable structure file, an empty pool) raises before
+    the campaign is stored."""
+    if isinstance(spec, MaterialsCampaign):
+        from voltloop.orchestrator.materials_dry_run import MaterialsDryRun
+
+        kind_run: Any = MaterialsDryRun(spec, settings=surrogate)
+    elif isinstance(spec, ProtocolCampaign):
+        if predictor is None and spec.lifetime.early_prediction_cycle is not None:
+            predictor = default_predictor(spec, history_cells, on_history)
+        kind_run = _ProtocolDryRun(spec, predictor)
+    else:
+        raise DryRunError(f"no dry run for campaigns of kind {spec.kind!r}")
     from voltloop.drivers.cycler import CyclerDriver
     from voltloop.drivers.sim.serve import serve_lab
 
-    if not isinstance(spec, ProtocolCampaign):
-        raise DryRunError("materials dry runs are not available yet; use a protocol campaign")
-    if predictor is None and spec.lifetime.early_prediction_cycle is not None:
-        predictor = default_predictor(spec, history_cells, on_history)
     started = time.perf_counter()
     init_database(db_url)
     db = open_database(db_url)
+    try:
+        kind_run.prepare(db)  # validates bad input before anything is stored
+    except BaseException:
+        db.dispose()
+        raise
     cycler_spec = spec.instruments.cyclers[0]
-    from voltloop.drivers.sim.lab import SimulatedLab
-
-    limits = simulated_cycler_limits()
     # At full simulation speed an EIS pause must outlast the host's round trip, so a
     # channel waits for its checkpoint (a week of virtual time) instead of skipping it.
-    lab = SimulatedLab(
-        channel_count=cycler_spec.channels,
-        seed=spec.seed,
-        limits=limits,
-        eis_timeout_s=EIS_WAIT_S,
+    lab = kind_run.lab(cycler_spec.channels, simulated_cycler_limits())
+    instruments = serve_lab(
+        lab, link="tcp", speed=kind_run.speed, fault_rate=faults, seed=spec.seed
     )
-    instruments = serve_lab(lab, link="tcp", speed=DRY_RUN_SPEED, fault_rate=faults, seed=spec.seed)
     cycler = CyclerDriver(instruments.cycler.url, timeout_s=spec.instruments.timeout_s)
     potentiostat, eis_spec = _potentiostat(spec, instruments)
     try:
         campaign_id = register_campaign(db, spec)
+        proposer = kind_run.proposer(db, campaign_id)
         ctx = EngineContext(
             db=db,
             campaign_id=campaign_id,
@@ -239,10 +267,10 @@ def run_dry_run(
             cyclers={cycler_spec.url: cycler},
             potentiostat=potentiostat,
             eis_spec=eis_spec,
-            proposer=_proposer(spec),
-            predictor=predictor,
+            proposer=proposer,
+            predictor=kind_run.predictor,
             operator=SimulatedOperator({cycler_spec.url: lab}, spec),
-            compile_protocol=protocol_compiler(spec, cycler.limits()),
+            compile_protocol=kind_run.compiler(cycler.limits()),
             settings=EngineSettings(),
         )
         engine = CampaignEngine(ctx)
@@ -260,9 +288,44 @@ def run_dry_run(
         instruments.stop()
     summary = summarise(db, campaign_id, spec.name, mask_url(db.url), time.perf_counter() - started)
     db.dispose()
-    if summary.recommendation:
-        summary.true_life_of_recommendation = true_life(spec, summary.recommendation["parameters"])
+    summary.kind = spec.kind.value
+    kind_run.finish(summary)
     return summary
+
+
+class _ProtocolDryRun:
+    """The protocol-campaign parts of a dry run (the materials ones are in
+    orchestrator/materials_dry_run.py)."""
+
+    speed = DRY_RUN_SPEED
+
+    def __init__(self, spec: ProtocolCampaign, predictor: LifetimePredictor | None):
+        self.spec = spec
+        self.predictor = predictor
+
+    def prepare(self, db: Any) -> None:
+        """Nothing to check beyond the spec itself."""
+
+    def lab(self, channels: int, limits: Any) -> Any:
+        from voltloop.drivers.sim.lab import SimulatedLab
+
+        return SimulatedLab(
+            channel_count=channels, seed=self.spec.seed, limits=limits, eis_timeout_s=EIS_WAIT_S
+        )
+
+    def proposer(self, db: Any, campaign_id: int) -> Any:
+        from voltloop.orchestrator.proposing import ProtocolProposer
+
+        return ProtocolProposer(self.spec)
+
+    def compiler(self, limits: Any) -> Callable[[dict, bool], dict]:
+        return protocol_compiler(self.spec, limits)
+
+    def finish(self, summary: DryRunSummary) -> None:
+        if summary.recommendation:
+            summary.true_life_of_recommendation = true_life(
+                self.spec, summary.recommendation["parameters"]
+            )
 
 
 def default_predictor(
@@ -301,9 +364,3 @@ def _potentiostat(spec: CampaignBase, instruments: Any) -> tuple[Any, Any]:
         instruments.potentiostat.url, timeout_s=spec.instruments.timeout_s
     )
     return driver, request
-
-
-def _proposer(spec: ProtocolCampaign):
-    from voltloop.orchestrator.proposing import ProtocolProposer
-
-    return ProtocolProposer(spec)

@@ -1,13 +1,17 @@
 """What the campaign has learned so far, read from the database for the proposer.
 
-A candidate is *observed* once its cell reached end of life (measured cycle life,
-small noise) or was early-predicted (the predictor's mean and std). Candidates with
-experiments still in flight are *pending*. Constraint outcomes (peak cell
-temperature) come from the stored cycle summaries.
+Protocol campaigns (:func:`gather`): a candidate is *observed* once its cell reached
+end of life (measured cycle life, small noise) or was early-predicted (the predictor's
+mean and std). Candidates with experiments still in flight are *pending*. Constraint
+outcomes (peak cell temperature) come from the stored cycle summaries.
+
+Materials campaigns (:func:`gather_materials`): every metric of a finished cell is
+read from its stored cycles at the fixed test cycle (:func:`materials_metrics`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -102,3 +106,125 @@ def gather(session: Session, campaign_id: int, eol_threshold_ah: float) -> Campa
         elif not experiment.status.is_terminal:
             pending.append(parameters)
     return CampaignKnowledge(observations, pending, tested)
+
+
+# --- materials campaigns ----------------------------------------------------------------
+#
+# A materials campaign tests every material with the same fixed protocol and reads its
+# metrics from the stored cycle summaries (docs/decisions/0007): cycle 0 holds the
+# formation cycles, so the first full test cycle is index 1; the *test cycle* is the
+# last cycle of the fixed test (``lifetime.stop_cycle`` cycles: index stop_cycle - 1),
+# or the last stored cycle when the cell stopped before it (end of life, safety stop).
+
+#: Below this share of nominal capacity a first cycle has nothing to retain (retention 0).
+RETENTION_FLOOR = 0.05
+
+
+def materials_metrics(
+    discharge_ah: Sequence[float],
+    discharge_wh: Sequence[float],
+    temperature_max_c: Sequence[float | None],
+    *,
+    test_cycle: int,
+    nominal_ah: float,
+    cathode_mass_g: float | None,
+    eol_threshold_ah: float,
+) -> dict[str, float]:
+    """The materials metrics of one cell from its per-cycle summaries (index = cycle).
+
+    Keys are ``campaigns.base.Metric`` values: ``specific_energy`` (Wh per kg of
+    cathode, discharge energy at the test cycle; absent without a cathode mass),
+    ``discharge_capacity`` (Ah, first full cycle), ``capacity_retention`` (Q at the test
+    cycle / Q at the first full cycle), ``peak_temperature`` (°C, whole test) and
+    ``cycle_life`` (first cycle below the end-of-life capacity, else the cycles run: a
+    lower bound).
+    """
+    n = len(discharge_ah)
+    if n == 0:
+        return {}
+    first = min(1, n - 1)
+    test = min(test_cycle, n - 1)
+    q_first, q_test = float(discharge_ah[first]), float(discharge_ah[test])
+    retention = q_test / q_first if q_first >= RETENTION_FLOOR * nominal_ah else 0.0
+    below = [i for i in range(1, n) if discharge_ah[i] < eol_threshold_ah]
+    metrics = {
+        "discharge_capacity": q_first,
+        "capacity_retention": retention,
+        "cycle_life": float(below[0] if below else n),
+    }
+    temperatures = [t for t in temperature_max_c if t is not None]
+    if temperatures:
+        metrics["peak_temperature"] = float(max(temperatures))
+    if cathode_mass_g:
+        metrics["specific_energy"] = float(discharge_wh[test]) / (cathode_mass_g / 1000.0)
+    return metrics
+
+
+def cell_metrics(
+    session: Session, experiment_id: str, **settings: float | int | None
+) -> dict[str, float]:
+    """:func:`materials_metrics` of one experiment's stored cycles."""
+    rows = session.execute(
+        select(
+            Cycle.cycle_index,
+            Cycle.discharge_capacity_ah,
+            Cycle.discharge_energy_wh,
+            Cycle.temperature_max_c,
+        )
+        .where(Cycle.experiment_id == experiment_id)
+        .order_by(Cycle.cycle_index)
+    ).all()
+    rows = [r for i, r in enumerate(rows) if r.cycle_index == i]  # contiguous from cycle 0
+    return materials_metrics(
+        [r.discharge_capacity_ah for r in rows],
+        [r.discharge_energy_wh for r in rows],
+        [r.temperature_max_c for r in rows],
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+def gather_materials(
+    session: Session,
+    campaign_id: int,
+    objective: str,
+    **settings: float | int | None,
+) -> CampaignKnowledge:
+    """Observations of a materials campaign: the ``objective`` metric of each finished
+    cell, every metric in ``outcomes``, and the material it was made of.
+
+    ``settings`` go to :func:`materials_metrics`. Pending and tested entries are the
+    candidates' parameters (``{"material_id": id}``). A safety-stopped cell is observed
+    with a NaN objective but its real outcomes (the safety model learns from it).
+    """
+    rows = session.execute(
+        select(Candidate, Experiment)
+        .join(Experiment, Experiment.candidate_id == Candidate.id)
+        .where(Candidate.campaign_id == campaign_id)
+        .order_by(Candidate.id)
+    ).all()
+    knowledge = CampaignKnowledge([], [], [])
+    for candidate, experiment in rows:
+        parameters = {k: float(v) for k, v in candidate.parameters.items()}
+        knowledge.tested.append(parameters)
+        if not experiment.status.is_terminal:
+            knowledge.pending.append(parameters)
+            continue
+        if experiment.status in _FINISHED_WITHOUT_RESULT:
+            continue
+        outcomes = cell_metrics(session, experiment.id, **settings)
+        if not outcomes:
+            continue
+        value = outcomes.get(objective, float("nan"))
+        if experiment.status == ExperimentStatus.SAFETY_STOPPED:
+            value = float("nan")
+        knowledge.observations.append(
+            Observation(
+                candidate.id,
+                parameters,
+                value,
+                None,
+                outcomes,
+                material_id=candidate.material_id,
+            )
+        )
+    return knowledge

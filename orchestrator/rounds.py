@@ -1,5 +1,11 @@
 """Round life: open → propose (retrain + acquisition + compile) → dispatching →
-running → completed, and the campaign's final recommendation."""
+running → completed, and the campaign's final recommendation.
+
+What the campaign has learned is read by ``observations.gather`` (cycle lives of
+protocol campaigns), unless the proposer defines its own ``gather(session,
+campaign_id)`` and ``recommend(session, campaign_id)`` — materials campaigns do
+(orchestrator/materials_proposing.py): their metrics come from the fixed test.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from voltloop.orchestrator.context import (
     runs_to_end_of_life,
 )
 from voltloop.orchestrator.dispatch import free_channels, round_experiments
-from voltloop.orchestrator.observations import gather
+from voltloop.orchestrator.observations import CampaignKnowledge, gather
 
 OPEN_ROUND_STATUSES = (
     RoundStatus.PLANNED,
@@ -52,6 +58,14 @@ def open_round(ctx: EngineContext, index: int) -> StepResult:
     return StepResult(StepKind.OPEN_ROUND, f"round {index} opened")
 
 
+def knowledge_of(ctx: EngineContext, session) -> CampaignKnowledge:
+    """Observations, pending and tested candidates, read the proposer's way if it has one."""
+    own = getattr(ctx.proposer, "gather", None)
+    if callable(own):
+        return own(session, ctx.campaign_id)
+    return gather(session, ctx.campaign_id, ctx.eol_threshold_ah)
+
+
 def propose(ctx: EngineContext, round_id: int) -> StepResult:
     """Retrain on everything so far, propose a batch, compile each candidate's protocol.
 
@@ -65,7 +79,7 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
             ctx.event(session, "lifetime_retrained", note)
     with write_session(ctx.db) as session:
         rnd = session.get(Round, round_id)
-        knowledge = gather(session, ctx.campaign_id, ctx.eol_threshold_ah)
+        knowledge = knowledge_of(ctx, session)
         q = min(ctx.spec.batch_size, len(free_channels(session, ctx)))
     if q == 0:
         return StepResult(StepKind.WAIT, "no free channel to propose for")
@@ -169,31 +183,43 @@ def rounds_started(ctx: EngineContext) -> int:
 def finalise(ctx: EngineContext) -> StepResult:
     """Mark the campaign completed and record the recommended candidate."""
     with write_session(ctx.db) as session:
-        knowledge = gather(session, ctx.campaign_id, ctx.eol_threshold_ah)
-        finite = [o for o in knowledge.observations if math.isfinite(o.objective)]
         campaign = session.get(Campaign, ctx.campaign_id)
         if campaign.status in (CampaignStatus.ABORTED, CampaignStatus.FAILED):
             return StepResult(StepKind.FINALISE, f"campaign {campaign.status.value}", finished=True)
         if campaign.status != CampaignStatus.COMPLETED:
             campaign.status = CampaignStatus.COMPLETED
-            if finite:
-                best = max(finite, key=lambda o: o.objective)
+            payload = recommendation(ctx, session)
+            if payload is not None:
                 ctx.event(
                     session,
                     "recommendation",
-                    f"best candidate {best.candidate_id}: {best.parameters} "
-                    f"(objective {best.objective:.0f})",
-                    payload={
-                        "candidate_id": best.candidate_id,
-                        "parameters": best.parameters,
-                        "objective": best.objective,
-                    },
+                    f"best candidate {payload['candidate_id']}: "
+                    f"{payload.get('label') or payload['parameters']} "
+                    f"(objective {payload['objective']:.4g})",
+                    payload=payload,
                 )
             else:
                 ctx.event(
                     session, "recommendation", "no candidate was observed", level=EventLevel.WARNING
                 )
     return StepResult(StepKind.FINALISE, "campaign completed", finished=True)
+
+
+def recommendation(ctx: EngineContext, session) -> dict | None:
+    """The recommended candidate: the proposer's choice if it makes one, else the
+    observed candidate with the largest objective (cycle life)."""
+    own = getattr(ctx.proposer, "recommend", None)
+    if callable(own):
+        return own(session, ctx.campaign_id)
+    finite = [o for o in knowledge_of(ctx, session).observations if math.isfinite(o.objective)]
+    if not finite:
+        return None
+    best = max(finite, key=lambda o: o.objective)
+    return {
+        "candidate_id": best.candidate_id,
+        "parameters": best.parameters,
+        "objective": best.objective,
+    }
 
 
 def _finite(value: float | None) -> float | None:

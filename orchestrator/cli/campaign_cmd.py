@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,11 +25,24 @@ def register(app: typer.Typer) -> None:
     app.command("resume")(resume)
 
 
+class ExampleKind(enum.StrEnum):
+    PROTOCOL = "protocol"
+    MATERIALS = "materials"
+
+
 def dry_run(
     config: Annotated[
         Path | None,
-        typer.Argument(help="Campaign TOML (default: the built-in Attia example)."),
+        typer.Argument(help="Campaign TOML (default: the built-in example of --kind)."),
     ] = None,
+    kind: Annotated[
+        ExampleKind,
+        typer.Option(
+            help="Which built-in example runs without CONFIG: protocol (Attia ten-minute "
+            "fast charge) or materials (substituted olivine/layered cathodes, GNN "
+            "surrogate, fixed test protocol). An explicit CONFIG's own kind wins."
+        ),
+    ] = ExampleKind.PROTOCOL,
     db: DbOption = None,
     faults: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Injected instrument faults per reply.")
@@ -46,9 +60,12 @@ def dry_run(
     json_out: JsonOption = False,
 ) -> None:
     """Run a campaign against the simulated lab (resumes it if it exists)."""
+    from voltloop.campaigns.base import CampaignKind
     from voltloop.orchestrator.dry_run import load_dry_run_spec, run_dry_run
 
-    spec = load_dry_run_spec(config, seed)
+    spec = load_dry_run_spec(config, seed, CampaignKind(kind.value))
+    if config is not None and kind != ExampleKind.PROTOCOL and spec.kind.value != kind.value:
+        console.print(f"[yellow]{config} is a {spec.kind.value} campaign; --kind is ignored[/]")
     url = resolve_db_url(db or spec.database_url)
     progress = _Progress(spec.rounds, spec.batch_size, quiet=json_out)
     with progress:
@@ -132,17 +149,10 @@ def _print_summary(summary) -> None:
     table = Table(title=f"dry run: {summary.campaign}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    rec = summary.recommendation
-    if rec:
-        params = ", ".join(f"{k}={v:g}" for k, v in rec["parameters"].items())
-        table.add_row("recommended protocol", params)
-        table.add_row("its observed/predicted life", f"{rec['objective']:.0f} cycles")
-        if summary.true_life_of_recommendation is not None:
-            table.add_row(
-                "its true life (simulation)", f"{summary.true_life_of_recommendation:.0f} cycles"
-            )
+    if summary.kind == "materials":
+        _materials_rows(table, summary)
     else:
-        table.add_row("recommended protocol", "none (no candidate was observed)")
+        _protocol_rows(table, summary)
     table.add_row(
         "experiments", ", ".join(f"{k} {v}" for k, v in sorted(summary.experiments.items()))
     )
@@ -151,7 +161,48 @@ def _print_summary(summary) -> None:
     table.add_row("simulated channel time", f"{summary.channel_hours:,.0f} h")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
     table.add_row("database", summary.database)
+    for note in summary.notes:
+        table.add_row("note", note)
     stdout.print(table)
+
+
+def _protocol_rows(table, summary) -> None:
+    rec = summary.recommendation
+    if not rec:
+        table.add_row("recommended protocol", "none (no candidate was observed)")
+        return
+    params = ", ".join(f"{k}={v:g}" for k, v in rec["parameters"].items())
+    table.add_row("recommended protocol", params)
+    table.add_row("its observed/predicted life", f"{rec['objective']:.0f} cycles")
+    if summary.true_life_of_recommendation is not None:
+        table.add_row(
+            "its true life (simulation)", f"{summary.true_life_of_recommendation:.0f} cycles"
+        )
+
+
+def _materials_rows(table, summary) -> None:
+    rec = summary.recommendation
+    if not rec:
+        table.add_row("recommended material", "none (no material was measured)")
+        return
+    metric = rec["metric"].replace("_", " ")
+    table.add_row("recommended material", f"{rec['label']} ({rec['formula']})")
+    if not rec.get("meets_limits", True):
+        table.add_row("", "[yellow]no tested material met every limit; best measured shown[/]")
+    table.add_row(f"its measured {metric}", f"{rec['objective']:.4g}")
+    if rec.get("predicted_mean") is not None:
+        std = rec.get("predicted_std")
+        spread = f" ± {std:.3g}" if std is not None else ""
+        table.add_row(f"its predicted {metric}", f"{rec['predicted_mean']:.4g}{spread}")
+    else:
+        table.add_row(f"its predicted {metric}", "none (proposed by the space-filling first round)")
+    if summary.true_value_of_recommendation is not None:
+        table.add_row(
+            f"its true {metric} (simulation)", f"{summary.true_value_of_recommendation:.4g}"
+        )
+    others = {k: v for k, v in rec.get("outcomes", {}).items() if k != rec["metric"]}
+    if others:
+        table.add_row("its other outcomes", ", ".join(f"{k} {v:.4g}" for k, v in others.items()))
 
 
 def resume(

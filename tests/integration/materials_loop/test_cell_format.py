@@ -1,0 +1,49 @@
+"""The materials metrics and the simulated cell format (no instruments)."""
+
+from __future__ import annotations
+
+import pytest
+
+from voltloop.orchestrator.observations import materials_metrics
+
+
+def test_metrics_at_the_test_cycle() -> None:
+    metrics = materials_metrics(
+        [9.0, 3.0, 2.9, 2.7],  # cycle 0 holds the formation cycles too
+        [30.0, 10.0, 9.6, 9.0],
+        [25.0, 26.5, None, 25.5],
+        test_cycle=3,
+        nominal_ah=3.0,
+        cathode_mass_g=20.0,
+        eol_threshold_ah=2.4,
+    )
+    assert metrics["discharge_capacity"] == 3.0
+    assert metrics["capacity_retention"] == pytest.approx(0.9)
+    assert metrics["specific_energy"] == pytest.approx(9.0 / 0.020)
+    assert metrics["peak_temperature"] == 26.5
+    assert metrics["cycle_life"] == 4.0  # never below 2.4 Ah: the cycles run (a lower bound)
+    # stopped before the test cycle: read at the last stored one; a dead first cycle
+    # retains nothing
+    short = materials_metrics(
+        [1.0, 0.01, 0.0], [3.0, 0.02, 0.0], [25.0] * 3,
+        test_cycle=19, nominal_ah=3.0, cathode_mass_g=None, eol_threshold_ah=2.4,
+    )  # fmt: skip
+    assert short["capacity_retention"] == 0.0 and short["cycle_life"] == 1.0
+    assert "specific_energy" not in short
+
+
+def test_lifepo4_cell_has_the_campaigns_nominal_capacity(ci_spec) -> None:
+    from voltloop.campaigns.materials_pool import build_pool
+    from voltloop.orchestrator.materials_dry_run import SimulatedCellFormat
+
+    cell_format = SimulatedCellFormat(ci_spec)
+    pool = {c.label: c for c in build_pool(ci_spec)}
+    lfp = cell_format(pool["LiFePO4"].structure)
+    assert lfp.nominal_capacity_Ah == pytest.approx(ci_spec.cell.nominal_capacity_Ah)
+    assert cell_format(pool["LiFePO4"].structure) is lfp  # one chemistry per material
+    assert cell_format.cathode_mass_g == pytest.approx(6.9 * cell_format.scale)
+    layered = cell_format(pool["LiCoO2"].structure)
+    assert layered.nominal_capacity_Ah > 1.5 * lfp.nominal_capacity_Ah  # 274 vs 170 mAh/g
+    assert layered.r0_ohm * layered.nominal_capacity_Ah == pytest.approx(
+        lfp.r0_ohm * lfp.nominal_capacity_Ah, rel=0.5
+    )
