@@ -133,8 +133,8 @@ def _cv_mask(
     voltage = records["voltage_V"].astype(np.float64)
     charging = current > opts.current_eps_A
     if kinds is not None:
-        is_cv = np.array([kinds.get(int(s)) == "constant_voltage" for s in records["step"]])
-        return charging & is_cv
+        cv_steps = [i for i, kind in kinds.items() if kind == "constant_voltage"]
+        return charging & np.isin(records["step"], cv_steps)
     if not charging.any():
         return np.zeros(len(records), dtype=bool)
     top = voltage[charging].max()
@@ -268,14 +268,12 @@ class CycleAssembler:
             )
         self.next_record += len(records)
         self._pending = np.concatenate([self._pending, records])
-        done: list[Cycle] = []
-        while len(self._pending):
-            later = np.flatnonzero(self._pending["cycle"] != self._pending["cycle"][0])
-            if len(later) == 0:
-                break
-            split = int(later[0])
-            done.append(self._cycle(self._pending[:split]))
-            self._pending = self._pending[split:]
+        cycles = self._pending["cycle"]
+        bounds = np.flatnonzero(cycles[1:] != cycles[:-1]) + 1  # where a new cycle starts
+        starts = np.concatenate([[0], bounds])
+        done = [self._cycle(self._pending[a:b]) for a, b in zip(starts[:-1], bounds, strict=True)]
+        if bounds.size:
+            self._pending = self._pending[bounds[-1] :]
         return done
 
     def finish(self) -> list[Cycle]:

@@ -10,8 +10,10 @@ From one spectrum (frequencies (k,), complex impedance (k,), any order):
   (the whole real span if there is no tail).
 * ``eis_warburg`` — the Warburg coefficient σ (Ω·s^−½): slope of Re Z against
   ω^−½ over the diffusion tail (frequencies below the arc/tail minimum, ≥ 3 points).
-* ``eis_linkk_residual`` — RMS of the Lin-KK residuals (real and imaginary parts,
-  relative to |Z|), from impedance.py's ``linKK(add_cap=True)``; a large value
+* ``eis_linkk_residual`` — the largest Lin-KK residual (real or imaginary part,
+  relative to |Z|) from impedance.py's ``linKK(c=0.85, max_M=100, add_cap=True)``:
+  the statistic the potentiostat driver stores with every measured spectrum, so a
+  stored value is reused and a generated spectrum gets the same test; a large value
   means the cell was not stationary or the data are corrupt.
 * ``eis_r1``, ``eis_r2`` (opt-in: a fit costs seconds per spectrum) — arc
   resistances of an equivalent circuit fit ``R0-p(R1,CPE1)-p(R2,CPE2)-W1``
@@ -35,6 +37,9 @@ from voltloop.surrogates.lifetime.dataset import (
 )
 
 EIS_FEATURES = ("eis_r0", "eis_r_arc", "eis_warburg", "eis_linkk_residual")
+#: Lin-KK settings, as the potentiostat driver's acceptance test (drivers/eis.py)
+LINKK_C = 0.85
+LINKK_MAX_M = 100
 CIRCUIT_FEATURES = ("eis_r1", "eis_r2")
 CIRCUIT = "R0-p(R1,CPE1)-p(R2,CPE2)-W1"
 MIN_POINTS = 8
@@ -96,9 +101,12 @@ def nonparametric_features(spectrum: ImpedanceSpectrum) -> dict[str, float]:
 
 
 def linkk_residual(spectrum: ImpedanceSpectrum) -> float:
-    """RMS relative Lin-KK residual, always computed here: the row's stored
-    ``linkk_residual`` is the driver's acceptance statistic (the largest residual),
-    a different number, and a feature must mean the same for every cell."""
+    """Largest relative Lin-KK residual (real or imaginary part): the potentiostat
+    driver's acceptance statistic (drivers/eis.py ``lin_kk``), so the value stored
+    with a measured spectrum is used as it is, and a spectrum without one (a
+    generated history) gets the same test with the same settings."""
+    if spectrum.linkk_residual is not None and np.isfinite(spectrum.linkk_residual):
+        return float(spectrum.linkk_residual)
     import impedance.validation as validation
 
     # impedance 1.7.1 evaluates circuit strings with a namespace lacking numpy
@@ -107,9 +115,9 @@ def linkk_residual(spectrum: ImpedanceSpectrum) -> float:
     f, z = _sorted_spectrum(spectrum)
     with contextlib.redirect_stdout(io.StringIO()):  # linKK prints its progress
         _, _, _, res_real, res_imag = validation.linKK(
-            f, z, c=0.85, max_M=50, fit_type="complex", add_cap=True
+            f, z, c=LINKK_C, max_M=LINKK_MAX_M, fit_type="complex", add_cap=True
         )
-    return float(np.sqrt(np.mean(res_real**2 + res_imag**2)))
+    return float(max(np.max(np.abs(res_real)), np.max(np.abs(res_imag))))
 
 
 def circuit_resistances(spectrum: ImpedanceSpectrum) -> dict[str, float]:
