@@ -32,7 +32,7 @@ protocol's true cycle life (to 80 % of 1.1 Ah) and true peak cell temperature
 (cycles 1–20) for the lab's variation-free LFP/graphite cell, computed once with
 ``drivers.sim.truth.cycle_lives`` (~2–3 CPU-minutes) and cached as ``.npz`` under the
 system temp dir (``$VOLTLOOP_CACHE`` overrides) keyed by a hash of the simulator's
-source. Lives span 759–1,780 cycles; the unconstrained best (8-6-5.2C) runs at 38.8 °C.
+source. Lives span 759–1,780 cycles; the unconstrained best (8-6-5.2C) runs at 38.7 °C.
 An observation is an early-life prediction: true life × exp(N(0, 0.089²)) — cell-to-cell
 spread 4 % (the simulator's replicate CV) and early-prediction error 8 % (field notes:
 6–10 %), passed with that relative variance; peak temperature + N(0, 0.18²) °C (the
@@ -148,6 +148,7 @@ def _simulator_hash() -> str:
 
 def _compute_truth(candidates: np.ndarray) -> dict[str, np.ndarray]:
     from voltloop.drivers.sim.chemistry import LFP_GRAPHITE_18650
+    from voltloop.drivers.sim.executor import SensorNoise
     from voltloop.drivers.sim.reference_protocols import attia_protocol
     from voltloop.drivers.sim.truth import cycle_lives
     from voltloop.drivers.sim.virtual_lab import CellSpec
@@ -162,6 +163,7 @@ def _compute_truth(candidates: np.ndarray) -> dict[str, np.ndarray]:
             max_cycles=3000,
             record_cycles=PEAK_CYCLES,
             cell_types={NOMINAL_CELL: nominal},
+            noise=SensorNoise(0.0, 0.0, 0.0),  # the true peak, not the noisiest sample
         )
         assert run.early_records is not None
         lives.append(run.lives)
@@ -172,7 +174,7 @@ def _compute_truth(candidates: np.ndarray) -> dict[str, np.ndarray]:
 def simulator_truth(candidates: np.ndarray) -> tuple[PoolTruth, dict[str, object]]:
     """True life and peak temperature of every pool protocol for the simulated lab's
     nominal cell, computed once and cached (module docstring); and how it was obtained."""
-    path = cache_dir() / f"bench-propose-truth-{PEAK_CYCLES}-{_simulator_hash()}.npz"
+    path = cache_dir() / f"bench-propose-truth-v2-{PEAK_CYCLES}-{_simulator_hash()}.npz"
     started = time.perf_counter()
     cached = path.exists()
     if cached:

@@ -104,7 +104,7 @@ class ProposalOptions(BaseModel):
     continuous_optimiser: ContinuousOptimiser = ContinuousOptimiser.SOBOL_SET
     candidate_samples: int = Field(1024, ge=64)
     shortlist: int | None = Field(256, ge=1)
-    joint_pool_limit: int = Field(2048, ge=1)
+    joint_pool_limit: int = Field(1024, ge=1)
     batch_strategy: BatchStrategy = BatchStrategy.SEQUENTIAL_GREEDY
     gp_max_iter: int = Field(200, ge=1)
     seed: int = 0

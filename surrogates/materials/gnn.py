@@ -27,6 +27,7 @@ import torch
 from botorch.models.model import Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultivariateNormal
+from linear_operator.operators import DiagLinearOperator
 from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
@@ -268,7 +269,9 @@ class PoolPosteriorModel(Model):
         idx = X[..., 0].round().long().clamp(0, self.pool_mean.numel() - 1)
         mean = self.pool_mean[idx]
         var = self.pool_var[idx].clamp_min(1e-12)
-        posterior = GPyTorchPosterior(MultivariateNormal(mean, torch.diag_embed(var)))
+        # a diagonal operator: sampling n independent points costs O(n), not a dense
+        # n × n Cholesky (the joint-sample batch builder draws the whole pool at once)
+        posterior = GPyTorchPosterior(MultivariateNormal(mean, DiagLinearOperator(var)))
         if posterior_transform is not None:
             return posterior_transform(posterior)
         return posterior

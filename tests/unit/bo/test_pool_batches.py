@@ -141,3 +141,17 @@ def test_recommend_rejects_bad_requests() -> None:
         recommend(pool, few, options)
     with pytest.raises(ProposalInputError, match="discrete"):
         recommend(attia_continuous_space(), obs, options, among="pool")
+
+
+@pytest.mark.parametrize("k", [0, 1, 7])
+def test_incremental_fatmax_equals_botorch_fatmax(k) -> None:
+    from botorch.utils.safe_math import fatmax
+
+    from voltloop.surrogates.acquisition import _fatmax_with
+
+    gen = torch.Generator().manual_seed(k)
+    fixed = 0.05 * torch.randn(32, k, generator=gen, dtype=torch.float64)
+    part = 0.05 * torch.randn(32, 20, generator=gen, dtype=torch.float64)
+    joint = torch.cat([fixed[:, None, :].expand(-1, 20, -1), part[..., None]], dim=-1)
+    reference = fatmax(joint, dim=-1, tau=1e-2)
+    assert torch.allclose(_fatmax_with(fixed, part), reference, atol=1e-12)
