@@ -183,6 +183,31 @@ def release_lease(engine: Engine, resource_key: str, holder: str) -> bool:
     return gone is not None
 
 
+def take_over_leases(
+    engine: Engine, dead_holder: str, holder: str, ttl_s: float, *, now: dt.datetime | None = None
+) -> int:
+    """Move every lease ``dead_holder`` holds to ``holder`` (until now + ``ttl_s``); the
+    number moved. Only for a holder known to be dead (its process is gone): the update
+    is conditional on the old holder, so a lease renewed or released meanwhile by a
+    live holder is left alone."""
+    if not dead_holder or not holder:
+        raise InvalidRecordError("a takeover needs both holders")
+    now = now or utcnow()
+    expires = now + _ttl(ttl_s)
+    with write_session(engine) as session:
+        moved = (
+            session.connection()
+            .execute(
+                update(_LEASE)
+                .where(_LEASE.c.holder == dead_holder)
+                .values(holder=holder, acquired_at=now, heartbeat_at=now, expires_at=expires)
+                .returning(_LEASE.c.id)
+            )
+            .all()
+        )
+    return len(moved)
+
+
 def current_lease(session: Session, resource_key: str) -> LeaseInfo | None:
     """The stored lease on ``resource_key`` (expired or not), or None."""
     row = (

@@ -57,6 +57,25 @@ def new_holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def holder_is_dead(holder: str) -> bool:
+    """True if ``holder`` (``host:pid:random`` of :func:`new_holder_id`) names a process
+    on this host that no longer exists — an orchestrator killed without releasing its
+    leases. Unknown formats, other hosts and live (or unknowable) pids are not dead."""
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
+
+
 def runs_to_end_of_life(seed: int, experiment_id: str, share: float) -> bool:
     """Seeded, reproducible draw: does this cell run on to end of life?
 

@@ -15,11 +15,18 @@ from sqlalchemy import select
 
 from voltloop.campaigns.base import CampaignBase
 from voltloop.db.engine import read_session, write_session
-from voltloop.db.enums import CampaignStatus, InstrumentKind, RoundStatus
+from voltloop.db.enums import CampaignStatus, EventLevel, InstrumentKind, RoundStatus
 from voltloop.db.errors import LeaseHeldError, UnknownCampaignError
-from voltloop.db.leases import acquire_lease, active_leases, campaign_key, release_lease
+from voltloop.db.leases import (
+    acquire_lease,
+    active_leases,
+    campaign_key,
+    current_lease,
+    release_lease,
+    take_over_leases,
+)
 from voltloop.db.models import Campaign, Channel, Experiment, Instrument, Round
-from voltloop.orchestrator.context import EngineContext, StepKind, StepResult
+from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, holder_is_dead
 from voltloop.orchestrator.dispatch import load_and_dispatch
 from voltloop.orchestrator.polling import poll_sweep, renew_channel_leases
 from voltloop.orchestrator.rounds import (
@@ -114,17 +121,15 @@ class CampaignEngine:
             and now - self._last_heartbeat < self.ctx.settings.heartbeat_s
         ):
             return
+        key = campaign_key(self.ctx.campaign_name)
         try:
-            acquire_lease(
-                self.ctx.db,
-                campaign_key(self.ctx.campaign_name),
-                self.ctx.holder,
-                self.ctx.settings.lease_ttl_s,
-            )
+            acquire_lease(self.ctx.db, key, self.ctx.holder, self.ctx.settings.lease_ttl_s)
         except LeaseHeldError as exc:
-            raise CampaignBusyError(
-                f"campaign {self.ctx.campaign_name!r} is being run by another orchestrator ({exc})"
-            ) from exc
+            if not self._take_over_from_dead_holder(key):
+                raise CampaignBusyError(
+                    f"campaign {self.ctx.campaign_name!r} is being run by another "
+                    f"orchestrator ({exc})"
+                ) from exc
         mine = [
             (lease.experiment_id, lease.channel_id)
             for lease in active_leases(self.ctx.db, "channel:")
@@ -132,6 +137,26 @@ class CampaignEngine:
         ]
         renew_channel_leases(self.ctx, mine)
         self._last_heartbeat = now
+
+    def _take_over_from_dead_holder(self, key: str) -> bool:
+        """If the campaign's lease belongs to an orchestrator process on this host that
+        no longer exists (killed), take over its campaign and channel leases at once
+        rather than wait for them to expire."""
+        with write_session(self.ctx.db) as session:
+            lease = current_lease(session, key)
+        if lease is None or not holder_is_dead(lease.holder):
+            return False
+        moved = take_over_leases(
+            self.ctx.db, lease.holder, self.ctx.holder, self.ctx.settings.lease_ttl_s
+        )
+        with write_session(self.ctx.db) as session:
+            self.ctx.event(
+                session,
+                "lease_taken_over",
+                f"took over {moved} lease(s) of {lease.holder}, whose process is gone",
+                level=EventLevel.WARNING,
+            )
+        return True
 
     def release(self) -> None:
         """Give up the campaign lease (channel leases stay with their running cells)."""

@@ -16,6 +16,7 @@ from voltloop.db.leases import (
     channel_key,
     release_lease,
     renew_lease,
+    take_over_leases,
 )
 
 pytestmark = pytest.mark.integration
@@ -101,3 +102,15 @@ def test_racing_takeover_of_an_expired_lease_has_one_winner(engine: Engine) -> N
     winners = _race(engine, key, [f"worker-{i}" for i in range(6)], at(100))
     assert len(winners) == 1
     assert active_leases(engine, key, now=at(101))[0].holder == winners[0]
+
+
+def test_a_dead_holders_leases_move_to_the_new_holder(engine: Engine) -> None:
+    acquire_lease(engine, campaign_key("c"), "dead", 60, now=at(0))
+    acquire_lease(engine, channel_key(1), "dead", 60, now=at(0))
+    acquire_lease(engine, channel_key(2), "alive", 60, now=at(0))
+    assert take_over_leases(engine, "dead", "new", 30, now=at(5)) == 2
+    held = {lease.resource_key: lease for lease in active_leases(engine, now=at(6))}
+    assert held[campaign_key("c")].holder == "new" and held[channel_key(2)].holder == "alive"
+    moved = held[channel_key(1)]
+    assert (moved.holder, moved.expires_at) == ("new", at(35))
+    assert take_over_leases(engine, "dead", "new", 30, now=at(7)) == 0  # nothing left

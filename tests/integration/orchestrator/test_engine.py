@@ -217,3 +217,28 @@ def test_health_verdicts_flag_or_stop_cells_after_checkpoints(setup):
     assert all(status == ExperimentStatus.COMPLETED for status, _ in others)
     # one checkpoint per cell before its early stop at cycle 30, each measured and stored
     assert spectra == potentiostat.sweeps == len(experiments)
+
+
+def test_a_killed_orchestrators_leases_are_taken_over_at_once(setup):
+    import subprocess
+    import sys
+
+    from voltloop.db.leases import acquire_lease, campaign_key
+    from voltloop.orchestrator.context import holder_is_dead
+
+    db, spec, campaign_id, cycler, make_engine = setup
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = f"{__import__('socket').gethostname()}:{gone.pid}:0a1b2c3d"
+    assert holder_is_dead(dead) and not holder_is_dead(make_engine().ctx.holder)
+    acquire_lease(db, campaign_key(spec.name), dead, 3600)
+    engine = make_engine()
+    assert engine.run(poll_interval_s=0.0, max_steps=500).finished
+    with read_session(db) as s:
+        kinds = list(s.scalars(select(Event.kind)))
+    assert kinds.count("lease_taken_over") == 1
+    engine.release()
+    # a live holder on this host (pid 1) is not taken over
+    acquire_lease(db, campaign_key(spec.name), f"{dead.split(':')[0]}:1:feed", 3600)
+    with pytest.raises(CampaignBusyError):
+        make_engine().step()
