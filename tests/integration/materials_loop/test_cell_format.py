@@ -47,3 +47,19 @@ def test_lifepo4_cell_has_the_campaigns_nominal_capacity(ci_spec) -> None:
     assert layered.r0_ohm * layered.nominal_capacity_Ah == pytest.approx(
         lfp.r0_ohm * lfp.nominal_capacity_Ah, rel=0.5
     )
+
+
+def test_the_example_in_the_docs_validates(tmp_path) -> None:
+    from pathlib import Path
+
+    from voltloop.campaigns.loading import load_campaign
+    from voltloop.campaigns.materials_campaign import MaterialsCampaign
+    from voltloop.campaigns.materials_pool import build_pool
+
+    docs = Path(__file__).resolve().parents[3] / "docs" / "materials-campaigns.md"
+    text = docs.read_text().split("## Write your own")[1].split("```toml")[1].split("```")[0]
+    path = tmp_path / "my-olivines.toml"
+    path.write_text(text)
+    spec = load_campaign(path)
+    assert isinstance(spec, MaterialsCampaign) and spec.name == "my-olivines"
+    assert len(build_pool(spec)) == 7
