@@ -143,13 +143,13 @@ class MaterialsDryRun:
         members = [PoolMember(0, c.label, c.formula, c.structure) for c in self.pool]
         self._check(members)
 
-    def _check(self, members: list[PoolMember], warm_up: bool = False) -> MaterialsProposer:
+    def _check(self, members: list[PoolMember], **options: Any) -> MaterialsProposer:
         return MaterialsProposer(
             self.spec,
             members,
             cathode_mass_g=self.cell_format.cathode_mass_g,
             settings=self.settings,
-            warm_up=warm_up,
+            **options,
         )
 
     def lab(self, channels: int, limits: Any) -> Any:
@@ -169,7 +169,14 @@ class MaterialsDryRun:
         """Store the pool (idempotent) and build the proposer over its rows."""
         if not isinstance(self.pool[0], PoolMember):
             self.pool = register_pool(db, campaign_id, self.pool)
-        self._proposer = self._check(self.pool, warm_up=True)
+        from voltloop.surrogates.registry import ModelRegistry, SqlModelStore
+
+        self._proposer = self._check(
+            self.pool,
+            warm_up=True,
+            registry=ModelRegistry(SqlModelStore(db)),
+            campaign_id=campaign_id,
+        )
         return self._proposer
 
     def compiler(self, limits: Any) -> Callable[[dict, bool], dict]:

@@ -7,9 +7,10 @@
 - Each round the proposer retrains on every observation: a CGCNN deep ensemble
   (surrogates/materials/gnn.py) learns the first objective from the crystal graphs,
   and one GP per modelled outcome on the ensemble's pooled embeddings
-  (surrogates/materials/embedding_gp.py) gives mean and std for every pool member. A
-  BoTorch ``ModelList`` of ``PoolPosteriorModel`` s over the pool index feeds
-  ``surrogates.proposer.propose`` — the same acquisition code as protocols.
+  (surrogates/materials/embedding_gp.py) gives mean and std for every pool member. One
+  BoTorch model over the pool index (:class:`PoolOutcomesModel`) feeds
+  ``surrogates.proposer.propose`` — the same acquisition code as protocols. Each
+  round's ensemble is stored as a ``model_version`` row when a registry is given.
 - Goals (docs/decisions/0006): the first objective is optimised; a further objective
   with a ``threshold`` becomes an outcome constraint at that threshold (ε-constraint);
   measured constraints (peak temperature, retention, ...) are outcome constraints —
@@ -25,6 +26,7 @@ stores the candidate with its material row and the loader gets the structure fro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Sequence
@@ -45,7 +47,13 @@ from voltloop.db.engine import read_session, write_session
 from voltloop.db.enums import EventLevel
 from voltloop.db.ingest import record_event
 from voltloop.db.models import Candidate, Event, Material
-from voltloop.orchestrator.observations import CampaignKnowledge, gather_materials
+from voltloop.orchestrator.observations import (
+    CampaignKnowledge,
+    OutcomeLimit,
+    gather_materials,
+    meets_limits,
+    outcome_limits,
+)
 from voltloop.orchestrator.ports import Observation, Proposal, ProposalBatch
 
 POOL_EVENT = "materials_pool"
@@ -141,33 +149,6 @@ def stored_pool(db, campaign_id: int) -> list[PoolMember] | None:
 # --- goals ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OutcomeLimit:
-    """A measured outcome the proposal must keep within ``lower``/``upper``."""
-
-    metric: str
-    upper: float | None
-    lower: float | None
-    safety: bool
-
-
-def outcome_limits(spec: MaterialsCampaign) -> list[OutcomeLimit]:
-    """Further objectives with a threshold, then measured constraints (not thermal_risk)."""
-    limits = []
-    for objective in spec.objectives[1:]:
-        if objective.threshold is None:
-            continue
-        upper = objective.threshold if objective.direction == Direction.MINIMIZE else None
-        lower = objective.threshold if objective.direction == Direction.MAXIMIZE else None
-        limits.append(OutcomeLimit(objective.metric.value, upper, lower, False))
-    for c in spec.constraints:
-        if c.metric == Metric.THERMAL_RISK:
-            continue
-        safety = c.safe_mode and c.max is not None and c.min is None
-        limits.append(OutcomeLimit(c.metric.value, c.max, c.min, safety))
-    return limits
-
-
 def thermal_risk_excluded(spec: MaterialsCampaign, pool: Sequence[PoolMember]) -> dict[int, str]:
     """Pool positions removed by ``thermal_risk`` constraints → why.
 
@@ -205,18 +186,6 @@ def _modelable(values: np.ndarray) -> bool:
 
 def _better(direction: Direction, a: float, b: float) -> bool:
     return a > b if direction == Direction.MAXIMIZE else a < b
-
-
-def _meets(limits: Sequence[OutcomeLimit], outcomes: dict[str, float]) -> bool:
-    for limit in limits:
-        value = outcomes.get(limit.metric, math.nan)
-        if not math.isfinite(value):
-            return False
-        if limit.upper is not None and value > limit.upper:
-            return False
-        if limit.lower is not None and value < limit.lower:
-            return False
-    return True
 
 
 # --- the surrogate as a BoTorch model ---------------------------------------------------
@@ -267,7 +236,8 @@ class MaterialsProposer:
     Beyond the port it reads the campaign's observations (:meth:`gather`) and picks the
     recommendation (:meth:`recommend`); the engine's rounds use both when present.
     ``cathode_mass_g`` (per cell) turns discharge energy into specific energy;
-    ``warm_up`` builds the crystal graphs in a background thread right away.
+    ``warm_up`` builds the crystal graphs in a background thread right away; with a
+    ``registry`` each round's ensemble is stored as a ``model_version`` of ``campaign_id``.
     """
 
     def __init__(
@@ -278,6 +248,8 @@ class MaterialsProposer:
         cathode_mass_g: float | None,
         settings: SurrogateSettings | None = None,
         warm_up: bool = False,
+        registry: Any = None,
+        campaign_id: int | None = None,
     ):
         from voltloop.campaigns.spaces import index_space
         from voltloop.surrogates.proposer import OutcomeConstraint, ProposalOptions
@@ -318,6 +290,9 @@ class MaterialsProposer:
             seed=spec.seed,
         )
         self._graphs: list[Any] | None = None
+        self.registry = registry  # surrogates.registry.ModelRegistry, or None
+        self.campaign_id = campaign_id
+        self.last_ensemble: Any = None
         self._graphs_lock = threading.Lock()
         if warm_up:  # build the crystal graphs (and import torch-geometric, ~8 s) while
             # the first round's cells cycle, not when the second round is proposed
@@ -342,7 +317,7 @@ class MaterialsProposer:
         finite = [o for o in knowledge.observations if math.isfinite(o.objective)]
         if not finite:
             return None
-        feasible = [o for o in finite if _meets(self.limits, o.outcomes)]
+        feasible = [o for o in finite if meets_limits(self.limits, o.outcomes)]
         best = None
         for o in feasible or finite:
             if best is None or _better(self.objective.direction, o.objective, best.objective):
@@ -415,6 +390,7 @@ class MaterialsProposer:
         )
         train_graphs = [graphs[r] for r, f in zip(rows, fit, strict=True) if f]
         ensemble = GraphEnsemble(settings).fit(train_graphs, y[fit])
+        self.last_ensemble = ensemble
         _, _, embeddings = ensemble.predict_with_embeddings(graphs)
         means, stds = [], []
         for values in [y, *(_outcome(observations, lim.metric) for lim in limits)]:
@@ -446,13 +422,14 @@ class MaterialsProposer:
         busy = [self._space_index(p) for p in [*pending, *tested]]
         busy = sorted({r for r in busy if r is not None and r not in observed})
         finite = sum(math.isfinite(o.objective) for o in obs)
-        model, notes, limits = None, [], []
+        model, notes, limits, versions = None, [], [], []
         if finite >= MIN_OBSERVATIONS:
             limits = [lim for lim in self.limits if _modelable(_outcome(obs, lim.metric))]
             if len(limits) < len(self.limits):
                 left_out = sorted({lim.metric for lim in self.limits} - {m.metric for m in limits})
                 notes.append(f"too few distinct values yet to model {', '.join(left_out)}")
             model = self.fit_pool_model(rows, obs, limits, seed)
+            versions = self._register(rows, obs)
         options = self.options.model_copy(
             update={
                 "seed": seed,
@@ -489,7 +466,31 @@ class MaterialsProposer:
                 )
             )
         reason = "; ".join(filter(None, [result.reason or result.acquisition, *notes]))
-        return ProposalBatch(proposals, reason=reason)
+        return ProposalBatch(proposals, reason=reason, model_version_ids=versions)
+
+    def _register(self, rows: list[int], observations: Sequence[Observation]) -> list[int]:
+        """Store the round's ensemble as a ``model_version`` row (tensor-only artifact)."""
+        if self.registry is None or self.last_ensemble is None:
+            return []
+        from voltloop.surrogates.registry import training_set_hash
+
+        ensemble = self.last_ensemble
+        y = np.array([o.objective for o in observations], dtype=float)
+        record = self.registry.register(
+            kind="materials_gnn",
+            name=f"{self.spec.name}/materials_gnn",
+            state=ensemble.state_dict(),
+            training_hash=training_set_hash(np.array(rows, dtype=float), y),
+            hyperparameters=dataclasses.asdict(ensemble.settings),
+            metrics={
+                "observations": len(rows),
+                "train_s": ensemble.train_seconds,
+                "std_scale": ensemble.std_scale,
+                "objective": self.objective.metric.value,
+            },
+            campaign_id=self.campaign_id,
+        )
+        return [int(record.id)] if record.id is not None else []
 
     def label_of(self, parameters: dict[str, float]) -> str:
         """The pool label of a candidate (for protocol names and summaries)."""

@@ -11,12 +11,15 @@ read from its stored cycles at the fixed test cycle (:func:`materials_metrics`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from voltloop.campaigns.base import Direction, Metric
+from voltloop.campaigns.materials_campaign import MaterialsCampaign
 from voltloop.db.enums import ExperimentStatus
 from voltloop.db.models import Candidate, Cycle, Experiment, Prediction
 from voltloop.orchestrator.ports import Observation
@@ -228,3 +231,45 @@ def gather_materials(
             )
         )
     return knowledge
+
+
+@dataclass(frozen=True)
+class OutcomeLimit:
+    """A measured outcome the proposal must keep within ``lower``/``upper``."""
+
+    metric: str
+    upper: float | None
+    lower: float | None
+    safety: bool
+
+
+def outcome_limits(spec: MaterialsCampaign) -> list[OutcomeLimit]:
+    """A materials campaign's limits on measured outcomes: further objectives with a
+    threshold (ε-constraints, decision 0006), then its constraints but thermal_risk
+    (a score of the structure, not measured)."""
+    limits = []
+    for objective in spec.objectives[1:]:
+        if objective.threshold is None:
+            continue
+        upper = objective.threshold if objective.direction == Direction.MINIMIZE else None
+        lower = objective.threshold if objective.direction == Direction.MAXIMIZE else None
+        limits.append(OutcomeLimit(objective.metric.value, upper, lower, False))
+    for c in spec.constraints:
+        if c.metric == Metric.THERMAL_RISK:
+            continue
+        safety = c.safe_mode and c.max is not None and c.min is None
+        limits.append(OutcomeLimit(c.metric.value, c.max, c.min, safety))
+    return limits
+
+
+def meets_limits(limits: Sequence[OutcomeLimit], outcomes: dict[str, float]) -> bool:
+    """True if every limit's outcome is measured and within its bounds."""
+    for limit in limits:
+        value = outcomes.get(limit.metric, math.nan)
+        if not math.isfinite(value):
+            return False
+        if limit.upper is not None and value > limit.upper:
+            return False
+        if limit.lower is not None and value < limit.lower:
+            return False
+    return True

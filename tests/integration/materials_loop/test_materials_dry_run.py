@@ -14,7 +14,15 @@ from sqlalchemy import func, select
 
 from voltloop.db.engine import read_session
 from voltloop.db.migrate import open_database
-from voltloop.db.models import Candidate, Cycle, Event, Experiment, Material, Round
+from voltloop.db.models import (
+    Candidate,
+    Cycle,
+    Event,
+    Experiment,
+    Material,
+    ModelVersion,
+    Round,
+)
 
 from .conftest import EXAMPLE
 
@@ -87,9 +95,21 @@ def test_every_material_is_tested_once_and_the_answer_is_a_pool_member(finished_
     # cell-to-cell variation; an olivine stores a few hundred Wh per kg of cathode
     assert 300.0 < rec["objective"] < 700.0
     assert summary.true_value_of_recommendation == pytest.approx(rec["objective"], rel=0.05)
-    # the second round was proposed by the GNN surrogate, not space-filling
+    # the second round was proposed by the GNN surrogate, not space-filling, and its
+    # ensemble is stored as a model version of the campaign
     second = [p for p in _proposed_events(finished_run.url) if p["round"] == 1][0]
     assert "space-filling" not in second["reason"]
+    db = open_database(finished_run.url, read_only=True)
+    try:
+        with read_session(db) as session:
+            rounds = {r.round_index: r.model_version_ids for r in session.scalars(select(Round))}
+            versions = {v.id: v for v in session.scalars(select(ModelVersion))}
+            assert rounds[0] == [] and len(rounds[1]) == 1
+            stored = versions[rounds[1][0]]
+            assert stored.kind == "materials_gnn" and stored.metrics["observations"] == 4
+            assert stored.artifact_format == "torch_tensors" and len(stored.artifact) > 1000
+    finally:
+        db.dispose()
 
 
 def _proposed_events(url: str) -> list[dict]:
