@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ CAMPAIGN = """
 name = "{name}"
 kind = "protocol"
 seed = 3
-rounds = 2
+rounds = {rounds}
 batch_size = {channels}
 [lifetime]
 early_prediction_cycle = 12
@@ -90,7 +91,7 @@ def lab(tmp_path_factory):
     """``voltloop sim serve`` in a subprocess: its URLs (cycler, potentiostat, loader)."""
     tmp = tmp_path_factory.mktemp("lab")
     proc = subprocess.Popen(
-        [str(VOLTLOOP), "sim", "serve", "--channels", str(CHANNELS), "--speed", "5000",
+        [str(VOLTLOOP), "sim", "serve", "--channels", str(CHANNELS), "--speed", "10000",
          "--no-load", "--control-port", "0", "--max-current", "30", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -106,10 +107,12 @@ def lab(tmp_path_factory):
         proc.wait(15)
 
 
-def campaign_file(tmp: Path, lab: dict, name: str, identity: str) -> Path:
+def campaign_file(tmp: Path, lab: dict, name: str, identity: str, rounds: int = 2) -> Path:
     path = tmp / f"{name}.toml"
     path.write_text(
-        CAMPAIGN.format(name=name, cycler=lab["cycler"], channels=CHANNELS, identity=identity)
+        CAMPAIGN.format(
+            name=name, cycler=lab["cycler"], channels=CHANNELS, identity=identity, rounds=rounds
+        )
     )
     return path
 
@@ -126,11 +129,14 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 90) -> list[di
         return list(csv.DictReader(handle))
 
 
-def event_count(url: str) -> int:
+def event_count(url: str, kind: str | None = None) -> int:
     db = open_database(url, read_only=True)
     try:
         with read_session(db) as session:
-            return session.scalar(select(func.count()).select_from(Event))
+            query = select(func.count()).select_from(Event)
+            if kind is not None:
+                query = query.where(Event.kind == kind)
+            return session.scalar(query)
     finally:
         db.dispose()
 
@@ -242,3 +248,58 @@ def test_run_with_an_operator_and_a_damaged_cell(lab, tmp_path) -> None:
         experiment_id, stored = ingested[row["cell_id"]]
         assert status["experiment_id"] == experiment_id and status["state"] == "completed"
         assert stored == status["record_count"]
+
+
+def test_stop_and_resume_a_real_campaign(lab, tmp_path) -> None:
+    """Ctrl-C the orchestrator while its cells cycle; ``resume_real_campaign`` checks the
+    instruments again and finishes the round without dispatching or storing twice."""
+    from voltloop.orchestrator.dry_run import stored_spec
+    from voltloop.orchestrator.operator_desk import confirm_campaign
+    from voltloop.orchestrator.real_run import resume_real_campaign
+
+    name = "real-run-resume"
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    config = campaign_file(tmp_path, lab, name, "VOLTLOOP", rounds=1)
+    hands = LoaderControlClient(lab["loader"])
+    run = subprocess.Popen(
+        [str(VOLTLOOP), "run", str(config), "--db", url, "--no-prefect", "--sheets", "sheets",
+         "--no-early-prediction", "--poll-interval", "0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env(tmp_path),
+    )  # fmt: skip
+    try:
+        sheet = wait_for(tmp_path / "sheets" / f"{name}-loading-sheet-round-0.csv", run)
+        for i, row in enumerate(sheet):
+            hands.load_cell(int(row["channel"]), CellSpec(cell_id=row["cell_id"], seed=20 + i))
+        confirm_campaign(url, name)  # as `voltloop confirm` does, without a process
+        deadline = time.monotonic() + 60
+        while event_count(url, "dispatched") < CHANNELS:
+            assert time.monotonic() < deadline, "cells were not dispatched"
+            time.sleep(0.2)
+        run.send_signal(signal.SIGINT)  # Ctrl-C: the campaign lease is released
+        assert run.wait(30) == 130, run.stderr.read()[-2000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)
+    summary = resume_real_campaign(
+        stored_spec(url, name), url, early_prediction=False, poll_interval_s=0.1
+    )
+    assert summary.rounds_completed == 1 and summary.experiments == {"completed": CHANNELS}
+    assert summary.cycles_stored == 12 * CHANNELS
+    assert event_count(url, "dispatched") == CHANNELS
+    assert event_count(url, "loading_sheet") == 1
+    db = open_database(url, read_only=True)
+    try:
+        with read_session(db) as session:
+            ingested = {
+                e.cell_id: (e.id, e.records_ingested) for e in session.scalars(select(Experiment))
+            }
+    finally:
+        db.dispose()
+    for row in sheet:
+        status = hands.status(int(row["channel"]))
+        assert (status["experiment_id"], status["record_count"]) == ingested[row["cell_id"]]
