@@ -149,7 +149,7 @@ def ask_operator(
     from prefect.flow_runs import pause_flow_run
 
     from voltloop.db.types import utcnow
-    from voltloop.orchestrator.operator_desk import describe_sheet
+    from voltloop.orchestrator.loading_confirmation import describe_sheet
 
     sheet = loading_sheet_waiting(engine)
     if sheet is None:
@@ -188,7 +188,11 @@ def store_form_answer(engine: CampaignEngine, round_index: int, answer: LoadingA
     bad answer is recorded as a warning event and stores nothing."""
     from voltloop.db.engine import write_session
     from voltloop.db.enums import EventLevel
-    from voltloop.orchestrator.operator_desk import Answer, ConfirmationError, store_confirmation
+    from voltloop.orchestrator.loading_confirmation import (
+        Answer,
+        ConfirmationError,
+        store_confirmation,
+    )
 
     if not answer.cells:
         return False

@@ -222,7 +222,7 @@ def confirm(
     json_out: JsonOption = False,
 ) -> None:
     """Confirm that the operator loaded this round's cells (or which were not built)."""
-    from voltloop.orchestrator.operator_desk import confirm_campaign
+    from voltloop.orchestrator.loading_confirmation import confirm_campaign
 
     result = confirm_campaign(resolve_db_url(db), campaign, cells, round_index)
     if json_out:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from voltloop.db.engine import read_session
 from voltloop.db.models import Event, Experiment
-from voltloop.orchestrator.operator_desk import ConfirmationError, confirm_campaign
+from voltloop.orchestrator.loading_confirmation import ConfirmationError, confirm_campaign
 from voltloop.orchestrator.real_run import step_is_idle
 
 pytestmark = pytest.mark.timeout(60)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from voltloop.db.engine import read_session
 from voltloop.db.models import Event, Experiment
-from voltloop.orchestrator.operator_desk import confirm_campaign
+from voltloop.orchestrator.loading_confirmation import confirm_campaign
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -254,7 +254,7 @@ def test_stop_and_resume_a_real_campaign(lab, tmp_path) -> None:
     """Ctrl-C the orchestrator while its cells cycle; ``resume_real_campaign`` checks the
     instruments again and finishes the round without dispatching or storing twice."""
     from voltloop.orchestrator.dry_run import stored_spec
-    from voltloop.orchestrator.operator_desk import confirm_campaign
+    from voltloop.orchestrator.loading_confirmation import confirm_campaign
     from voltloop.orchestrator.real_run import resume_real_campaign
 
     name = "real-run-resume"

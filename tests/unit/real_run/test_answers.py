@@ -7,16 +7,16 @@ import datetime as dt
 
 import pytest
 
-from voltloop.orchestrator.operator_desk import (
+from voltloop.orchestrator.loading_confirmation import (
     Answer,
     ConfirmationError,
     LoadingSheet,
-    OperatorSettings,
     SheetCell,
     describe_sheet,
     parse_outcome,
     resolve_answers,
 )
+from voltloop.orchestrator.operator_desk import OperatorSettings
 from voltloop.orchestrator.ports import LoadOutcome
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
