@@ -250,12 +250,15 @@ def _step_while_paused(
                 stop.wait(poll_interval_s)
     except BaseException as exc:  # noqa: BLE001 - handed to the flow's thread
         me.error = exc  # type: ignore[attr-defined]
-    if stop.is_set():
-        return
-    try:
-        resume_flow_run(run_id, run_input={"round": round_index, "cells": []})
-    except Exception as exc:  # noqa: BLE001 - the form was answered at the same moment
-        log.info("resuming the paused flow run: %s", exc)
+    # Resume the run; it may not be paused yet (the pause is proposed after this thread
+    # starts), so try until it is, or until the flow's thread says it is back.
+    while not stop.is_set():
+        try:
+            resume_flow_run(run_id, run_input={"round": round_index, "cells": []})
+            return
+        except Exception as exc:  # noqa: BLE001 - not paused yet, or answered meanwhile
+            log.debug("resuming the paused flow run: %s", exc)
+        stop.wait(max(poll_interval_s, 0.2))
 
 
 @flow(name="campaign", log_prints=False)

@@ -177,7 +177,8 @@ def resume_real(
 def _report(summary: Any, json_out: bool) -> None:
     if json_out:
         data = summary.as_dict()
-        data.pop("true_life_of_recommendation", None)  # simulation only
+        for name in ("true_life_of_recommendation", "true_value_of_recommendation"):
+            data.pop(name, None)  # simulation only
         print_json(data)
         return
     from rich.table import Table

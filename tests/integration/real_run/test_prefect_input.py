@@ -124,3 +124,27 @@ def test_voltloop_confirm_during_the_pause_resumes_the_run(prefect_server, desk_
     with get_client(sync_client=True) as client:
         states = [s.type.value for s in client.read_flow_run_states(paused[0])]
     assert "PAUSED" in states and states[-1] == "COMPLETED"
+
+
+def test_a_bad_form_answer_is_recorded_and_stores_nothing(desk_campaign) -> None:
+    from voltloop.orchestrator.flows import CellAnswerInput, LoadingAnswer, store_form_answer
+
+    engine = desk_campaign.engine()
+    for _ in range(10):
+        engine.step()
+        sheet = engine.ctx.operator.pending()
+        if sheet is not None:
+            break
+    good = CellAnswerInput(cell_id=sheet.cells[0].cell_id, outcome="not_built")
+    bad = LoadingAnswer(round=0, cells=[good, CellAnswerInput(cell_id="attia-ci-r7-000")])
+    assert store_form_answer(engine, 0, bad) is False
+    assert store_form_answer(engine, 0, LoadingAnswer(round=0, cells=[])) is False
+    with read_session(desk_campaign.db) as session:
+        kinds = [e.kind for e in session.scalars(select(Event))]
+        rejected = session.scalar(select(Event).where(Event.kind == "loading_answer_rejected"))
+        message = rejected.message
+    assert "loading_confirmed" not in kinds
+    assert "Prefect form row 2: cell_id = 'attia-ci-r7-000'" in message
+    assert store_form_answer(engine, 0, LoadingAnswer(round=0, cells=[good])) is True
+    confirmed, _ = outcome_events(desk_campaign)
+    assert confirmed[0]["cells"] == {good.cell_id: "not_built"}
