@@ -1,4 +1,5 @@
-"""``voltloop sim serve``: start a simulated cycler and potentiostat."""
+"""``voltloop sim serve``: a simulated cycler and potentiostat, and optionally the
+simulated lab's loader on a control port (drivers/sim/loader_control.py)."""
 
 from __future__ import annotations
 
