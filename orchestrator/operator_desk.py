@@ -19,6 +19,7 @@ See docs/real-runs.md and docs/decisions/0003-operator-step-as-events.md.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import logging
@@ -141,8 +142,9 @@ class LoadingDesk:
         round_index = self._round_of(slots[0].experiment_id)
         with read_session(self.db) as session:
             sheet = issued_sheet(session, self.campaign_id, round_index)
-        if sheet is None:
-            sheet = self._issue(round_index, slots)
+        on_sheet = set() if sheet is None else {c.experiment_id for c in sheet.cells}
+        if sheet is None or any(s.experiment_id not in on_sheet for s in slots):
+            sheet = self._issue(round_index, slots)  # new, or amended: a cell got a channel late
         outcomes = {
             s.experiment_id: sheet.decided.get(s.experiment_id, LoadOutcome.WAITING) for s in slots
         }
@@ -204,18 +206,22 @@ class LoadingDesk:
         self.announce(message)
 
     def _issue(self, round_index: int, slots: Sequence[LoadingSlot]) -> LoadingSheet:
-        """Record the round's sheet (once), write its CSV and announce it."""
+        """Record the round's sheet, write its CSV and announce it — once, or again as an
+        amended sheet (with a fresh deadline) when cells not on it ask to be loaded."""
         now = self.now()
         deadline = now + dt.timedelta(seconds=self.settings.timeout_s)
         path = None
         with write_session(self.db) as session:
-            if issued_sheet(session, self.campaign_id, round_index) is None:
+            current = issued_sheet(session, self.campaign_id, round_index)
+            known = [] if current is None else [dataclasses.asdict(c) for c in current.cells]
+            late = [s for s in slots if s.experiment_id not in {c["experiment_id"] for c in known}]
+            if late:
                 if self.settings.sheet_dir is not None:
                     target = Path(self.settings.sheet_dir)
                     target.mkdir(parents=True, exist_ok=True)
                     path = target / f"{self.campaign_name}-loading-sheet-round-{round_index}.csv"
                     _atomic_write(path, sheet_csv(session, self.campaign_name, round_index))
-                cells = [
+                cells = known + [
                     {
                         "experiment_id": s.experiment_id,
                         "cell_id": s.cell_id,
@@ -223,14 +229,15 @@ class LoadingDesk:
                         "channel": s.channel,
                         "parameters": dict(s.parameters),
                     }
-                    for s in slots
+                    for s in late
                 ]
                 record_event(
                     session,
                     EventLevel.INFO,
                     SHEET_EVENT,
-                    f"round {round_index}: loading sheet issued for {len(cells)} cell(s); "
-                    f"answers due by {iso_time(deadline)}",
+                    f"round {round_index}: loading sheet "
+                    + ("issued" if current is None else f"amended with {len(late)} cell(s)")
+                    + f" for {len(cells)} cell(s); answers due by {iso_time(deadline)}",
                     campaign_id=self.campaign_id,
                     payload={
                         "round": round_index,

@@ -191,6 +191,38 @@ def test_a_bad_cells_file_writes_nothing(desk_campaign, tmp_path, text, expected
     assert desk_campaign.engine().ctx.operator.pending().waiting == sheet.waiting
 
 
+def test_a_cell_that_gets_its_channel_late_amends_the_sheet(desk_campaign) -> None:
+    """A slot not on the issued sheet (its channel was busy with another campaign when
+    the sheet went out) amends it; answers already stored stay."""
+    from voltloop.orchestrator.loading_confirmation import Answer, store_confirmation
+    from voltloop.orchestrator.ports import LoadingSlot, LoadOutcome
+
+    engine = desk_campaign.engine()
+    sheet = until_sheet(engine)
+    store_confirmation(
+        desk_campaign.db,
+        desk_campaign.campaign_id,
+        [Answer(sheet.cells[0].cell_id, "damaged", "test")],
+        source="test",
+    )
+    desk = engine.ctx.operator
+    first = sheet.cells[0]
+    slots = [
+        LoadingSlot(first.experiment_id, first.cell_id, first.cycler_url, first.channel, {}),
+        LoadingSlot("late-exp", "attia-ci-r0-late", first.cycler_url, 3, {"CC1": 4.0}),
+    ]
+    desk_campaign.clock.advance(60)
+    outcomes = desk.load(slots)
+    assert outcomes == {first.experiment_id: LoadOutcome.DAMAGED, "late-exp": LoadOutcome.WAITING}
+    amended = desk.pending()
+    assert len(amended.cells) == 5 and amended.cells[-1].cell_id == "attia-ci-r0-late"
+    assert amended.deadline > sheet.deadline
+    sheets = events(desk_campaign, "loading_sheet")
+    assert len(sheets) == 2 and "amended with 1 cell(s)" in sheets[1].message
+    desk.load(slots)  # nothing new: no third sheet
+    assert len(events(desk_campaign, "loading_sheet")) == 2
+
+
 def test_nothing_to_confirm_before_a_sheet(desk_campaign, tmp_path) -> None:
     with pytest.raises(ConfirmationError, match="has not issued a loading sheet"):
         confirm_campaign(desk_campaign.url, "attia-ci")
