@@ -259,8 +259,11 @@ class MaterialsProposer:
         if not pool:
             raise MaterialsPoolError(f"campaign {spec.name!r}: the materials pool is empty")
         objective = spec.objectives[0]
-        if objective.metric == Metric.SPECIFIC_ENERGY and not cathode_mass_g:
-            raise MaterialsPoolError("specific_energy needs the cells' cathode mass")
+        goals = [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]
+        if Metric.SPECIFIC_ENERGY in goals and not cathode_mass_g:
+            raise MaterialsPoolError(
+                "specific_energy (Wh per kg of cathode) needs the cells' cathode mass"
+            )
         self.spec = spec
         self.pool = list(pool)
         self.cathode_mass_g = cathode_mass_g

@@ -36,13 +36,14 @@ def dry_run(
         typer.Argument(help="Campaign TOML (default: the built-in example of --kind)."),
     ] = None,
     kind: Annotated[
-        ExampleKind,
+        ExampleKind | None,
         typer.Option(
-            help="Which built-in example runs without CONFIG: protocol (Attia ten-minute "
-            "fast charge) or materials (substituted olivine/layered cathodes, GNN "
-            "surrogate, fixed test protocol). An explicit CONFIG's own kind wins."
+            help="Which built-in example runs without CONFIG: protocol (default; Attia "
+            "ten-minute fast charge) or materials (substituted olivine/layered cathodes, "
+            "GNN surrogate, fixed test protocol). An explicit CONFIG's own kind wins.",
+            show_default=False,
         ),
-    ] = ExampleKind.PROTOCOL,
+    ] = None,
     db: DbOption = None,
     faults: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Injected instrument faults per reply.")
@@ -63,9 +64,11 @@ def dry_run(
     from voltloop.campaigns.base import CampaignKind
     from voltloop.orchestrator.dry_run import load_dry_run_spec, run_dry_run
 
-    spec = load_dry_run_spec(config, seed, CampaignKind(kind.value))
-    if config is not None and kind != ExampleKind.PROTOCOL and spec.kind.value != kind.value:
-        console.print(f"[yellow]{config} is a {spec.kind.value} campaign; --kind is ignored[/]")
+    spec = load_dry_run_spec(config, seed, CampaignKind(kind.value) if kind else None)
+    if config is not None and kind is not None and spec.kind.value != kind.value:
+        console.print(
+            f"[yellow]{config} is a {spec.kind.value} campaign; --kind {kind.value} is ignored[/]"
+        )
     url = resolve_db_url(db or spec.database_url)
     progress = _Progress(spec.rounds, spec.batch_size, quiet=json_out)
     with progress:

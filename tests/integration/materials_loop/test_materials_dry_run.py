@@ -150,6 +150,9 @@ def test_resume_adds_nothing(finished_run, tmp_path: Path) -> None:
             env={"VOLTLOOP_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
         )
         assert result.returncode == 0, result.stderr[-3000:]
+        if "--kind" in args:
+            said = " ".join(result.stderr.split())  # rich wraps lines
+            assert "is a materials campaign; --kind protocol is ignored" in said
         payload = json.loads(result.stdout)
         assert payload["kind"] == "materials"
         assert payload["experiments"] == {"completed": 8}
