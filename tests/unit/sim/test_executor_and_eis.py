@@ -147,3 +147,49 @@ def test_record_memory_is_a_bounded_ring_by_default() -> None:
     assert all(b.max_records == DEFAULT_MAX_RECORDS for b in lab.executor.buffers)
     unbounded = SimulatedLab(1, max_records_per_channel=None)
     assert unbounded.executor.buffers[0].max_records is None
+
+
+def test_step_chains_match_step_by_step_solves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voltloop.drivers.sim import executor
+    from voltloop.drivers.sim.reference_protocols import attia_protocol
+
+    default_chain = executor.MAX_CHAIN
+
+    def run(max_chain: int) -> tuple[SimulatedLab, int]:
+        monkeypatch.setattr(executor, "MAX_CHAIN", max_chain)
+        lab = _lab()
+        lab.start(0, attia_protocol(4.8, 5.2, 5.2, cycles=50), "chain")
+        solves = 0
+        run_phase = lab.executor._run_phase
+
+        def counted(*args: object) -> None:
+            nonlocal solves
+            solves += 1
+            run_phase(*args)  # type: ignore[arg-type]
+
+        lab.executor._run_phase = counted  # type: ignore[method-assign]
+        lab.advance(12 * 3600.0)
+        return lab, solves
+
+    (step_lab, step_solves), (chain_lab, chain_solves) = run(1), run(default_chain)
+    assert chain_solves < 0.8 * step_solves  # CV -> rest -> discharge is one solve
+    np.testing.assert_allclose(chain_lab.capacities(0), step_lab.capacities(0), rtol=1e-6)
+    assert chain_lab.bank.q_pl[0] == pytest.approx(step_lab.bank.q_pl[0], rel=1e-5)
+    a, b = step_lab.records(0, 0, 10**6), chain_lab.records(0, 0, 10**6)
+    np.testing.assert_array_equal(a["step"], b["step"])
+    np.testing.assert_allclose(a["t_s"], b["t_s"], atol=0.05)  # ~1 ms per cycle of drift
+    np.testing.assert_allclose(a["discharge_Ah"], b["discharge_Ah"], atol=1e-4)
+    assert np.all(np.diff(b["t_s"]) > 0) and np.array_equal(b["record"], np.arange(b.size))
+
+
+def test_cutoff_inside_a_chain_ends_the_phase_there() -> None:
+    # rest, then a discharge that hits its cut-off, then a rest: one chain
+    method = [REST, DISCHARGE, REST, CHARGE]
+    lab = _lab()
+    lab.start(0, _protocol(method), "cut")
+    lab.advance(4 * 3600.0)
+    rec = lab.records(0, 0, 10**6)
+    dis = rec[rec["step"] == 1]
+    assert dis["voltage_V"].min() > 1.99 and dis["voltage_V"][-1] < 2.02
+    assert np.all(rec["current_A"][rec["step"] == 2] == pytest.approx(0.0, abs=1e-3))
+    assert lab.status(0).state == ChannelState.COMPLETED
