@@ -142,6 +142,9 @@ class CyclerInstrument(StrictModel):
     identity: str | None = Field(
         default=None, description="Expected text in its *IDN? reply; a mismatch stops the run."
     )
+    firmware: str | None = Field(
+        default=None, description="Exact firmware version required; a mismatch stops the run."
+    )
 
     @property
     def simulated(self) -> bool:
@@ -153,6 +156,9 @@ class PotentiostatInstrument(StrictModel):
 
     url: InstrumentUrl = Field(description="How to reach it: " + _URL_HELP)
     identity: str | None = Field(default=None, description="Expected text in its identity reply.")
+    firmware: str | None = Field(
+        default=None, description="Exact firmware version required; a mismatch stops the run."
+    )
 
     @property
     def simulated(self) -> bool:

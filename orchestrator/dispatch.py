@@ -244,6 +244,7 @@ def load_and_dispatch(ctx: EngineContext, round_id: int) -> StepResult:
     with write_session(ctx.db) as session:
         statuses = [e.status for e in round_experiments(session, round_id)]
     waiting = sum(s in (ExperimentStatus.PROPOSED, ExperimentStatus.QUEUED) for s in statuses)
-    kind = StepKind.DISPATCH if queued or any(counts.values()) else StepKind.WAIT
+    progressed = queued or any(n for k, n in counts.items() if k != LoadOutcome.WAITING.value)
+    kind = StepKind.DISPATCH if progressed else StepKind.WAIT  # WAIT: the operator is pending
     message = f"{len(queued)} started or checked, {waiting} waiting for a cell or a channel"
     return StepResult(kind, message, counts={**counts, "waiting": waiting})

@@ -114,3 +114,14 @@ def test_combined_limits_take_the_tightest_cycler() -> None:
 )
 def test_idle_steps(result: StepResult, idle: bool) -> None:
     assert step_is_idle(result) is idle
+
+
+def test_the_campaign_file_can_require_a_firmware_version() -> None:
+    from voltloop.campaigns.base import CyclerInstrument
+
+    pinned = CyclerInstrument(url="socket://lab:5025", channels=4, firmware="2.1")
+    problems = check_cycler(SPEC, pinned, IDN, LIMITS, PASSED)
+    assert len(problems) == 1
+    assert "firmware '1.0.0', the campaign requires '2.1'" in problems[0]
+    assert check_cycler(SPEC, pinned.model_copy(update={"firmware": "1.0.0"}), IDN, LIMITS,
+                        PASSED) == []  # fmt: skip
