@@ -328,7 +328,9 @@ class Executor:
         chs = self._ar[sel]
         pcs = self.pc[sel]
         chain = self.k_chain[chs, pcs]
-        n_seg = int(chain.max())
+        # a chain costs every channel of the solve a segment: chain only when most
+        # channels can (channels in step, as fresh cells started together are)
+        n_seg = int(chain.max()) if 2 * np.count_nonzero(chain > 1) >= chain.size else 1
         if n_seg > 1:
             valid = np.arange(n_seg)[:, None] < chain  # (S, n)
             seg_pcs = np.where(valid, pcs + np.arange(n_seg)[:, None], pcs)
