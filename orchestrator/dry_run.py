@@ -248,8 +248,6 @@ def run_dry_run(
         db.dispose()
         raise
     cycler_spec = spec.instruments.cyclers[0]
-    # At full simulation speed an EIS pause must outlast the host's round trip, so a
-    # channel waits for its checkpoint (a week of virtual time) instead of skipping it.
     lab = kind_run.lab(cycler_spec.channels, simulated_cycler_limits())
     instruments = serve_lab(
         lab, link="tcp", speed=kind_run.speed, fault_rate=faults, seed=spec.seed
@@ -307,6 +305,9 @@ class _ProtocolDryRun:
         """Nothing to check beyond the spec itself."""
 
     def lab(self, channels: int, limits: Any) -> Any:
+        """The simulated lab. At full simulation speed an EIS pause must outlast the
+        host's round trip, so a channel waits for its checkpoint (a week of virtual
+        time) instead of skipping it."""
         from voltloop.drivers.sim.lab import SimulatedLab
 
         return SimulatedLab(
