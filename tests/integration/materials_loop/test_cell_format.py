@@ -63,3 +63,37 @@ def test_the_example_in_the_docs_validates(tmp_path) -> None:
     spec = load_campaign(path)
     assert isinstance(spec, MaterialsCampaign) and spec.name == "my-olivines"
     assert len(build_pool(spec)) == 7
+
+
+def test_a_scaled_cell_behaves_like_the_18650_at_the_same_c_rate(ci_spec) -> None:
+    """Capacities per nominal and temperatures match cycle by cycle (decision 0007)."""
+    import numpy as np
+
+    from voltloop.campaigns.materials_campaign import Prototype
+    from voltloop.campaigns.materials_pool import prototype_structure
+    from voltloop.drivers.protocols import compile_material_test
+    from voltloop.drivers.sim.lab import SimulatedLab
+    from voltloop.drivers.sim.materials_mapping import default_mapping
+    from voltloop.drivers.sim.virtual_lab import CellSpec, ChannelState
+    from voltloop.orchestrator.materials_dry_run import SimulatedCellFormat
+
+    structure = prototype_structure(Prototype.OLIVINE_LIFEPO4).as_dict()
+    bare = ci_spec.model_copy(update={"eis": None})
+    runs = {}
+    for name, mapping in (("coin", SimulatedCellFormat(ci_spec)), ("18650", default_mapping)):
+        nominal = mapping(structure).nominal_capacity_Ah
+        cell = bare.cell.model_copy(update={"nominal_capacity_Ah": nominal})
+        spec = bare.model_copy(update={"cell": cell})
+        lab = SimulatedLab(1, seed=3, material_mapping=mapping)
+        lab.load_cell(0, CellSpec("c", seed=4, material=structure, chamber_temperature_C=25.0))
+        protocol = compile_material_test(spec, "LiFePO4", cycles=20).protocol
+        lab.start(0, protocol.model_dump_json(), "e")
+        while lab.status(0).state in (ChannelState.RUNNING, ChannelState.WAITING_EIS):
+            lab.advance(6 * 3600.0)
+        records = lab.records(0, 0, limit=10**9)
+        runs[name] = (lab.capacities(0) / nominal, float(records["temperature_C"].max()))
+    (coin, coin_t), (big, big_t) = runs["coin"], runs["18650"]
+    assert len(coin) == len(big) == 20
+    np.testing.assert_allclose(coin[1:], big[1:], rtol=0.03)  # cell-to-cell draws differ
+    assert abs((coin[-1] / coin[1]) - (big[-1] / big[1])) < 0.01  # same relative fade
+    assert coin_t == pytest.approx(big_t, abs=0.3)
