@@ -89,3 +89,13 @@ def test_too_few_observations_give_a_space_filling_batch(ci_spec, members) -> No
     batch = _propose(proposer, _observed(members, ["LiFePO4"]), [], q=4)
     assert "space-filling" in batch.reason and len(batch.proposals) == 4
     assert all(p.predicted_mean is None for p in batch.proposals)
+
+
+def test_an_empty_pool_is_refused(ci_spec) -> None:
+    from voltloop.orchestrator.materials_proposing import MaterialsPoolError
+
+    with pytest.raises(MaterialsPoolError, match="the materials pool is empty") as caught:
+        MaterialsProposer(ci_spec, [], cathode_mass_g=20.0)
+    assert caught.value.exit_code == 2
+    with pytest.raises(MaterialsPoolError, match="needs the cells' cathode mass"):
+        MaterialsProposer(ci_spec, [PoolMember(1, "x", "x", {})], cathode_mass_g=None)
