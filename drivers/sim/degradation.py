@@ -25,16 +25,26 @@ Four coupled mechanisms (docs/simulator.md, "Degradation"), every rate in Ah/s:
 
       r_lam = k_lam * C_n * c^p * A(E_lam, T) / 3600 + k_lam_pl * r_pl
 
-All arguments broadcast; shapes are (n,) or (n, K) for K points along a phase.
+``ageing_rates`` evaluates them on a phase's grid (shapes ([S,] n, K+1) for S chained
+steps of n cells), ``sei_growth`` integrates the parabolic SEI law exactly over the
+phase and ``apply_ageing`` writes the result into the cells' fields (phases.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from voltloop.drivers.sim.cell_model import ROW
 from voltloop.drivers.sim.chemistry import GAS_CONSTANT, KELVIN
+
+_Q, _NLI, _CPOS, _CNEG, _NOM = (
+    ROW["q"],
+    ROW["n_li"],
+    ROW["c_pos"],
+    ROW["c_neg"],
+    ROW["nominal_Ah"],
+)
+_NEG_EA2 = slice(ROW["neg_sei_ea"], ROW["neg_lam_ea"] + 1)
 
 
 def arrhenius(ea_J_mol: np.ndarray, t_C: np.ndarray, t_ref_C: np.ndarray) -> np.ndarray:
@@ -42,43 +52,88 @@ def arrhenius(ea_J_mol: np.ndarray, t_C: np.ndarray, t_ref_C: np.ndarray) -> np.
     return np.exp(ea_J_mol / GAS_CONSTANT * (1.0 / (t_ref_C + KELVIN) - 1.0 / (t_C + KELVIN)))
 
 
-def softplus(z: np.ndarray) -> np.ndarray:
-    """log(1 + exp(z)) without overflow."""
-    return np.logaddexp(0.0, z)
+def ageing_rates(
+    d: np.ndarray,
+    col: np.ndarray,
+    i0: np.ndarray,
+    a: np.ndarray,
+    tau: np.ndarray,
+    *,
+    e_a: np.ndarray,
+    phi: np.ndarray,
+    x: np.ndarray,
+    inv_t: np.ndarray,
+) -> np.ndarray:
+    """Ageing rates (Ah/s) along the grid, shape (5, [S,] n, K+1): SEI, plating, LAM_NE,
+    LAM_PE, SEI on cracked surface (degradation.Rates; the first row is the parabolic
+    SEI drive in Ah^2/s, see _sei_growth).
 
-
-class Rates:
-    """Pointwise ageing rates (Ah/s) for a view of the cell bank.
-
-    ``p`` is a parameter view (attributes are arrays of shape (n,) or (n, 1));
-    ``x`` graphite lithiation, ``t_C`` temperature, ``current_A`` (+ charge),
-    ``phi_V`` graphite potential under load.
+    ``d``/``col`` are the cells' fields as (NF, n)/(NF, n, 1); within a phase the
+    current I0 exp(-a t) keeps its sign, so ``|c|^p`` is ``|c0|^p exp(-a p t)`` and
+    every charging-only term is a per-cell factor. ``e_a`` is the current along the
+    grid, ``phi`` the graphite potential, ``x`` its lithiation, ``inv_t`` the
+    Arrhenius variable.
     """
+    out = np.empty((5, *tau.shape))
+    crate0 = np.abs(i0) / d[_NOM]  # (n,) C-rate at the phase start
+    charging = i0 > 0.0
+    p = d[ROW["lam_exp"]]
+    # Arrhenius factors of SEI and cracking; cracking also carries exp(-a p t)
+    arr = inv_t * d[_NEG_EA2].reshape(2, *([1] * (tau.ndim - 2)), -1, 1)  # (2, ..., n, K+1)
+    arr[1] -= (a * p)[..., None] * tau
+    np.exp(arr, out=arr)
+    stress = (charging * crate0**p * d[_CNEG] * (1.0 / 3600.0))[..., None] * arr[1]
+    # parabolic SEI: the drive k(t) = k_sei A(T) (1 + g x) in Ah^2/s (phase_ageing
+    # integrates dQ (Q + Q0) = k dt exactly); SEI on cracked surface adds linearly
+    out[0] = (1.0 + col[ROW["sei_soc_gain"]] * x) * arr[0]
+    out[0] *= col[ROW["sei_k"]]
+    np.multiply(col[ROW["crack_sei"]], stress, out=out[4])
+    # softplus log(1 + e^z), z = (phi_th - phi)/phi0 (bounded only against overflow)
+    onset = np.minimum((col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]], 700.0)
+    np.log1p(np.exp(onset, out=onset), out=onset)
+    np.multiply((charging * d[ROW["pl_k"]] * (1.0 / 3600.0))[..., None], onset, out=out[1])
+    out[2] = col[ROW["lam_k"]] * stress + col[ROW["lam_pl"]] * out[1]
+    np.multiply(
+        (d[ROW["lam_p_k"]] * d[_CPOS] / (3600.0 * d[_NOM]))[:, None], np.abs(e_a), out=out[3]
+    )
+    return out
 
-    __slots__ = ("sei", "plating", "lam_neg", "lam_pos")
 
-    def __init__(
-        self,
-        p: Any,
-        x: np.ndarray,
-        t_C: np.ndarray,
-        current_A: np.ndarray,
-        phi_V: np.ndarray,
-        q_sei: np.ndarray,
-    ) -> None:
-        crate = np.abs(current_A) / p.nominal_Ah
-        # diffusion-induced stress of fast lithiation (charging only), |c|^p
-        stress = np.where(current_A > 0.0, crate, 0.0) ** p.lam_exp * (
-            p.c_neg * arrhenius(p.lam_ea, t_C, p.t_ref) / 3600.0
-        )
-        self.sei = (
-            p.sei_k
-            * arrhenius(p.sei_ea, t_C, p.t_ref)
-            * (1.0 + p.sei_soc_gain * x)
-            / (q_sei + p.sei_q0)
-            + p.crack_sei * stress
-        )
-        onset = softplus((p.pl_threshold - phi_V) / p.pl_phi0)
-        self.plating = np.where(current_A > 0.0, p.pl_k * onset / 3600.0, 0.0)
-        self.lam_neg = p.lam_k * stress + p.lam_pl * self.plating
-        self.lam_pos = p.lam_p_k * p.c_pos * crate / 3600.0
+def sei_growth(d: np.ndarray, integrals: np.ndarray) -> np.ndarray:
+    """(4, n) Ah of SEI, plating, LAM_NE, LAM_PE from the phase integrals (5, n).
+
+    Parabolic SEI growth dQ/dt = k(t) / (Q + Q0) integrates exactly to
+    (Q + Q0)^2 = (Q_s + Q0)^2 + 2 int k dt over the phase (Q_s at its start), so the
+    result does not depend on how the time is cut into phases.
+    """
+    base = d[ROW["q_sei"]] + d[ROW["sei_q0"]]
+    out = integrals[:4].copy()
+    out[0] = np.sqrt(base * base + 2.0 * integrals[0]) - base + integrals[4]
+    return out
+
+
+def apply_ageing(
+    d: np.ndarray,
+    q: np.ndarray,
+    d_sei: np.ndarray,
+    d_pl: np.ndarray,
+    d_lam_n: np.ndarray,
+    d_lam_p: np.ndarray,
+) -> None:
+    """Write the aged state into the fields ``d`` (NF, n): LLI from SEI and plating,
+    lithiated graphite LAM, films.
+
+    Plated lithium came from the charge current but never entered the graphite, and
+    graphite that loses contact takes its lithium with it (docs/simulator.md).
+    """
+    x = np.minimum(np.maximum(q / d[_CNEG], 0.0), 1.0)
+    li_in_lost_graphite = x * d_lam_n
+    d[_Q] = q - d_sei - d_pl - li_in_lost_graphite
+    d[_NLI] -= d_sei + d[ROW["pl_dead"]] * d_pl + li_in_lost_graphite
+    d[_CNEG] -= d_lam_n
+    d[_CPOS] -= d_lam_p
+    d[ROW["q_sei"]] += d_sei
+    d[ROW["q_pl"]] += d_pl
+    d[ROW["lam_neg"]] += d_lam_n
+    d[ROW["lam_pos"]] += d_lam_p
+    d[ROW["r_film"]] += d[ROW["film_sei"]] * d_sei + d[ROW["film_pl"]] * d_pl

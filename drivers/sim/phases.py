@@ -44,17 +44,15 @@ import numpy as np
 
 from voltloop.drivers.sim.cell_model import ROW, CellBank
 from voltloop.drivers.sim.chemistry import GAS_CONSTANT, KELVIN, OcpTable
+from voltloop.drivers.sim.cv_hold import linearise_cv
+from voltloop.drivers.sim.degradation import ageing_rates, apply_ageing, sei_growth
 
 BUDGET, TIME, CUTOFF, SAFETY = 0, 1, 2, 3
 GRID = 10
 _G = 1.0 - (1.0 - np.linspace(0.0, 1.0, GRID + 1)) ** 2  # grid fractions, dense at the end
 _HALF_DG = 0.5 * np.diff(_G)
-_COL = np.arange(GRID + 1)
 _J = np.arange(GRID)  # grid intervals
 _INV_R = 1.0 / GAS_CONSTANT
-#: Points of the OCV scan that brackets the end of a CV hold (_linearise_cv).
-_CV_SCAN = 48
-_SCAN_FRACTIONS = np.linspace(0.0, 1.0, _CV_SCAN + 1)[1:]
 
 #: Rows of the coefficient matrix (closed-form trajectory of one phase). The first
 #: five are the (negative) exponents of the decaying terms, evaluated in one exp.
@@ -85,11 +83,9 @@ _NLI, _CPOS, _CNEG, _NOM, _OFF = (
 _D_EA = slice(ROW["r0_ea"], ROW["r2_ea"] + 1)
 _D_RB_EA = slice(ROW["r0"], ROW["r2_ea"] + 1)
 _D_CAPS = [ROW["c_pos"], ROW["c_neg"]]
-_D_OFFS = [ROW["chem_off"], ROW["off_n"]]
 _D_TAUS = slice(ROW["neg_inv_tau_th"], ROW["neg_inv_tau2"] + 1)
 assert ROW["r2_ea"] - ROW["r0"] == C["r2_ea"] - C["r0"] == 7
 assert ROW["neg_inv_tau2"] - ROW["neg_inv_tau_th"] == 2
-_NEG_EA2 = slice(ROW["neg_sei_ea"], ROW["neg_lam_ea"] + 1)
 _D_RB = slice(ROW["r0"], ROW["r2"] + 1)
 assert ROW["r2_ea"] - ROW["r0_ea"] == 2 and ROW["r2"] - ROW["r0"] == 2
 
@@ -130,24 +126,6 @@ def trajectory(tables: OcpTable, c: np.ndarray, tau: np.ndarray) -> tuple[np.nda
     h = c[C["ht"]] + c[C["dh"]] * e[4]
     v = u[0] - u[1] + h + current * r0 + v1 + v2
     return v, current, temp, q, v1, v2, h, r0, u[1], s[1], inv_t
-
-
-def _ocv_of(tables: OcpTable, d: np.ndarray) -> Any:
-    """OCV(q) (V) of the cells with fields ``d`` (NF, m), for ``q`` of shape (m,) or
-    (m, M); the capacities and table offsets are read once."""
-    inv = 1.0 / d[_D_CAPS]  # (2, m): 1/C_p, 1/C_n
-    y0 = d[_NLI] * inv[0]
-    off = d[_D_OFFS]
-    inv_col, y0_col, off_col = inv[:, :, None], y0[:, None], off[:, :, None]
-
-    def ocv(q: np.ndarray) -> np.ndarray:
-        col = q.ndim == 2
-        s = q * (inv_col if col else inv)
-        np.subtract(y0_col if col else y0, s[0], out=s[0])
-        u = tables.lookup(s, off_col if col else off)[0]
-        return u[0] - u[1]
-
-    return ocv
 
 
 def point_resistances(d: np.ndarray, q: np.ndarray, temp: np.ndarray) -> np.ndarray:
@@ -294,7 +272,7 @@ class Phase:
         # --- ageing along the grid up to end_t -----------------------------------------
         col = d[:, :, None]
         phi = u_n - col[ROW["anode_share"]] * (v1 + v2) - 0.5 * current * (r0 + col[ROW["r_film"]])
-        rates = _ageing_rates(d, col, coefs[:, C["i0"]], -coefs[:, 0], tau,
+        rates = ageing_rates(d, col, coefs[:, C["i0"]], -coefs[:, 0], tau,
                               e_a=current, phi=phi, x=x, inv_t=inv_t)  # fmt: skip
         # trapezoid integral up to the fractional grid index kf of each segment's end:
         # interval j counts with weight clip(kf - j, 0, 1)
@@ -306,7 +284,7 @@ class Phase:
         w *= t_max[:, :, None] * _HALF_DG
         inc = rates[..., 1:] + rates[..., :-1]
         inc *= w
-        self.ageing = _sei_growth(d, inc.sum(axis=(1, 3)))
+        self.ageing = sei_growth(d, inc.sum(axis=(1, 3)))
         # --- end state -----------------------------------------------------------------
         self._c_end = coefs[seg_end, :, rows].T  # (NC, n)
         self._t_end = seg_t[seg_end, rows]
@@ -377,7 +355,7 @@ def _segment(
     any_cv = np.count_nonzero(cv) > 0
     if any_cv:
         ci = cv.nonzero()[0]
-        i0[ci], a[ci], t_cv[ci] = _linearise_cv(
+        i0[ci], a[ci], t_cv[ci] = linearise_cv(
             tables, d[:, ci], q0[ci], h0[ci], v_set[ci], i_cut[ci], t_lim[ci], r_eff[ci]
         )
     span = np.where(i0 > 0, np.minimum(d[_NLI], d[_CNEG]) - q0, q0) + 0.02 * nominal
@@ -477,53 +455,6 @@ def _safety_time(
     return t_safe, k_safe
 
 
-def _ageing_rates(
-    d: np.ndarray,
-    col: np.ndarray,
-    i0: np.ndarray,
-    a: np.ndarray,
-    tau: np.ndarray,
-    *,
-    e_a: np.ndarray,
-    phi: np.ndarray,
-    x: np.ndarray,
-    inv_t: np.ndarray,
-) -> np.ndarray:
-    """Ageing rates (Ah/s) along the grid, shape (5, [S,] n, K+1): SEI, plating, LAM_NE,
-    LAM_PE, SEI on cracked surface (degradation.Rates; the first row is the parabolic
-    SEI drive in Ah^2/s, see _sei_growth).
-
-    ``d``/``col`` are the cells' fields as (NF, n)/(NF, n, 1); within a phase the
-    current I0 exp(-a t) keeps its sign, so ``|c|^p`` is ``|c0|^p exp(-a p t)`` and
-    every charging-only term is a per-cell factor. ``e_a`` is the current along the
-    grid, ``phi`` the graphite potential, ``x`` its lithiation, ``inv_t`` the
-    Arrhenius variable.
-    """
-    out = np.empty((5, *tau.shape))
-    crate0 = np.abs(i0) / d[_NOM]  # (n,) C-rate at the phase start
-    charging = i0 > 0.0
-    p = d[ROW["lam_exp"]]
-    # Arrhenius factors of SEI and cracking; cracking also carries exp(-a p t)
-    arr = inv_t * d[_NEG_EA2].reshape(2, *([1] * (tau.ndim - 2)), -1, 1)  # (2, ..., n, K+1)
-    arr[1] -= (a * p)[..., None] * tau
-    np.exp(arr, out=arr)
-    stress = (charging * crate0**p * d[_CNEG] * (1.0 / 3600.0))[..., None] * arr[1]
-    # parabolic SEI: the drive k(t) = k_sei A(T) (1 + g x) in Ah^2/s (phase_ageing
-    # integrates dQ (Q + Q0) = k dt exactly); SEI on cracked surface adds linearly
-    out[0] = (1.0 + col[ROW["sei_soc_gain"]] * x) * arr[0]
-    out[0] *= col[ROW["sei_k"]]
-    np.multiply(col[ROW["crack_sei"]], stress, out=out[4])
-    # softplus log(1 + e^z), z = (phi_th - phi)/phi0 (bounded only against overflow)
-    onset = np.minimum((col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]], 700.0)
-    np.log1p(np.exp(onset, out=onset), out=onset)
-    np.multiply((charging * d[ROW["pl_k"]] * (1.0 / 3600.0))[..., None], onset, out=out[1])
-    out[2] = col[ROW["lam_k"]] * stress + col[ROW["lam_pl"]] * out[1]
-    np.multiply(
-        (d[ROW["lam_p_k"]] * d[_CPOS] / (3600.0 * d[_NOM]))[:, None], np.abs(e_a), out=out[3]
-    )
-    return out
-
-
 def _end_state(c: np.ndarray, t: np.ndarray, resistances: bool = False) -> tuple:
     """(q, T, v1, v2, h) at phase times ``t`` (n,) from the coefficients ``c`` (NC, n)
     (the part of :func:`trajectory` that the cell state needs, without the OCV); with
@@ -543,116 +474,3 @@ def _end_state(c: np.ndarray, t: np.ndarray, resistances: bool = False) -> tuple
     if resistances:
         return q, temp, v1, v2, h, r
     return q, temp, v1, v2, h
-
-
-def _linearise_cv(
-    tables: OcpTable,
-    d: np.ndarray,
-    q0: np.ndarray,
-    h: np.ndarray,
-    v_set: np.ndarray,
-    i_cut: np.ndarray,
-    t_lim: np.ndarray,
-    r_eff: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CV current I0 exp(-a t) for the CV cells with fields ``d`` (NF, m).
-
-    ``a`` comes from the secant OCV slope between the start and the end of the hold;
-    the end time is where |I| reaches ``i_cut``. With a current cut-off the end charge
-    solves OCV(q_end) = V - h - I_cut R inside the electrode range: the OCV is scanned
-    at ``_CV_SCAN`` points (one table lookup for all cells), the first bracketing
-    interval is refined by two regula falsi steps, and the secant runs from the start
-    to that root. Without a cut-off the secant runs over the charge the time limit
-    allows (two passes). Returns (I0, a, t_cv), each shape (m,).
-    """
-    nominal = d[_NOM]
-    ocv_at = _ocv_of(tables, d)
-    ocv0 = ocv_at(q0)
-    i_cv = (v_set - ocv0 - h) / r_eff
-    sgn = np.where(i_cv >= 0.0, 1.0, -1.0)
-    has_cut = ~np.isnan(i_cut)
-    cut = np.where(has_cut, i_cut, 1.0)
-    ratio = np.maximum(np.abs(i_cv) / cut, 1.0)
-    step = sgn * 2e-3 * nominal
-    hi = np.where(sgn > 0, np.minimum(d[_NLI], d[_CNEG]), 0.0) + sgn * 0.02 * nominal
-    # one lookup: the slope step and the scan towards the end of the electrode range
-    q = np.empty((q0.size, _CV_SCAN + 1))
-    q[:, 0] = q0 + step
-    np.multiply((hi - q0)[:, None], _SCAN_FRACTIONS, out=q[:, 1:])
-    q[:, 1:] += q0[:, None]
-    ocv = ocv_at(q)
-    slope = np.maximum(np.abs(ocv[:, 0] - ocv0) / np.abs(step), 1e-3)
-    if np.count_nonzero(has_cut):
-        target = v_set - h - sgn * cut * r_eff
-        f = sgn[:, None] * (ocv - target[:, None])
-        f[:, 0] = sgn * (ocv0 - target)  # column 0 becomes the start of the scan
-        q[:, 0] = q0
-        rows = np.arange(q0.size)
-        k = np.maximum(np.argmax(f >= 0.0, axis=1), 1)  # none found: the last interval
-        lo, hi = q[rows, k - 1], q[rows, k]
-        f_lo, f_hi = f[rows, k - 1], f[rows, k]
-        mid = _secant_root(lo, hi, f_lo, f_hi)
-        f_mid = sgn * (ocv_at(mid) - target)
-        up = f_mid >= 0.0
-        hi, f_hi = np.where(up, mid, hi), np.where(up, f_mid, f_hi)
-        lo, f_lo = np.where(up, lo, mid), np.where(up, f_lo, f_mid)
-        dq = _secant_root(lo, hi, f_lo, f_hi) - q0
-        big = has_cut & (np.abs(dq) > 1e-6)
-        secant = np.abs(target - ocv0) / np.where(big, np.abs(dq), 1.0)
-        slope = np.where(big, np.maximum(secant, 1e-3), slope)
-    a = slope / (r_eff * 3600.0)
-    no_cut = ~has_cut
-    if np.count_nonzero(no_cut):
-        for _ in range(2):
-            dq = i_cv * (1.0 - np.exp(-a * t_lim)) / (a * 3600.0)
-            big = no_cut & (np.abs(dq) > 1e-5)
-            secant = np.abs(ocv_at(q0 + dq) - ocv0) / np.where(big, np.abs(dq), 1.0)
-            a = np.where(big, np.maximum(secant, 1e-3) / (r_eff * 3600.0), a)
-    t_cv = np.where(has_cut, np.log(ratio) / a, np.inf)
-    return i_cv, a, t_cv
-
-
-def _secant_root(lo: np.ndarray, hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray) -> np.ndarray:
-    """Root of the straight line through (lo, f_lo) and (hi, f_hi)."""
-    denom = np.where(np.abs(f_hi - f_lo) > 1e-12, f_hi - f_lo, 1.0)
-    return lo - f_lo * (hi - lo) / denom
-
-
-def _sei_growth(d: np.ndarray, integrals: np.ndarray) -> np.ndarray:
-    """(4, n) Ah of SEI, plating, LAM_NE, LAM_PE from the phase integrals (5, n).
-
-    Parabolic SEI growth dQ/dt = k(t) / (Q + Q0) integrates exactly to
-    (Q + Q0)^2 = (Q_s + Q0)^2 + 2 int k dt over the phase (Q_s at its start), so the
-    result does not depend on how the time is cut into phases.
-    """
-    base = d[ROW["q_sei"]] + d[ROW["sei_q0"]]
-    out = integrals[:4].copy()
-    out[0] = np.sqrt(base * base + 2.0 * integrals[0]) - base + integrals[4]
-    return out
-
-
-def apply_ageing(
-    d: np.ndarray,
-    q: np.ndarray,
-    d_sei: np.ndarray,
-    d_pl: np.ndarray,
-    d_lam_n: np.ndarray,
-    d_lam_p: np.ndarray,
-) -> None:
-    """Write the aged state into the fields ``d`` (NF, n): LLI from SEI and plating,
-    lithiated graphite LAM, films.
-
-    Plated lithium came from the charge current but never entered the graphite, and
-    graphite that loses contact takes its lithium with it (docs/simulator.md).
-    """
-    x = np.minimum(np.maximum(q / d[_CNEG], 0.0), 1.0)
-    li_in_lost_graphite = x * d_lam_n
-    d[_Q] = q - d_sei - d_pl - li_in_lost_graphite
-    d[_NLI] -= d_sei + d[ROW["pl_dead"]] * d_pl + li_in_lost_graphite
-    d[_CNEG] -= d_lam_n
-    d[_CPOS] -= d_lam_p
-    d[ROW["q_sei"]] += d_sei
-    d[ROW["q_pl"]] += d_pl
-    d[ROW["lam_neg"]] += d_lam_n
-    d[ROW["lam_pos"]] += d_lam_p
-    d[ROW["r_film"]] += d[ROW["film_sei"]] * d_sei + d[ROW["film_pl"]] * d_pl
