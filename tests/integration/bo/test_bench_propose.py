@@ -32,5 +32,9 @@ def test_quick_benchmark_figures() -> None:
     eff = figures["sample_efficiency"]
     assert len(eff["regrets_bo"]) == eff["seeds"] == len(eff["regrets_random"])
     for name in propose.RECOMMENDERS:
-        assert all(r >= 0 for r in eff[name]["regrets_bo"] + eff[name]["regrets_random"])
+        for search in propose.SEARCHES:
+            summary = eff[name][search]
+            assert len(summary["regrets"]) == eff["seeds"]
+            assert all(r >= 0 for r in summary["regrets"])
+            assert summary["infeasible_recommendations"] <= eff["seeds"]
     assert eff["safe_mode_unsafe_proposals_after_first_round"] == 0
