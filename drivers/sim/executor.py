@@ -3,10 +3,11 @@
 The executor keeps, per channel, a program counter into the channel's op table,
 the time spent in the current step, loop counters, the cycle index and the
 record counter. ``advance(dt)`` moves every running channel forward by ``dt``
-seconds of virtual time: it repeatedly lets each channel finish (or continue) its
-current timed step with one large-step phase solve per step kind
-(phases.py), all channels of a kind in one vectorised call, and handles zero-time
-ops (tags, loops, end of protocol, entering an EIS pause) in between.
+seconds of virtual time: it repeatedly lets every live channel finish (or continue)
+its current timed step — or a chain of steps (decision 0033) — in one vectorised
+phase solve for all channels and step kinds (phases.py), and handles zero-time ops
+(tags, loops, end of protocol, entering an EIS pause) in between. The records of an
+advance are scheduled during the solves and evaluated at its end (record_batch.py).
 
 Cycle index: starts at 0 and increments on every loop pass (a Loop op that jumps
 back); ``charge_Ah``/``discharge_Ah`` reset with it.
@@ -15,15 +16,16 @@ back); ``charge_Ah``/``discharge_Ah`` reset with it.
 from __future__ import annotations
 
 import enum
-import functools
 
 import numpy as np
 
-from voltloop.drivers.records import SAMPLE_DTYPE
 from voltloop.drivers.sim.cell_model import CellBank
-from voltloop.drivers.sim.phases import BUDGET, SAFETY, TIME, C, Phase, trajectory
+from voltloop.drivers.sim.phases import BUDGET, SAFETY, TIME, Phase
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
+from voltloop.drivers.sim.record_batch import RecordBatch, SensorNoise
 from voltloop.drivers.sim.record_buffer import RecordBuffer
+
+__all__ = ["Executor", "RunState", "SensorNoise"]
 
 #: A voltage scan runs as this many constant-voltage stairs.
 SCAN_SEGMENTS = 20
@@ -46,33 +48,6 @@ class RunState(enum.IntEnum):
     FAULT = 6
 
 
-class SensorNoise:
-    """Standard deviations of the cycler's measurement noise.
-
-    Draws are Gaussian through a 65,536-level quantile table (one uint16 per value:
-    about five times cheaper than ``Generator.standard_normal``); the distribution is
-    the normal one, quantised to 1/65,536 in probability and bounded at 4.3 sigma.
-    """
-
-    def __init__(
-        self, voltage_V: float = 1e-4, current_rel: float = 2e-4, temperature_C: float = 0.05
-    ) -> None:
-        self.voltage_V = voltage_V
-        self.current_rel = current_rel
-        self.temperature_C = temperature_C
-
-
-@functools.cache
-def _gauss_levels() -> np.ndarray:
-    """Standard normal quantiles at probabilities (k + 0.5) / 65536, float32 (~30 ms
-    once per process with the standard library; scipy.special would take ~0.3 s to
-    import)."""
-    from statistics import NormalDist
-
-    inv_cdf = NormalDist().inv_cdf
-    return np.array([inv_cdf((k + 0.5) / 65536) for k in range(65536)], dtype=np.float32)
-
-
 _RUNNING, _WAITING = int(RunState.RUNNING), int(RunState.WAITING_EIS)
 _CC, _CV, _SCAN, _EIS = int(OpKind.CC), int(OpKind.CV), int(OpKind.SCAN), int(OpKind.EIS)
 _REST = int(OpKind.REST)
@@ -84,11 +59,6 @@ _OP_FIELDS = 8
 _O_KIND, _O_TIME, _O_ISET, _O_VSET, _O_VCUT, _O_ICUT, _O_CV, _O_SPECIAL = range(_OP_FIELDS)
 #: The op table entry of a chain segment that does not exist (a zero-length rest).
 _NO_OP = np.array([_REST, 0.0, 0.0, 0.0, np.nan, np.nan, 0.0, 0.0])[:, None, None]
-#: Rows of a record segment's metadata (executor._schedule).
-_SEG_FIELDS = 12
-_S_CH, _S_REC, _S_T0, _S_CYCLE, _S_STEP, _S_CHG, _S_DIS, _S_K0, _S_DT, _S_NREG, _S_EXTRA, _S_END = (
-    range(_SEG_FIELDS)
-)
 
 
 class Executor:
@@ -215,10 +185,10 @@ class Executor:
             self.bank, sel, np.zeros((1, 1), bool), zero, zero, nan, nan, zero[0],
             np.ones((1, 1)), (np.full(1, -np.inf), np.full(1, np.inf), np.full(1, np.inf)),
         )  # fmt: skip
-        pending: list[tuple] = []
+        pending = RecordBatch()
         z = zero[0]
-        self._schedule(phase.coefs[0], sel, z, np.ones(1, bool), z, np.ones(1), z, z,
-                       (self.cycle[sel], self.pc[sel], z, z), pending)  # fmt: skip
+        self._records(phase.coefs[0], sel, z, z, np.ones(1, bool),
+                      (self.cycle[sel], self.pc[sel], z, z), pending)  # fmt: skip
         self._flush(pending)
 
     def halt(self, ch: int, state: RunState, reason: str | None = None) -> None:
@@ -247,7 +217,7 @@ class Executor:
         if not np.count_nonzero(live) or dt <= 0:
             return
         rem = np.where(live, float(dt), 0.0)
-        pending: list[tuple] = []
+        pending = RecordBatch()
         stalls = 0
         while True:
             self._settle()
@@ -320,7 +290,7 @@ class Executor:
         self.closed[ch] = cyc + 1
         self.chg_hist[ch, cyc] = self.chg[ch]
 
-    def _run_phase(self, m: np.ndarray, rem: np.ndarray, pending: list[tuple]) -> None:
+    def _run_phase(self, m: np.ndarray, rem: np.ndarray, pending: RecordBatch) -> None:
         """One phase solve for every live channel: each runs its current step and, where
         the step's end is known in advance, the CC/rest steps that follow (a chain)."""
         every = np.count_nonzero(m) == m.size
@@ -462,95 +432,14 @@ class Executor:
         end_t: np.ndarray,
         step_done: np.ndarray,
         where: tuple[np.ndarray, ...],
-        pending: list[tuple],
+        pending: RecordBatch,
     ) -> None:
-        """Schedule the records of one step segment (every ``record.time_s`` of test
-        time from ``t0``, plus one at the end of the step); ``where`` is (cycle, step,
-        charge and discharge counters at the segment start)."""
-        dt = self.rec_dt[chs]
-        k0 = np.floor(t0 / dt + 1e-9)
-        k1 = np.floor((t0 + end_t) / dt + 1e-9)
-        n_reg = k1 - k0
-        on_grid = np.abs((t0 + end_t) - k1 * dt) < 1e-6
-        extra = step_done & ~(on_grid & (n_reg > 0))
-        self._schedule(coef, chs, n_reg, extra, k0, dt, t0, end_t, where, pending)
+        """Schedule the records of one step segment and reserve their numbers."""
+        counts = pending.schedule(
+            coef, chs, self.rec_count[chs], t0, self.rec_dt[chs], end_t, step_done, where
+        )
+        self.rec_count[chs] += counts
 
-    def _schedule(
-        self,
-        coef: np.ndarray,
-        chs: np.ndarray,
-        n_reg: np.ndarray,
-        extra: np.ndarray,
-        k0: np.ndarray,
-        dt: np.ndarray,
-        t0: np.ndarray,
-        end_t: np.ndarray,
-        where: tuple[np.ndarray, ...],
-        pending: list[tuple],
-    ) -> None:
-        """Reserve record numbers now; evaluate the values in one batch at flush time.
-
-        A segment's records of one channel: ``n_reg`` on the record grid
-        (k0 + 1 + j) * dt - t0, then one at ``end_t`` if ``extra``; ``coef`` (NC, n) is
-        the closed form of the segment.
-        """
-        meta = np.empty((_SEG_FIELDS, chs.size))
-        meta[_S_CH] = chs
-        meta[_S_REC] = self.rec_count[chs]
-        meta[_S_T0] = t0
-        meta[_S_CYCLE], meta[_S_STEP], meta[_S_CHG], meta[_S_DIS] = where
-        meta[_S_K0] = k0
-        meta[_S_DT] = dt
-        meta[_S_NREG] = n_reg
-        meta[_S_EXTRA] = extra
-        meta[_S_END] = end_t
-        self.rec_count[chs] += (n_reg + extra).astype(np.int64)
-        pending.append((meta, coef))
-
-    def _flush(self, pending: list[tuple]) -> None:
+    def _flush(self, pending: RecordBatch) -> None:
         """Evaluate all scheduled records of one advance and append them per channel."""
-        if not pending:
-            return
-        meta = np.concatenate([p[0] for p in pending], axis=1)
-        coef = np.concatenate([p[1] for p in pending], axis=1)
-        counts = (meta[_S_NREG] + meta[_S_EXTRA]).astype(np.intp)
-        keep = counts > 0
-        # segments ordered by channel (stable: in time order within a channel), so the
-        # records come out grouped by channel and numbered consecutively
-        order = keep.nonzero()[0]
-        order = order[np.argsort(meta[_S_CH, order].astype(np.int32), kind="stable")]
-        meta, coef, counts = meta[:, order], coef[:, order], counts[order]
-        total = int(counts.sum())
-        if total == 0:
-            return
-        seg = np.repeat(meta, counts, axis=1)
-        # record values are outputs only (stored as float32), so they are evaluated in
-        # float32: ~2x faster than float64, errors ~1e-7 V against 1e-4 V sensor noise
-        cr = np.repeat(coef.astype(np.float32), counts, axis=1)
-        starts = np.cumsum(counts) - counts
-        j = np.arange(total) - np.repeat(starts, counts)
-        tau = (seg[_S_K0] + 1.0 + j) * seg[_S_DT] - seg[_S_T0]
-        last_extra = (j == seg[_S_NREG]) & (seg[_S_EXTRA] > 0)
-        tau[last_extra] = seg[_S_END][last_extra]
-        v, current, temp, q, *_ = trajectory(self.bank.tables, cr, tau.astype(np.float32))
-        cv = cr[C["cv"]] > 0
-        v[cv] = cr[C["v_set"]][cv]
-        passed = q - cr[C["q0"]]
-        out = np.empty(total, dtype=SAMPLE_DTYPE)
-        out["record"] = seg[_S_REC].astype(np.int64) + j
-        out["t_s"] = seg[_S_T0] + tau
-        out["cycle"] = seg[_S_CYCLE]
-        out["step"] = seg[_S_STEP]
-        noise = _gauss_levels().take(self.rng.integers(0, 65536, (3, total), dtype=np.uint16))
-        noise[0] *= self.noise.voltage_V
-        noise[1] *= self.noise.current_rel
-        noise[2] *= self.noise.temperature_C
-        out["voltage_V"] = v + noise[0]
-        out["current_A"] = current + current * noise[1]
-        out["temperature_C"] = temp + noise[2]
-        out["charge_Ah"] = seg[_S_CHG] + np.maximum(passed, 0.0)
-        out["discharge_Ah"] = seg[_S_DIS] - np.minimum(passed, 0.0)
-        per = np.bincount(meta[_S_CH].astype(np.intp), weights=counts, minlength=self.n)
-        bounds = np.cumsum(per).astype(np.intp)
-        for ch in per.nonzero()[0]:
-            self.buffers[ch].append(out[bounds[ch] - int(per[ch]) : bounds[ch]])
+        pending.flush(self.bank.tables, self.rng, self.noise, self.buffers)
