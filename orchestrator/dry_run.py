@@ -132,6 +132,8 @@ class DryRunSummary:
     kind: str = CampaignKind.PROTOCOL.value
     #: materials: the recommended material's objective on fresh simulated cells
     true_value_of_recommendation: float | None = None
+    #: instrument faults injected (``--faults``), by instrument and kind
+    faults_injected: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -286,6 +288,10 @@ def run_dry_run(
         instruments.stop()
     summary = summarise(db, campaign_id, spec.name, mask_url(db.url), time.perf_counter() - started)
     db.dispose()
+    summary.faults_injected = {
+        name: {kind.value: n for kind, n in sorted(injector.counts.items())}
+        for name, injector in instruments.faults.items()
+    }
     summary.kind = spec.kind.value
     kind_run.finish(summary)
     return summary

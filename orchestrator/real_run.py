@@ -288,6 +288,7 @@ def run_real_campaign(
     early_prediction: bool = True,
     eis_switch: str | None = None,
     must_exist: bool = False,
+    run_options: dict[str, Any] | None = None,
 ) -> Any:
     """Check the instruments, then run (or continue) ``spec`` into ``db_url``.
 
@@ -296,7 +297,9 @@ def run_real_campaign(
     early predictions come from the early-life model pretrained on ``history_cells``
     simulated cells (``early_prediction=False``: none; cells then run to the
     early-prediction cycle and count only if they reach end of life). ``must_exist``:
-    refuse unless the campaign is already stored (resume)."""
+    refuse unless the campaign is already stored (resume). ``run_options`` (the
+    command's own options, JSON) are stored as a ``run_options`` event, so a resume
+    continues with them (:func:`stored_run_options`)."""
     from voltloop.db.engine import mask_url
     from voltloop.db.migrate import init_database, open_database
     from voltloop.orchestrator.context import EngineContext, EngineSettings
@@ -326,6 +329,15 @@ def run_real_campaign(
 
                 find_campaign(db, spec.name)  # UnknownCampaignError lists the known ones
             campaign_id = register_campaign(db, spec)
+            if run_options is not None:
+                from voltloop.db.engine import write_session
+                from voltloop.db.ingest import record_event
+
+                with write_session(db) as session:
+                    record_event(
+                        session, "info", "run_options", "options of voltloop run",
+                        campaign_id=campaign_id, payload=run_options,
+                    )  # fmt: skip
             desk = LoadingDesk(
                 db,
                 campaign_id,
@@ -380,6 +392,29 @@ def resume_real_campaign(spec: CampaignBase, db_url: str, **options: Any) -> Any
     issued loading sheets, their deadlines and every answer come back from the
     database, so a sheet is never issued twice."""
     return run_real_campaign(spec, db_url, must_exist=True, **options)
+
+
+def stored_run_options(db_url: str, campaign: str) -> dict[str, Any]:
+    """The options the campaign was last run with (``voltloop run``), or {}."""
+    from sqlalchemy import select
+
+    from voltloop.db.engine import read_session
+    from voltloop.db.migrate import open_database
+    from voltloop.db.models import Campaign, Event
+
+    db = open_database(db_url, read_only=True)
+    try:
+        with read_session(db) as session:
+            payload = session.scalar(
+                select(Event.payload)
+                .join(Campaign, Campaign.id == Event.campaign_id)
+                .where(Campaign.name == campaign, Event.kind == "run_options")
+                .order_by(Event.id.desc())
+                .limit(1)
+            )
+    finally:
+        db.dispose()
+    return dict(payload or {})
 
 
 def load_run_spec(config: Path) -> CampaignBase:

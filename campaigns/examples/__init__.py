@@ -5,6 +5,7 @@
 - ``materials.toml`` — substituted olivine (LiFePO4, Fe → Mn/Co/Ni) and layered
   (LiCoO2, Co → Ni/Mn) cathodes with one fixed test protocol.
 - ``protocol-ci.toml`` — the Attia space on 4 channels for 2 rounds (CI, quick dry runs).
+- ``materials-ci.toml`` — the materials pool, 2 rounds × 4 cells of 20 cycles (CI).
 
 Instrument URLs are ``sim://NAME`` placeholders that ``voltloop dry-run`` points at
 the simulated instruments it starts.
@@ -19,6 +20,7 @@ EXAMPLES: dict[str, str] = {
     "protocol": "protocol.toml",
     "materials": "materials.toml",
     "protocol-ci": "protocol-ci.toml",
+    "materials-ci": "materials-ci.toml",
 }
 
 

@@ -13,7 +13,6 @@ from voltloop.orchestrator.cli.common import (
     DbOption,
     JsonOption,
     console,
-    not_available,
     print_json,
     resolve_db_url,
     stdout,
@@ -163,6 +162,12 @@ def _print_summary(summary) -> None:
     table.add_row("cycles stored", f"{summary.cycles_stored:,}")
     table.add_row("simulated channel time", f"{summary.channel_hours:,.0f} h")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
+    injected = {
+        name: sum(kinds.values()) for name, kinds in summary.faults_injected.items() if kinds
+    }
+    if injected:
+        detail = ", ".join(f"{n} on the {name}" for name, n in injected.items())
+        table.add_row("faults injected", detail)
     table.add_row("database", summary.database)
     for note in summary.notes:
         table.add_row("note", note)
@@ -220,14 +225,19 @@ def resume(
 
     In-flight experiments are reconciled with the instruments, nothing is dispatched
     twice and no cycle is stored twice. Campaigns on simulated instruments (sim://)
-    continue as dry runs.
+    continue as dry runs; campaigns on real instruments are checked against their
+    instruments again and continue as ``voltloop run`` (default operator settings;
+    loading sheets already issued keep their deadlines).
     """
     from voltloop.orchestrator.dry_run import is_simulated, run_dry_run, stored_spec
 
     url = resolve_db_url(db)
     spec = stored_spec(url, campaign)
     if not is_simulated(spec):
-        not_available("resume for campaigns on real instruments")
+        from voltloop.orchestrator.cli.run_cmd import resume_real
+
+        resume_real(campaign, url, prefect=prefect, json_out=json_out)
+        return
     progress = _Progress(spec.rounds, spec.batch_size, quiet=json_out)
     with progress:
         summary = run_dry_run(

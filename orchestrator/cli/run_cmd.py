@@ -133,45 +133,59 @@ def run(
 
     spec = load_run_spec(config)
     url = resolve_db_url(db or spec.database_url)
+    stored = {
+        "sheets": str(sheets.resolve()),
+        "reminder_minutes": reminder_minutes,
+        "loading_timeout_hours": loading_timeout_hours,
+        "form": form,
+        "eis_switch": eis_switch,
+        "poll_interval_s": poll_interval,
+        "history_cells": history_cells,
+        "early_prediction": early_prediction,
+    }
     summary = run_real_campaign(
         spec,
         url,
         eis_switch=eis_switch,
         history_cells=history_cells,
         early_prediction=early_prediction,
+        run_options=stored,
         **_options(sheets, reminder_minutes, loading_timeout_hours, prefect, form, poll_interval),
     )
     _report(summary, json_out)
 
 
-def resume_real(
-    campaign: str,
-    url: str,
-    *,
-    prefect: bool = True,
-    json_out: bool = False,
-    sheets: Path = Path("."),
-    eis_switch: str | None = None,
-) -> None:
-    """``voltloop resume`` of a campaign on real instruments (stored spec, default
-    operator settings; loading sheets already issued keep their deadlines)."""
+def resume_real(campaign: str, url: str, *, prefect: bool = True, json_out: bool = False) -> None:
+    """``voltloop resume`` of a campaign on real instruments: the stored spec, with the
+    options ``voltloop run`` last stored (sheet folder, reminders, timeout, EIS switch,
+    polling, early prediction); defaults where none were stored. Loading sheets already
+    issued keep their deadlines."""
     from voltloop.orchestrator.dry_run import stored_spec
     from voltloop.orchestrator.operator_desk import (
         DEFAULT_LOADING_TIMEOUT_S,
         DEFAULT_REMINDER_EVERY_S,
     )
-    from voltloop.orchestrator.real_run import resume_real_campaign
+    from voltloop.orchestrator.real_run import resume_real_campaign, stored_run_options
 
     spec = stored_spec(url, campaign)
+    stored = stored_run_options(url, campaign)
     options = _options(
-        sheets,
-        DEFAULT_REMINDER_EVERY_S / 60.0,
-        DEFAULT_LOADING_TIMEOUT_S / 3600.0,
+        Path(stored.get("sheets", ".")),
+        float(stored.get("reminder_minutes", DEFAULT_REMINDER_EVERY_S / 60.0)),
+        float(stored.get("loading_timeout_hours", DEFAULT_LOADING_TIMEOUT_S / 3600.0)),
         prefect,
-        True,
-        1.0,
+        bool(stored.get("form", True)),
+        float(stored.get("poll_interval_s", 1.0)),
     )
-    _report(resume_real_campaign(spec, url, eis_switch=eis_switch, **options), json_out)
+    summary = resume_real_campaign(
+        spec,
+        url,
+        eis_switch=stored.get("eis_switch"),
+        history_cells=stored.get("history_cells"),
+        early_prediction=bool(stored.get("early_prediction", True)),
+        **options,
+    )
+    _report(summary, json_out)
 
 
 def _report(summary: Any, json_out: bool) -> None:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_every_shipped_example_validates(name: str) -> None:
     path = Path(str(resources.files("voltloop.campaigns.examples").joinpath(EXAMPLES[name])))
     spec = load_campaign(path)
-    expected = MaterialsCampaign if name == "materials" else ProtocolCampaign
+    expected = MaterialsCampaign if name.startswith("materials") else ProtocolCampaign
     assert isinstance(spec, expected)
 
 

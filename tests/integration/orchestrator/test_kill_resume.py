@@ -4,7 +4,8 @@
 instruments do); ``voltloop run`` is the orchestrator, killed with SIGKILL six times:
 while it waits for the operator, just after the operator confirms (mid-dispatch),
 while cycles are being ingested (twice), and between rounds. Each time the same
-command starts again and resumes from the database. At the end every candidate was
+command starts again and resumes from the database (the last time as ``voltloop
+resume``). At the end every candidate was
 tested exactly once and every cycle stored exactly once: each experiment's stored
 record count equals the simulator's own count for it, and its cycles are exactly the
 protocol's.
@@ -115,13 +116,16 @@ class Run:
             env=_env(self.tmp), start_new_session=True,
         )  # fmt: skip
 
-    def kill(self, where: str) -> None:
+    def kill(self, where: str, *, then: list[str] | None = None) -> None:
+        """SIGKILL the orchestrator, then start it again (``then``: another command)."""
         assert self.proc is not None
         if self.proc.poll() is not None:  # it finished before we got to it
             raise AssertionError(f"the run ended before the kill {where!r}: {self._tail()}")
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         self.kills.append(where)
+        if then is not None:
+            self.args = then
         self.start()
 
     def check_alive(self) -> None:
@@ -144,6 +148,8 @@ def _query(url: str, statement):
 
 
 def _sheet(tmp: Path, round_index: int) -> list[dict[str, str]] | None:
+    """The round's loading sheet, in the folder ``voltloop run --sheets`` named (which
+    ``voltloop resume`` keeps using: the run's options are stored with the campaign)."""
     path = tmp / "sheets" / f"kill-resume-loading-sheet-round-{round_index}.csv"
     if not path.exists():
         return None
@@ -221,7 +227,10 @@ def test_sigkill_at_six_points_then_resume_stores_everything_once(lab, tmp_path)
                 Event.kind == "round_completed")) or [(0,)])[0][0] >= 2,
             "round 1's end",
         )  # fmt: skip
-        run.kill("between rounds")
+        # ... and come back through `voltloop resume`, which finds the campaign's real
+        # instruments in the stored spec
+        resume = [str(VOLTLOOP), "resume", "kill-resume", "--db", url, "--no-prefect", "--json"]
+        run.kill("between rounds", then=resume)
         wait(lambda: _sheet(tmp_path, 2) is not None, "round 2's sheet")
         operate(2)
         out, err = run.proc.communicate(timeout=180)
