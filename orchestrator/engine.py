@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from voltloop.campaigns.base import CampaignBase
+from voltloop.campaigns.base import CampaignBase, LoopMode
 from voltloop.db.engine import read_session, write_session
 from voltloop.db.enums import CampaignStatus, EventLevel, InstrumentKind, RoundStatus
 from voltloop.db.errors import LeaseHeldError, UnknownCampaignError
@@ -27,11 +27,13 @@ from voltloop.db.leases import (
 )
 from voltloop.db.models import Campaign, Channel, Experiment, Instrument, Round
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, holder_is_dead
-from voltloop.orchestrator.dispatch import load_and_dispatch
+from voltloop.orchestrator.dispatch import free_channels, load_and_dispatch
 from voltloop.orchestrator.polling import poll_sweep, renew_channel_leases
 from voltloop.orchestrator.rounds import (
     OPEN_ROUND_STATUSES,
+    candidates_proposed,
     close_round_if_done,
+    experiment_budget,
     finalise,
     open_round,
     propose,
@@ -185,6 +187,8 @@ class CampaignEngine:
             )
             round_id = None if current is None else current.id
             round_status = None if current is None else current.status
+        if self.ctx.spec.mode == LoopMode.ASYNC:
+            return self._due_async()
         if round_id is None:
             if rounds_started(self.ctx) < self.ctx.spec.rounds:
                 return StepKind.OPEN_ROUND, None
@@ -194,6 +198,45 @@ class CampaignEngine:
         if round_status == RoundStatus.DISPATCHING:
             return StepKind.DISPATCH, round_id
         return StepKind.POLL, round_id
+
+    def _due_async(self) -> tuple[StepKind, int | None]:
+        """Asynchronous mode: finish proposing or dispatching the open refill first; else
+        refill free channels while budget is left; else poll; else finalise."""
+        with read_session(self.ctx.db) as session:
+            rounds = session.execute(
+                select(Round.id, Round.status)
+                .where(
+                    Round.campaign_id == self.ctx.campaign_id,
+                    Round.status.in_(OPEN_ROUND_STATUSES),
+                )
+                .order_by(Round.round_index)
+            ).all()
+            for rid, status in rounds:
+                if status in (RoundStatus.PLANNED, RoundStatus.TRAINING, RoundStatus.PROPOSING):
+                    return StepKind.PROPOSE, rid
+                if status == RoundStatus.DISPATCHING:
+                    return StepKind.DISPATCH, rid
+            budget_left = candidates_proposed(session, self.ctx) < experiment_budget(self.ctx)
+            free = len(free_channels(session, self.ctx)) if budget_left else 0
+        if free:
+            return StepKind.OPEN_ROUND, None
+        if rounds:
+            return StepKind.POLL, rounds[0][0]
+        return StepKind.FINALISE, None
+
+    def _close_done_rounds(self) -> StepResult | None:
+        """Asynchronous mode: close every running refill whose cells have all ended."""
+        with read_session(self.ctx.db) as session:
+            running = session.scalars(
+                select(Round.id).where(
+                    Round.campaign_id == self.ctx.campaign_id,
+                    Round.status == RoundStatus.RUNNING,
+                )
+            ).all()
+        closed = None
+        for rid in running:
+            closed = close_round_if_done(self.ctx, rid) or closed
+        return closed
 
     def step(self) -> StepResult:
         """Do the next due unit of work (see :meth:`due`) and say what it was."""
@@ -213,7 +256,10 @@ class CampaignEngine:
             if result.kind == StepKind.WAIT:  # the operator is pending: keep cells polled
                 return poll_sweep(self.ctx)
             return result
-        closed = close_round_if_done(self.ctx, round_id)
+        if self.ctx.spec.mode == LoopMode.ASYNC:
+            closed = self._close_done_rounds()
+        else:
+            closed = close_round_if_done(self.ctx, round_id)
         if closed is not None:
             return closed
         return poll_sweep(self.ctx)

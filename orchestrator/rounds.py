@@ -1,6 +1,12 @@
 """Round life: open → propose (retrain + acquisition + compile) → dispatching →
 running → completed, and the campaign's final recommendation.
 
+In ``round`` mode a round is a batch of ``batch_size`` and the next opens when it has
+completed (Attia et al.). In ``async`` mode a round opens whenever channels are free
+and the budget (``rounds`` × ``batch_size`` candidates) is not spent: it proposes for
+the free channels only, with every experiment still in flight as a pending point, so
+channels never idle while a slow cell finishes.
+
 What the campaign has learned is read by ``observations.gather`` (cycle lives of
 protocol campaigns), unless the proposer defines its own ``gather(session,
 campaign_id)`` and ``recommend(session, campaign_id)`` — materials campaigns do
@@ -14,6 +20,7 @@ import uuid
 
 from sqlalchemy import func, select
 
+from voltloop.campaigns.base import LoopMode
 from voltloop.db.engine import write_session
 from voltloop.db.enums import (
     CampaignStatus,
@@ -81,6 +88,8 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
         rnd = session.get(Round, round_id)
         knowledge = knowledge_of(ctx, session)
         q = min(ctx.spec.batch_size, len(free_channels(session, ctx)))
+        if ctx.spec.mode == LoopMode.ASYNC:  # a refill: the free channels, within the budget
+            q = min(q, experiment_budget(ctx) - candidates_proposed(session, ctx))
     if q == 0:
         return StepResult(StepKind.WAIT, "no free channel to propose for")
     batch = ctx.proposer.propose(
@@ -168,6 +177,17 @@ def close_round_if_done(ctx: EngineContext, round_id: int) -> StepResult | None:
             payload={"round": rnd.round_index, "experiments": by_status},
         )
     return StepResult(StepKind.CLOSE_ROUND, f"round {rnd.round_index} completed", counts=by_status)
+
+
+def experiment_budget(ctx: EngineContext) -> int:
+    """Candidates the campaign may test: ``rounds`` × ``batch_size``. Asynchronous
+    campaigns spend it a few channels at a time, each refill a round of its own."""
+    return ctx.spec.rounds * ctx.spec.batch_size
+
+
+def candidates_proposed(session, ctx: EngineContext) -> int:
+    mine = Candidate.campaign_id == ctx.campaign_id
+    return int(session.scalar(select(func.count()).select_from(Candidate).where(mine)) or 0)
 
 
 def rounds_started(ctx: EngineContext) -> int:

@@ -68,6 +68,7 @@ class FakeCycler:
         cycles_per_poll: int = 7,
         nominal_Ah: float = 1.1,
         eis_every: int | None = None,
+        speeds: list[int] | None = None,
     ):
         self.url = url
         self.channels = [FakeChannel() for _ in range(channels)]
@@ -76,6 +77,8 @@ class FakeCycler:
         #: with ``eis_every``, a channel waits (WAITING_EIS) after every that many cycles
         #: until ``resume``, like a protocol's EIS checkpoint
         self.eis_every = eis_every
+        #: cycles per status read for each channel (cells that age at different paces)
+        self.speeds = speeds
         #: status reads of a channel after its experiment ended, by experiment id
         self.reads_after_end: dict[str, int] = {}
 
@@ -101,7 +104,10 @@ class FakeCycler:
         if ch.state != ChannelState.RUNNING:  # waiting at a checkpoint, or ended
             return
         done = 0 if len(ch.records) == 0 else int(ch.records["cycle"][-1]) + 1
-        n = min(self.cycles_per_poll, ch.cycles_to_run - done)
+        per_poll = self.cycles_per_poll
+        if self.speeds is not None:
+            per_poll = self.speeds[self.channels.index(ch)]
+        n = min(per_poll, ch.cycles_to_run - done)
         if self.eis_every:
             n = min(n, self.eis_every - done % self.eis_every)
         rows = empty_records(n * SAMPLES_PER_CYCLE)
@@ -177,8 +183,10 @@ class AttiaPoolProposer:
 
     def __init__(self):
         self.pool = [dict(CC1=p.CC1, CC2=p.CC2, CC3=p.CC3) for p in enumerate_protocols()]
+        self.calls: list[dict[str, int]] = []  # q, pending and observed of each call
 
     def propose(self, *, observations, pending, tested, q, seed):
+        self.calls.append({"q": q, "pending": len(pending), "observed": len(observations)})
         seen = {tuple(sorted(t.items())) for t in tested}
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(self.pool))

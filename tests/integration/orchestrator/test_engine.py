@@ -242,3 +242,50 @@ def test_a_killed_orchestrators_leases_are_taken_over_at_once(setup):
     acquire_lease(db, campaign_key(spec.name), f"{dead.split(':')[0]}:1:feed", 3600)
     with pytest.raises(CampaignBusyError):
         make_engine().step()
+
+
+def test_async_mode_refills_free_channels_with_in_flight_cells_pending(tmp_path):
+    from voltloop.campaigns.base import LoopMode
+
+    url = f"sqlite:///{tmp_path / 'async.db'}"
+    init_database(url)
+    db = open_database(url)
+    spec = load_campaign(EXAMPLE).model_copy(update={"mode": LoopMode.ASYNC, "rounds": 3})
+    campaign_id = register_campaign(db, spec)
+    channels = spec.instruments.cyclers[0].channels
+    cycler = FakeCycler(spec.instruments.cyclers[0].url, channels, speeds=[1, 3, 5, 8])
+    proposer = AttiaPoolProposer()
+
+    def compile_protocol(parameters, run_on):
+        protocol = {"max_cycles": spec.lifetime.stop_cycle, "life": fake_life(parameters)}
+        return {"protocol": protocol, "safety": {"max_temperature_C": 60.0}}
+
+    ctx = EngineContext(
+        db=db, campaign_id=campaign_id, campaign_name=spec.name, spec=spec,
+        cyclers={cycler.url: cycler}, potentiostat=None, proposer=proposer, predictor=None,
+        operator=AutoOperator(), compile_protocol=compile_protocol,
+        settings=EngineSettings(heartbeat_s=0.0),
+    )  # fmt: skip
+    assert CampaignEngine(ctx).run(poll_interval_s=0.0, max_steps=2000).finished
+    budget = spec.rounds * spec.batch_size
+    with read_session(db) as s:
+        candidates = [tuple(sorted(c.parameters.items())) for c in s.scalars(select(Candidate))]
+        statuses = [e.status for e in s.scalars(select(Experiment))]
+        order = [(e.kind, e.payload) for e in s.scalars(select(Event).order_by(Event.id))]
+    # the budget is spent exactly, every candidate once, every cell completed
+    assert len(candidates) == len(set(candidates)) == budget
+    assert statuses == [ExperimentStatus.COMPLETED] * budget
+    # refills: more, smaller proposals than the round mode's three, after the first
+    assert proposer.calls[0]["q"] == channels and len(proposer.calls) > spec.rounds
+    assert sum(call["q"] for call in proposer.calls) == budget
+    # a channel was refilled while other cells were still cycling: they were pending
+    assert any(call["pending"] > 0 for call in proposer.calls[1:])
+    open_rounds, overlapped = set(), False
+    for kind, payload in order:
+        if kind == "round_opened":
+            overlapped |= bool(open_rounds)
+            open_rounds.add(payload["round"])
+        elif kind == "round_completed":
+            open_rounds.discard(payload["round"])
+    assert overlapped
+    db.dispose()
