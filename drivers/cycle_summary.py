@@ -125,6 +125,13 @@ class SummaryOptions:
     min_step_A: float = 0.05
     max_step_gap_s: float = 60.0
 
+    @classmethod
+    def for_capacity(cls, nominal_Ah: float) -> SummaryOptions:
+        """Current thresholds in proportion to the cell: 1 mA and 50 mA per Ah (a coin
+        cell of 3 mAh charges at 3 mA; fixed 1 mA / 50 mA would miss its charge and
+        current steps)."""
+        return cls(current_eps_A=1e-3 * nominal_Ah, min_step_A=0.05 * nominal_Ah)
+
 
 def _cv_mask(
     records: np.ndarray, kinds: Mapping[int, str] | None, opts: SummaryOptions

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voltloop.db.cycles import CycleData, CycleSummary
-from voltloop.drivers.cycle_summary import Cycle, CycleAssembler
+from voltloop.drivers.cycle_summary import Cycle, CycleAssembler, SummaryOptions
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,14 @@ def assemble_cycles(
     final: bool,
     kinds: Mapping[int, str] | None = None,
     checkpoint: frozenset[int] | None = None,
+    options: SummaryOptions | None = None,
 ) -> AssembledCycles:
     """Complete cycles in ``records`` (SAMPLE_DTYPE, shape ``(n,)``, record indices
     ``since…`` without gaps). With ``final`` the experiment has ended and its last
     cycle is complete too. ``kinds`` maps protocol step index → step kind, for exact
     constant-voltage times; ``checkpoint`` the protocol's checkpoint steps, left out of
     the cycle's figures."""
-    assembler = CycleAssembler(since, kinds=kinds, checkpoint=checkpoint)
+    assembler = CycleAssembler(since, kinds=kinds, checkpoint=checkpoint, options=options)
     cycles = assembler.feed(records)
     if final:
         cycles += assembler.finish()

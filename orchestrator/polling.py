@@ -22,7 +22,7 @@ from voltloop.db.errors import LeaseLostError
 from voltloop.db.ingest import append_cycles, store_eis_spectrum
 from voltloop.db.leases import channel_key, release_lease, renew_lease
 from voltloop.db.models import Candidate, Channel, Cycle, Event, Experiment, Prediction
-from voltloop.drivers.cycle_summary import checkpoint_steps, step_kinds
+from voltloop.drivers.cycle_summary import SummaryOptions, checkpoint_steps, step_kinds
 from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentError
 from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, runs_to_end_of_life
@@ -70,7 +70,12 @@ def _ingest(
     kinds = step_kinds(protocol) if "method" in protocol else None
     checkpoint = checkpoint_steps(protocol) if "method" in protocol else None
     assembled = assemble_cycles(
-        batch.records, since, final=final, kinds=kinds, checkpoint=checkpoint
+        batch.records,
+        since,
+        final=final,
+        kinds=kinds,
+        checkpoint=checkpoint,
+        options=SummaryOptions.for_capacity(ctx.spec.cell.nominal_capacity_Ah),
     )
     with write_session(ctx.db) as session:
         new = append_cycles(

@@ -132,8 +132,14 @@ def _summary(data: ReportData) -> str:
         ("experiments", str(len(data.experiments))),
         ("cycles stored", f"{cycles:,}"),
         ("channel time", f"{hours:,.0f} h"),
-        ("best observed life", _num(max(observed)) if observed else "–"),
     ]
+    rec = data.recommendation
+    if data.kind == "materials":
+        metric = (rec.metric if rec else None) or "objective"
+        best = _num(rec.objective) if rec and rec.objective is not None else "–"
+        cards.append((f"recommended {metric}", best))
+    else:
+        cards.append(("best observed life", _num(max(observed)) if observed else "–"))
     items = "".join(f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>'
                     for k, v in cards)  # fmt: skip
     objectives = ", ".join(f"{o.direction} {o.metric}" for o in data.objectives) or "–"
@@ -157,12 +163,20 @@ def _recommendation(data: ReportData) -> str:
     if rec.candidate_id is None:
         return f'<p class="note">{_e(rec.message)}</p>'
     candidate = data.candidate(rec.candidate_id)
-    rows = [
-        ("candidate", _e(rec.candidate_id)),
-        ("parameters", _e(_params(rec.parameters))),
-        ("objective", _num(rec.objective)),
-    ]
-    if candidate is not None:
+    rows = [("candidate", _e(rec.candidate_id))]
+    if rec.label or rec.formula:
+        rows.append(("material", _e(" ".join(x for x in (rec.label, rec.formula and
+                                                         f"({rec.formula})") if x))))  # fmt: skip
+    else:
+        rows.append(("parameters", _e(_params(rec.parameters))))
+    rows.append((rec.metric or "objective", _num(rec.objective)))
+    if candidate is not None and data.kind == "materials":
+        rows += [
+            ("round", _e(candidate.round_index)),
+            ("cells", _e(", ".join(e.cell_id or e.id for e in data.experiments
+                                    if e.candidate_id == candidate.id))),
+        ]  # fmt: skip
+    elif candidate is not None:
         source = candidate.observed_source or "–"
         rows += [
             ("observed life", f"{_num(candidate.observed_life)} ({_e(source)})"),

@@ -289,6 +289,9 @@ def _recommendation(session: Session, campaign_id: int) -> Recommendation | None
         message=event.message,
         level=event.level.value,
         created_at=event.created_at,
+        label=payload.get("label"),
+        formula=payload.get("formula"),
+        metric=payload.get("metric"),
     )
 
 

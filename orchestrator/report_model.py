@@ -129,6 +129,9 @@ class Recommendation:
     message: str
     level: str
     created_at: dt.datetime | None
+    label: str | None = None  # materials: the material's label and formula
+    formula: str | None = None
+    metric: str | None = None  # the objective's metric (materials campaigns name it)
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,9 @@ def compile_protocols(
     return out, float(spec.cell.nominal_capacity_Ah), freqs
 
 
-def summarise_cycle(rec: np.ndarray, checkpoint: frozenset[int] | None = None) -> dict[str, Any]:
+def summarise_cycle(
+    rec: np.ndarray, checkpoint: frozenset[int] | None = None, nominal_Ah: float = 1.1
+) -> dict[str, Any]:
     """Summary values and the aging discharge series of one cycle's records (n,).
 
     The summary is the cycler host's (drivers/cycle_summary.py), i.e. what the
@@ -138,9 +140,11 @@ def summarise_cycle(rec: np.ndarray, checkpoint: frozenset[int] | None = None) -
     the database adapter computes it (no integral column).
     """
     from voltloop.campaigns.checkpoints import aging_discharge
+    from voltloop.drivers.cycle_summary import SummaryOptions
     from voltloop.drivers.cycle_summary import summarise_cycle as host_summary
 
-    s = host_summary(rec, checkpoint=checkpoint)
+    options = SummaryOptions.for_capacity(nominal_Ah)
+    s = host_summary(rec, checkpoint=checkpoint, options=options)
     voltage, capacity = aging_discharge(
         rec["voltage_V"], rec["current_A"], rec["discharge_Ah"], rec["step"], checkpoint
     )
@@ -255,7 +259,7 @@ def _cell_dict(run: _CellRun, caps: np.ndarray, nominal: float, config: HistoryC
         for c in np.unique(rec["cycle"]):
             if c >= n:
                 continue  # an unfinished cycle
-            values = summarise_cycle(rec[rec["cycle"] == c], run.checkpoint)
+            values = summarise_cycle(rec[rec["cycle"] == c], run.checkpoint, nominal)
             curves[int(c)] = values.pop("curve")
             for key, value in values.items():  # recorded cycles: the aging discharge
                 summary[key][c] = value
