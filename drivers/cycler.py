@@ -334,7 +334,10 @@ class CyclerDriver:
             )
         if zlib.crc32(reply.data) != crc:
             raise ProtocolError(f"DATA? block CRC mismatch (since={since})", url=self.url)
-        records = np.frombuffer(reply.data, dtype=SAMPLE_DTYPE).copy()
+        # the transport read the block into a fresh bytearray: wrap it, no copy
+        records = np.frombuffer(reply.data, dtype=SAMPLE_DTYPE)
+        if not records.flags.writeable:  # a read-only bytes block: own a copy
+            records = records.copy()
         if count and not np.array_equal(records["record"], np.arange(since, since + count)):
             raise ProtocolError(f"DATA? record indices not contiguous from {since}", url=self.url)
         try:
@@ -385,5 +388,8 @@ class CyclerDriver:
             total += len(records)
             if len(records) < want:
                 break
-        records = np.concatenate(parts) if parts else empty_records()
+        if len(parts) == 1:
+            records = parts[0]
+        else:
+            records = np.concatenate(parts) if parts else empty_records()
         return RecordBatch(channel=channel, experiment_id=seen, since=since, records=records)

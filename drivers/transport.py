@@ -30,6 +30,8 @@ backoff and reconnect attempts — all finite and configurable.
 from __future__ import annotations
 
 import contextlib
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -73,11 +75,12 @@ class BlockReply:
     """A reply whose last element is a definite-length block.
 
     ``prefix`` is the ASCII text before ``#`` (e.g. ``'"uuid",0,12,1A2B3C4D,'``),
-    ``data`` the block's bytes.
+    ``data`` the block's bytes: a fresh ``bytearray`` the reply was read into and nobody
+    else holds, so a caller may wrap it (``np.frombuffer``) without copying.
     """
 
     prefix: str
-    data: bytes
+    data: bytes | bytearray
 
 
 class Transport:
@@ -103,6 +106,7 @@ class Transport:
         quiet_s: float = 0.05,
         poll_s: float = 0.02,
         max_line_bytes: int = 1 << 20,
+        max_block_bytes: int = 1 << 28,
         transcript: Transcript | None = None,
         resync: Callable[[Transport], None] | None = None,
         port_factory: Callable[[], serial.SerialBase] | None = None,
@@ -121,6 +125,7 @@ class Transport:
         self.quiet_s = quiet_s
         self.poll_s = min(poll_s, timeout_s)
         self.max_line_bytes = max_line_bytes
+        self.max_block_bytes = max_block_bytes
         self.transcript = transcript if transcript is not None else Transcript(enabled=False)
         self.resync = resync
         self.port_factory = port_factory
@@ -128,6 +133,7 @@ class Transport:
         self._greedy = url.startswith("socket://") and port_factory is None
         self.reconnects = 0  # how many times the link was re-established
         self._port: serial.SerialBase | None = None
+        self._sock: socket.socket | None = None  # pyserial's socket behind socket://
         self._buf = bytearray()
         self._dirty = False
         self._was_open = False
@@ -156,6 +162,7 @@ class Transport:
             except (*_LINK_ERRORS, ValueError) as exc:
                 raise Disconnected(f"cannot open: {exc}", url=self.url) from exc
             self._port = port
+            self._sock = self._raw_socket(port)
             self._buf.clear()
             self._was_open = True
             self.transcript.note("open")
@@ -163,6 +170,7 @@ class Transport:
     def close(self) -> None:
         with self._lock:
             port, self._port = self._port, None
+            self._sock = None
             self._buf.clear()
             if port is not None:
                 with contextlib.suppress(Exception):
@@ -223,11 +231,45 @@ class Transport:
         except _LINK_ERRORS as exc:
             raise self._lost(exc) from exc
 
+    def _raw_socket(self, port: serial.SerialBase) -> socket.socket | None:
+        """The TCP socket behind pyserial's ``socket://`` port, read directly (one
+        ``select`` + ``recv_into`` per chunk instead of pyserial's select/recv/extend/copy
+        loop and its 0-or-1 ``in_waiting``); None for any other port, which then goes
+        through pyserial's ``read``."""
+        if not self._greedy:
+            return None
+        sock = getattr(port, "_socket", None)
+        return sock if isinstance(sock, socket.socket) else None
+
+    def _recv_into(self, view: memoryview, wait_s: float) -> int:
+        """Bytes received into ``view`` within ``wait_s`` (0 if none); raw socket only."""
+        assert self._sock is not None
+        try:
+            ready, _, _ = select.select([self._sock], [], [], wait_s)
+            if not ready:
+                return 0
+            got = self._sock.recv_into(view)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except (OSError, ValueError) as exc:  # ValueError: select on a closed socket
+            raise self._lost(exc) from exc
+        if not got:
+            raise self._lost(EOFError("socket disconnected"))
+        return got
+
     def _fill(self, want: int = 1) -> None:
         """Read what is available (up to ``want`` bytes if more are known to be due),
         waiting at most one poll slice. ``want`` matters for ``socket://``, whose
         ``in_waiting`` only says 0 or 1."""
         assert self._port is not None
+        if self._sock is not None:
+            chunk = bytearray(max(1 << 16, min(want, 1 << 22)))
+            got = self._recv_into(memoryview(chunk), self.poll_s)
+            if got:
+                del chunk[got:]
+                self.transcript.record(Direction.IN, chunk)
+                self._buf += chunk
+            return
         try:
             waiting = self._port.in_waiting
             chunk = self._port.read(max(1, waiting, min(want, 1 << 16)))
@@ -239,9 +281,34 @@ class Transport:
             self.transcript.record(Direction.IN, chunk)
             self._buf += chunk
 
+    def _fill_into(self, view: memoryview) -> int:
+        """Read straight into ``view`` (no intermediate buffer on ``socket://``),
+        waiting at most one poll slice; returns the byte count."""
+        assert self._port is not None
+        if self._sock is not None:
+            got = self._recv_into(view, self.poll_s)
+        else:
+            try:
+                waiting = self._port.in_waiting
+                chunk = self._port.read(max(1, min(len(view), max(waiting, 1 << 16))))
+            except _LINK_ERRORS as exc:
+                raise self._lost(exc) from exc
+            got = len(chunk)
+            view[:got] = chunk
+        if got:
+            self.transcript.record(Direction.IN, view[:got])
+        return got
+
     def _read_now(self) -> bytes:
         """What has already arrived, without waiting (raises pyserial/OS errors)."""
         assert self._port is not None
+        if self._sock is not None:
+            chunk = bytearray(1 << 16)
+            ready, _, _ = select.select([self._sock], [], [], 0)
+            got = self._sock.recv_into(chunk) if ready else 0
+            if ready and not got:
+                raise OSError("socket disconnected")
+            return bytes(chunk[:got])
         waiting = self._port.in_waiting
         if not waiting:
             return b""
@@ -274,6 +341,28 @@ class Transport:
         out = bytes(self._buf[:n])
         del self._buf[:n]
         return out
+
+    def _read_into(self, out: memoryview, deadline: float, what: str) -> None:
+        """Fill ``out`` before ``deadline`` (buffered bytes first, then straight from the
+        link); the same stall rule as :meth:`_read_exactly`."""
+        n = len(out)
+        pos = min(n, len(self._buf))
+        if pos:
+            out[:pos] = self._buf[:pos]
+            del self._buf[:pos]
+        stalled_at = time.monotonic() + self.timeout_s
+        while pos < n:
+            now = time.monotonic()
+            if now >= deadline or now >= stalled_at:
+                self._buf.clear()
+                self._dirty = True
+                if pos:
+                    raise ProtocolError(f"partial {what}: {pos} of {n} bytes", url=self.url)
+                raise TransportTimeout(f"no {what} within {self.timeout_s} s", url=self.url)
+            got = self._fill_into(out[pos:])
+            if got:
+                pos += got
+                stalled_at = time.monotonic() + self.timeout_s
 
     def _check_line(self, raw: bytes) -> str:
         if raw.endswith(b"\r"):
@@ -354,8 +443,16 @@ class Transport:
             self._dirty = True
             raise ProtocolError(f"bad block length {length_raw!r}", url=self.url)
         length = int(length_raw)
+        if length > self.max_block_bytes:
+            self._buf.clear()
+            self._dirty = True
+            raise ProtocolError(
+                f"block of {length} bytes exceeds max_block_bytes {self.max_block_bytes}",
+                url=self.url,
+            )
         deadline += length * 10 / max(self.baudrate, 1)
-        data = self._read_exactly(length, deadline, "block data")
+        data = bytearray(length)  # read into once: no copies of the payload after this
+        self._read_into(memoryview(data), deadline, "block data")
         end = self._read_exactly(len(self.terminator), deadline, "block terminator")
         if end != self.terminator:
             self._dirty = True

@@ -38,7 +38,7 @@ from voltloop.drivers.sim.cycler_scpi import (
 from voltloop.drivers.sim.faults import FaultInjector, FaultKind, ReplyPlan
 from voltloop.drivers.sim.links import Connection, Link, LinkClosedError, make_link
 from voltloop.drivers.sim.virtual_lab import ChannelState, VirtualLab
-from voltloop.drivers.transport import encode_block, quote, split_fields
+from voltloop.drivers.transport import quote, split_fields
 
 log = logging.getLogger(__name__)
 
@@ -375,13 +375,18 @@ class CyclerServer:
         return self.data_reply(channel, since, limit)
 
     def data_reply(self, channel: int, since: int, limit: int) -> bytes:
-        """The full ``DATA?`` reply (prefix, block, terminator) for ``since``/``limit``."""
+        """The full ``DATA?`` reply (prefix, block, terminator) for ``since``/``limit``,
+        built in one buffer: the records are copied once, from the lab's array into it."""
         status = self.lab.status(channel)
         if status.experiment_id is None:
             records = np.zeros(0, dtype=SAMPLE_DTYPE)
         else:
             records = self.lab.records(channel, since, min(limit, self.max_batch))
-        data = np.ascontiguousarray(records, dtype=SAMPLE_DTYPE).tobytes()
-        crc = zlib.crc32(data)
-        prefix = f"{quote(status.experiment_id or '')},{since},{len(records)},{crc:08X},"
-        return prefix.encode("ascii") + encode_block(data) + b"\n"
+        records = np.ascontiguousarray(records, dtype=SAMPLE_DTYPE)
+        payload = memoryview(records).cast("B")  # the rows' raw little-endian bytes
+        length = str(payload.nbytes).encode("ascii")
+        head = (
+            f"{quote(status.experiment_id or '')},{since},{len(records)},"
+            f"{zlib.crc32(payload):08X},#{len(length)}"
+        ).encode("ascii") + length
+        return b"".join((head, payload, b"\n"))

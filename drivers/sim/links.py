@@ -94,19 +94,19 @@ class _TcpConnection(Connection):
             ready, _, _ = select.select([self.sock], [], [], timeout_s)
             if not ready:
                 return b""
-            data = self.sock.recv(65536)
-        except OSError as exc:
-            raise LinkClosedError(str(exc)) from exc
+            data = self.sock.recv(1 << 18)
+        except (OSError, ValueError) as exc:  # ValueError: select() on a closed socket (fd -1)
+            raise LinkClosedError(f"connection closed: {exc}") from exc
         if not data:
             raise LinkClosedError("peer closed the connection")
         return data
 
-    def send(self, data: bytes) -> None:
-        self.sock.settimeout(self.write_timeout_s)
+    def send(self, data: bytes | bytearray | memoryview) -> None:
         try:
+            self.sock.settimeout(self.write_timeout_s)
             self.sock.sendall(data)
-        except OSError as exc:
-            raise LinkClosedError(str(exc)) from exc
+        except (OSError, ValueError) as exc:
+            raise LinkClosedError(f"connection closed: {exc}") from exc
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -180,8 +180,8 @@ class _PtyConnection(Connection):
             if not ready:
                 return b""
             data = os.read(self.master, 65536)
-        except OSError as exc:
-            raise LinkClosedError(str(exc)) from exc
+        except (OSError, ValueError) as exc:  # ValueError: select() on a closed fd
+            raise LinkClosedError(f"pty closed: {exc}") from exc
         if not data:
             raise LinkClosedError("pty closed")
         return data

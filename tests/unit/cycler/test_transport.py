@@ -171,3 +171,11 @@ def test_errors_carry_exit_code_and_scpi_code() -> None:
 
 def test_block_crc_helper_consistency() -> None:
     assert f"{zlib.crc32(b'abc'):08X}" == "352441C2"
+
+
+def test_a_block_longer_than_max_block_bytes_is_refused_before_reading_it() -> None:
+    with (
+        expected_exchange([(b"DATA?\n", b'"x",#9100000000')], max_block_bytes=1 << 20) as t,
+        pytest.raises(ProtocolError, match="max_block_bytes"),
+    ):
+        t.query_block("DATA?")
