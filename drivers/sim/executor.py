@@ -19,8 +19,20 @@ import enum
 
 import numpy as np
 
-from voltloop.drivers.sim.cell_model import CellBank
-from voltloop.drivers.sim.phases import BUDGET, SAFETY, TIME, Phase
+from voltloop.drivers.sim.cell_model import ROW, CellBank
+from voltloop.drivers.sim.degradation import apply_ageing, sei_growth
+from voltloop.drivers.sim.open_phases import PHASE_MAX_S, OpenPhases, PhasePlan
+from voltloop.drivers.sim.phases import (
+    BUDGET,
+    RANGE,
+    SAFETY,
+    TIME,
+    C,
+    Phase,
+    ageing_integrals,
+    end_state,
+    trajectory,
+)
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
 from voltloop.drivers.sim.record_batch import RecordBatch, SensorNoise
 from voltloop.drivers.sim.record_buffer import RecordBuffer
@@ -58,6 +70,7 @@ _LIVE_STATE = np.array([s in (RunState.RUNNING, RunState.WAITING_EIS) for s in R
 _OP_FIELDS = 8
 _O_KIND, _O_TIME, _O_ISET, _O_VSET, _O_VCUT, _O_ICUT, _O_CV, _O_SPECIAL = range(_OP_FIELDS)
 #: The op table entry of a chain segment that does not exist (a zero-length rest).
+_Q, _TEMP, _V1, _V2, _H = ROW["q"], ROW["temp"], ROW["v1"], ROW["v2"], ROW["h"]
 _NO_OP = np.array([_REST, 0.0, 0.0, 0.0, np.nan, np.nan, 0.0, 0.0])[:, None, None]
 
 
@@ -120,6 +133,7 @@ class Executor:
         self.cap_hist = np.zeros((n, 256))
         self.chg_hist = np.zeros((n, 256))
         self._capped = False  # any channel with a capacity safety limit
+        self.open = OpenPhases(n, MAX_CHAIN)  # phases that outlive an advance (0036)
 
     # --- control ---------------------------------------------------------------------
     def start(self, ch: int, prog: CompiledProtocol) -> None:
@@ -165,6 +179,7 @@ class Executor:
         self.limits[:, ch] = prog.v_lo, prog.v_hi, prog.max_temperature_C
         self.max_cap[ch] = prog.max_capacity_Ah
         self._capped = bool(np.isfinite(self.max_cap).any())
+        self.open.open[ch] = False
         self.pc[ch] = 0
         self.step_t[ch] = self.exp_t[ch] = 0.0
         self.cycle[ch] = 0
@@ -194,6 +209,7 @@ class Executor:
     def halt(self, ch: int, state: RunState, reason: str | None = None) -> None:
         """Stop a channel (host stop, fault, safety) keeping its records."""
         if self.run[ch] in (RunState.RUNNING, RunState.WAITING_EIS):
+            self.interrupt(ch)
             self.run[ch] = state
             self.reason[ch] = reason
 
@@ -201,6 +217,7 @@ class Executor:
         """Leave an EIS pause; False if the channel was not waiting."""
         if self.run[ch] != RunState.WAITING_EIS:
             return False
+        self.interrupt(ch)
         self.pc[ch] += 1
         self.step_t[ch] = 0.0
         self.run[ch] = RunState.RUNNING
@@ -227,8 +244,15 @@ class Executor:
                 break
             before = rem.copy()
             pcs = self.pc.copy()
-            self._run_phase(live, rem, pending)
-            stuck = live & (before - rem < 1e-6) & (self.pc == pcs)
+            going = live & self.open.open  # phases planned in an earlier advance go on
+            fresh = live & ~going
+            if np.count_nonzero(going):
+                chs = going.nonzero()[0]
+                self._progress(chs, self.open.gather(chs), self.open.el[chs], rem, pending)
+            if np.count_nonzero(fresh):
+                fresh = self._batch(fresh)
+                self._plan(fresh, rem, pending)
+            stuck = (going | fresh) & (before - rem < 1e-3) & (self.pc == pcs)
             stalls = stalls + 1 if np.count_nonzero(stuck) else 0
             if stalls > STALL_LIMIT:  # never expected; keeps a dry run from hanging
                 for c in stuck.nonzero()[0]:
@@ -290,17 +314,28 @@ class Executor:
         self.closed[ch] = cyc + 1
         self.chg_hist[ch, cyc] = self.chg[ch]
 
-    def _run_phase(self, m: np.ndarray, rem: np.ndarray, pending: RecordBatch) -> None:
-        """One phase solve for every live channel: each runs its current step and, where
-        the step's end is known in advance, the CC/rest steps that follow (a chain)."""
-        every = np.count_nonzero(m) == m.size
-        sel = slice(None) if every else m.nonzero()[0]
-        chs = self._ar[sel]
-        pcs = self.pc[sel]
+    def _batch(self, fresh: np.ndarray) -> np.ndarray:
+        """The channels of mask ``fresh`` to plan now (decision 0036). A chain costs
+        every channel of the solve a segment: when at least half of them chain steps,
+        all are planned (the others' chains are one step); otherwise the chaining ones
+        wait for the next iteration of the advance (when a phase is planned does not
+        change it; forcing them not to chain would)."""
+        chains = fresh & (self.k_chain[self._ar, self.pc] > 1)
+        n_chains = np.count_nonzero(chains)
+        if 2 * n_chains >= np.count_nonzero(fresh):
+            return fresh
+        return fresh & ~chains
+
+    def _plan(self, m: np.ndarray, rem: np.ndarray, pending: RecordBatch) -> None:
+        """Plan a phase for every channel of mask ``m`` from its current step to the
+        phase's natural end — each runs its step and, where the step's end is known in
+        advance, the CC/rest steps that follow (a chain) — and run it for up to ``rem``."""
+        chs = m.nonzero()[0]
+        pcs = self.pc[chs]
         chain = self.k_chain[chs, pcs]
-        # a chain costs every channel of the solve a segment: chain only when most
-        # channels can (channels in step, as fresh cells started together are)
-        n_seg = int(chain.max()) if 2 * np.count_nonzero(chain > 1) >= chain.size else 1
+        # every channel chains as its own protocol allows, whatever the others do, so a
+        # channel's physics never depends on which channels share its solve
+        n_seg = int(chain.max())
         if n_seg > 1:
             valid = np.arange(n_seg)[:, None] < chain  # (S, n)
             seg_pcs = np.where(valid, pcs + np.arange(n_seg)[:, None], pcs)
@@ -308,7 +343,7 @@ class Executor:
         else:
             valid = None
             ops = self.k_ops[:, chs, pcs][:, None, :]
-        step_t = self.step_t[sel]
+        step_t = self.step_t[chs]
         k_time = ops[_O_TIME, 0]
         t_left = ops[_O_TIME].copy()
         t_left[0] -= step_t
@@ -329,89 +364,198 @@ class Executor:
             v_set[0] = np.where(is_scan, v_scan, v_set[0])
             t_left[0] = np.where(is_scan, np.minimum(seg_left, t_left[0]), t_left[0])
         if any_eis:
-            t_left[0] = np.where(is_eis, self.eis_timeout_s - self.eis_waited[sel], t_left[0])
-        limits = self.limits[:, sel]
+            t_left[0] = np.where(is_eis, self.eis_timeout_s - self.eis_waited[chs], t_left[0])
+        limits = self.limits[:, chs]
         phase = Phase(
             self.bank,
-            sel,
+            chs,
             ops[_O_CV] > 0.0,
             ops[_O_ISET],
             v_set,
             ops[_O_VCUT],
             ops[_O_ICUT],
-            rem[sel],
+            np.full(chs.size, PHASE_MAX_S),
             t_left,
             (limits[0], limits[1], limits[2]),
             valid,
         )
-        end_t, code, seg_done = phase.end_t, phase.code, phase.seg_done
+        code, seg_done = phase.code, phase.seg_done
         if any_scan:  # a scan stair that ends in time is not the end of the scan
-            finished = step_t + end_t >= k_time - 1e-9
+            finished = step_t + phase.end_t >= k_time - 1e-9
             code = np.where(is_scan & (code == TIME) & ~finished, BUDGET, code)
             seg_done[0] &= code != BUDGET
-        passed = phase.passed
-        gained = np.maximum(passed, 0.0)
-        spent = -np.minimum(passed, 0.0)
+        plan = PhasePlan.from_phase(phase, code, seg_done)
+        self._progress(chs, plan, np.zeros(chs.size), rem, pending)
+
+    def _progress(
+        self,
+        chs: np.ndarray,
+        p: PhasePlan,
+        el: np.ndarray,
+        rem: np.ndarray,
+        pending: RecordBatch,
+    ) -> None:
+        """Run the phases ``p`` of channels ``chs`` (m,) from ``el`` s into them for up
+        to ``rem[chs]`` s: records of that stretch, then either the phase's end (state,
+        ageing, step counters, safety) or, if the advance ends first, the state at the
+        advance's end, keeping the plan for the next advance."""
+        left = p.end_t - el
+        avail = rem[chs]
+        fin = left <= avail + 1e-9
+        new_el = np.where(fin, p.end_t, el + avail)
+        offset = np.cumsum(p.seg_t, axis=0) - p.seg_t  # segment starts in the phase (S, m)
+        whole = np.count_nonzero(fin) == chs.size
         if self.keep_records:
-            t0, chg0, dis0 = self.exp_t[sel], self.chg[sel], self.dis[sel]
-            offset = 0.0
-            for s in range(phase.seg_t.shape[0]):
-                t_s = phase.seg_t[s]
-                self._records(phase.coefs[s], chs, t0 + offset, t_s, seg_done[s],
-                              (self.cycle[sel], pcs + s, chg0, dis0), pending)  # fmt: skip
-                offset = offset + t_s
-                chg0, dis0 = chg0 + gained[s], dis0 + spent[s]
-        phase.commit()
-        n_done = seg_done.sum(axis=0)
-        last = phase.seg_t[phase.seg_end, np.arange(n_done.size)]
-        new_step_t = np.where(
-            n_done == 0, step_t + end_t, np.where(n_done > phase.seg_end, 0.0, last)
-        )
-        if every:
-            rem -= end_t
-            self.exp_t += end_t
-            self.chg += gained.sum(axis=0)
-            self.dis += spent.sum(axis=0)
-            self.step_t[:] = new_step_t
-            self.pc += n_done
+            t0, chg0, dis0 = self.exp_t[chs], self.chg[chs], self.dis[chs]
+            cyc, pcs = self.cycle[chs], self.pc[chs]
+            first = el <= 0.0
+            whole = whole and np.count_nonzero(first) == chs.size  # all of every phase
+            gained = np.maximum(p.passed, 0.0)
+            for s in range(p.seg_t.shape[0]):
+                seg_t, off = p.seg_t[s], offset[s]
+                if whole:
+                    start, upto, ends = None, seg_t, p.seg_done[s]
+                else:
+                    stop = off + seg_t
+                    ends = p.seg_done[s] & (fin | (stop <= new_el)) & (first | (stop > el))
+                    start = np.minimum(np.maximum(el - off, 0.0), seg_t)
+                    upto = np.minimum(np.maximum(new_el - off, 0.0), seg_t)
+                self._records(p.coefs[s], chs, t0 + off, upto, ends,
+                              (cyc, pcs + s, chg0, dis0), pending, start)  # fmt: skip
+                chg0 = chg0 + gained[s]
+                dis0 = dis0 + (gained[s] - p.passed[s])
+        if np.count_nonzero(fin) == chs.size:
+            self._finish(chs, p, left, rem)
+            return
+        part = (~fin).nonzero()[0]
+        pch = chs[part]
+        self._at(pch, p.take(part), new_el[part])
+        rem[pch] = 0.0
+        if np.count_nonzero(el[part] <= 0.0):  # a fresh plan: keep it
+            self.open.store(pch, p.take(part), new_el[part])
         else:
-            rem[sel] -= end_t
-            self.exp_t[sel] += end_t
-            self.chg[sel] += gained.sum(axis=0)
-            self.dis[sel] += spent.sum(axis=0)
-            self.step_t[sel] = new_step_t
-            self.pc[sel] = pcs + n_done
-        if any_eis:
-            self.eis_waited[sel] += np.where(is_eis, end_t, 0.0)
+            self.open.el[pch] = new_el[part]
+        done = fin.nonzero()[0]
+        if done.size:
+            self._finish(chs[done], p.take(done), left[done], rem)
+
+    def _at(self, chs: np.ndarray, p: PhasePlan, el: np.ndarray) -> None:
+        """Write the state ``el`` s into the phases ``p`` to the cells of ``chs``."""
+        offset = np.cumsum(p.seg_t, axis=0) - p.seg_t
+        reached = (offset <= el) & (np.arange(offset.shape[0])[:, None] <= p.seg_end)
+        cur = np.maximum(reached.sum(axis=0) - 1, 0)
+        rows = np.arange(chs.size)
+        q, temp, v1, v2, h = end_state(p.coefs[cur, :, rows].T, el - offset[cur, rows])
+        data = self.bank.data
+        data[_Q, chs], data[_TEMP, chs], data[_V1, chs], data[_V2, chs], data[_H, chs] = (
+            q, temp, v1, v2, h
+        )  # fmt: skip
+
+    def _finish(self, chs: np.ndarray, p: PhasePlan, left: np.ndarray, rem: np.ndarray) -> None:
+        """End the phases ``p`` of channels ``chs``: end state and ageing to the cells,
+        step counters, EIS waits and safety stops; ``left`` s of them ran now."""
+        if p.phase is not None:
+            p.phase.commit()  # fields gathered at the solve, unchanged since
+        else:
+            d = self.bank.data[:, chs]
+            q, d[_TEMP], d[_V1], d[_V2], d[_H] = p.end
+            d[ROW["throughput"]] += np.abs(p.passed).sum(axis=0)
+            apply_ageing(d, q, *p.ageing)
+            self.bank.data[:, chs] = d
+        self.open.open[chs] = False
+        end_t, code, seg_end = p.end_t, p.code, p.seg_end
+        seg_done = p.seg_done
+        n_done = seg_done.sum(axis=0)
+        rows = np.arange(chs.size)
+        last = p.seg_t[seg_end, rows]
+        every = chs.size == self.n
+        sel = slice(None) if every else chs
+        step_t = self.step_t[sel]
+        pcs = self.pc[chs]  # a copy (sel may be a slice, whose view the update changes)
+        gained = np.maximum(p.passed, 0.0)
+        self.step_t[sel] = np.where(
+            n_done == 0, step_t + end_t, np.where(n_done > seg_end, 0.0, last)
+        )
+        rem[sel] -= left
+        self.exp_t[sel] += end_t
+        self.chg[sel] += gained.sum(axis=0)
+        self.dis[sel] += (gained - p.passed).sum(axis=0)
+        self.pc[sel] = pcs + n_done
+        is_eis = self.k_kind[chs, pcs] == _EIS
+        if np.count_nonzero(is_eis):
+            self.eis_waited[chs] += np.where(is_eis, end_t, 0.0)
             timed_out = chs[is_eis & (n_done > 0)]
             for c in timed_out:
                 self.skipped_eis[c].append(int(self.cycle[c]))
             self.run[timed_out] = RunState.RUNNING
-        tripped = code == SAFETY
+        tripped = (code == SAFETY) | (code == RANGE)
         if self._capped:
-            cap = self.max_cap[sel]
-            over_cap = (self.chg[sel] > cap) | (self.dis[sel] > cap)
+            cap = self.max_cap[chs]
+            over_cap = (self.chg[chs] > cap) | (self.dis[chs] > cap)
             tripped |= over_cap
         if np.count_nonzero(tripped):
             if not self._capped:
                 over_cap = np.zeros(tripped.size, dtype=bool)
+            idx = tripped.nonzero()[0]
+            c_end = p.coefs[seg_end[idx], :, idx].T
+            v_end = trajectory(self.bank.tables, c_end, last[idx])[0]
+            v_end = np.where(c_end[C["cv"]] > 0, c_end[C["v_set"]], v_end)
+            ran_out = np.where(code[idx] == RANGE, np.sign(c_end[C["i0"]]), 0.0)
             for c, reason in zip(
-                chs[tripped],
-                self._safety_reasons(chs[tripped], over_cap[tripped], phase.v_end[tripped]),
+                chs[idx],
+                self._safety_reasons(chs[idx], over_cap[idx], v_end, ran_out),
                 strict=True,
             ):
                 self.run[c] = RunState.SAFETY_STOPPED
                 self.reason[c] = reason
                 rem[c] = 0.0
 
+    def interrupt(self, ch: int) -> None:
+        """End channel ``ch``'s open phase where it stands (host stop, fault, EIS
+        resume): the ageing and counters up to that time; the state is already there."""
+        if not self.open.open[ch]:
+            return
+        self.open.open[ch] = False
+        chs = np.array([ch])
+        p = self.open.gather(chs)
+        el = self.open.el[ch]
+        offset = np.cumsum(p.seg_t, axis=0) - p.seg_t
+        seg_el = np.minimum(np.maximum(el - offset, 0.0), p.seg_t)  # (S, 1)
+        d = self.bank.data[:, chs]
+        ageing = sei_growth(d, ageing_integrals(p.age_inc, p.t_max, seg_el))
+        g = (1.0 - np.exp(p.coefs[:, 0] * seg_el)) * p.coefs[:, C["inv_a"]]
+        g += p.coefs[:, C["is_lin"]] * seg_el
+        passed = p.coefs[:, C["kq"]] * g  # (S, 1)
+        d[ROW["throughput"]] += np.abs(passed).sum(axis=0)
+        apply_ageing(d, d[_Q].copy(), *ageing)
+        self.bank.data[:, chs] = d
+        n_done = int((p.seg_done & (offset + p.seg_t <= el)).sum())
+        self.step_t[ch] = self.step_t[ch] + el if n_done == 0 else el - offset[n_done, 0]
+        self.pc[ch] += n_done
+        self.exp_t[ch] += el
+        self.chg[ch] += np.maximum(passed, 0.0).sum()
+        self.dis[ch] -= np.minimum(passed, 0.0).sum()
+        if self.k_kind[ch, self.pc[ch] - n_done] == _EIS:
+            self.eis_waited[ch] += el
+
+    def elapsed(self, ch: int) -> float:
+        """Test time of channel ``ch`` (s), including an open phase's progress."""
+        return float(self.exp_t[ch] + (self.open.el[ch] if self.open.open[ch] else 0.0))
+
     def _safety_reasons(
-        self, chs: np.ndarray, over_cap: np.ndarray, v_end: np.ndarray
+        self, chs: np.ndarray, over_cap: np.ndarray, v_end: np.ndarray, ran_out: np.ndarray
     ) -> list[str]:
         out = []
         bank = self.bank
-        for c, cap, v in zip(chs, over_cap, v_end, strict=True):
+        for c, cap, v, out_of_range in zip(chs, over_cap, v_end, ran_out, strict=True):
             if cap:
                 out.append(f"capacity limit {self.max_cap[c] * 1000:.0f} mAh exceeded")
+            elif out_of_range:
+                way = "charged" if out_of_range > 0 else "discharged"
+                out.append(
+                    f"electrode range exhausted at {v:.3f} V before the step's voltage "
+                    f"cut-off: the cell cannot be {way} further"
+                )
             elif bank.temp[c] > self.t_hi[c] - 1e-6:
                 out.append(
                     f"cell temperature {bank.temp[c]:.1f} C above limit {self.t_hi[c]:.1f} C"
@@ -433,11 +577,14 @@ class Executor:
         step_done: np.ndarray,
         where: tuple[np.ndarray, ...],
         pending: RecordBatch,
+        start: np.ndarray | None = None,
     ) -> None:
-        """Schedule the records of one step segment and reserve their numbers."""
+        """Schedule the records of one step segment (from ``start`` s into it) and
+        reserve their numbers."""
         counts = pending.schedule(
-            coef, chs, self.rec_count[chs], t0, self.rec_dt[chs], end_t, step_done, where
-        )
+            coef, chs, self.rec_count[chs], t0, self.rec_dt[chs], end_t, step_done, where,
+            start,
+        )  # fmt: skip
         self.rec_count[chs] += counts
 
     def _flush(self, pending: RecordBatch) -> None:

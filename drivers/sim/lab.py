@@ -182,7 +182,7 @@ class SimulatedLab:
                 cycle=int(ex.cycle[channel]),
                 step=int(ex.pc[channel]),
                 record_count=int(ex.rec_count[channel]),
-                t_s=float(ex.exp_t[channel]),
+                t_s=ex.elapsed(channel),
                 reason=reason,
             )
 
@@ -247,6 +247,7 @@ class SimulatedLab:
             chem = self._chemistry_for(cell)
             rng = np.random.default_rng([cell.seed, zlib.crc32(chem.name.encode())])
             soc = float(cell.options.get("initial_soc", 0.0))
+            self.executor.open.open[channel] = False  # nothing of the old cell goes on
             self.bank.load(channel, chem, rng, cell.chamber_temperature_C, soc)
             self._specs[channel] = cell
             self._experiment[channel] = None
@@ -260,6 +261,7 @@ class SimulatedLab:
             self._check_channel(channel)
             if self._state(channel) in (ChannelState.RUNNING, ChannelState.WAITING_EIS):
                 raise ValueError(f"channel {channel} is running; stop it before unloading")
+            self.executor.open.open[channel] = False
             self.bank.unload(channel)
             self._specs[channel] = None
             self.executor.run[channel] = RunState.IDLE
@@ -317,6 +319,7 @@ class SimulatedLab:
     def inject_fault(self, channel: int, kind: str) -> None:
         with self._lock:
             self._check_channel(channel)
+            self.executor.interrupt(channel)  # the open phase ends where it stands
             if kind == "hardware":
                 self.executor.run[channel] = RunState.FAULT
                 self.executor.reason[channel] = "channel hardware fault"

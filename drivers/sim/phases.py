@@ -33,7 +33,9 @@ only on the CV channels. Records are not produced here: the executor evaluates a
 number of record times later in one batch with :func:`trajectory` on ``coef``.
 
 End codes per slot: ``BUDGET`` (time budget used up, the step continues), ``TIME``
-(step time limit), ``CUTOFF`` (voltage or current cut-off), ``SAFETY``.
+(step time limit), ``CUTOFF`` (voltage or current cut-off), ``SAFETY``, ``RANGE``
+(a CC step ran out of electrode before its voltage cut-off; the executor stops the
+channel with that reason).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from voltloop.drivers.sim.chemistry import GAS_CONSTANT, KELVIN, OcpTable
 from voltloop.drivers.sim.cv_hold import linearise_cv
 from voltloop.drivers.sim.degradation import ageing_rates, apply_ageing, sei_growth
 
-BUDGET, TIME, CUTOFF, SAFETY = 0, 1, 2, 3
+BUDGET, TIME, CUTOFF, SAFETY, RANGE = 0, 1, 2, 3, 4
 GRID = 10
 _G = 1.0 - (1.0 - np.linspace(0.0, 1.0, GRID + 1)) ** 2  # grid fractions, dense at the end
 _HALF_DG = 0.5 * np.diff(_G)
@@ -215,7 +217,7 @@ class Phase:
             t_max[s] = t_seg if s == 0 else np.where(act, t_seg, 0.0)
             if s + 1 < n_seg:
                 budget = budget - t_max[s]
-                act = act & valid[s + 1] & (code != BUDGET) & (budget > 1e-9)
+                act = act & valid[s + 1] & ((code == TIME) | (code == CUTOFF)) & (budget > 1e-9)
                 if not np.count_nonzero(act):
                     used = s + 1
                     break
@@ -274,17 +276,12 @@ class Phase:
         phi = u_n - col[ROW["anode_share"]] * (v1 + v2) - 0.5 * current * (r0 + col[ROW["r_film"]])
         rates = ageing_rates(d, col, coefs[:, C["i0"]], -coefs[:, 0], tau,
                               e_a=current, phi=phi, x=x, inv_t=inv_t)  # fmt: skip
-        # trapezoid integral up to the fractional grid index kf of each segment's end:
-        # interval j counts with weight clip(kf - j, 0, 1)
-        frac = np.minimum(np.maximum(seg_t / np.where(t_max > 0.0, t_max, 1.0), 0.0), 1.0)
-        kf = GRID * (1.0 - np.sqrt(1.0 - frac))  # inverse of the grid spacing
-        w = kf[:, :, None] - _J
-        np.minimum(w, 1.0, out=w)
-        np.maximum(w, 0.0, out=w)
-        w *= t_max[:, :, None] * _HALF_DG
+        # trapezoid integral of every grid interval (5, S, n, K), kept so that the
+        # ageing up to any time of the phase can be taken later (ageing_until)
         inc = rates[..., 1:] + rates[..., :-1]
-        inc *= w
-        self.ageing = sei_growth(d, inc.sum(axis=(1, 3)))
+        inc *= t_max[:, :, None] * _HALF_DG
+        self.t_max, self.age_inc = t_max, inc
+        self.ageing = sei_growth(d, ageing_integrals(inc, t_max, seg_t))
         # --- end state -----------------------------------------------------------------
         self._c_end = coefs[seg_end, :, rows].T  # (NC, n)
         self._t_end = seg_t[seg_end, rows]
@@ -318,6 +315,19 @@ class Phase:
         d[ROW["throughput"]] += np.abs(self.passed).sum(axis=0)
         apply_ageing(d, q, *self.ageing)
         self.bank.data[:, self.sel] = d
+
+
+def ageing_integrals(inc: np.ndarray, t_max: np.ndarray, seg_t: np.ndarray) -> np.ndarray:
+    """Ageing integrals (5, n) up to ``seg_t`` (S, n) s into each segment, from the
+    per-interval trapezoid integrals ``inc`` (5, S, n, K) of segments lasting ``t_max``
+    (S, n): interval j counts with weight clip(kf - j, 0, 1), kf the fractional grid
+    index of ``seg_t``."""
+    frac = np.minimum(np.maximum(seg_t / np.where(t_max > 0.0, t_max, 1.0), 0.0), 1.0)
+    kf = GRID * (1.0 - np.sqrt(1.0 - frac))  # inverse of the grid spacing
+    w = kf[:, :, None] - _J
+    np.minimum(w, 1.0, out=w)
+    np.maximum(w, 0.0, out=w)
+    return (inc * w).sum(axis=(1, 3))
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -405,6 +415,9 @@ def _segment(
     c[C["cv"]] = cv
     c[C["v_set"]] = v_set
     code = np.where(cv & (t_cv <= t_lim), CUTOFF, np.where(t_max >= t_left, TIME, BUDGET))
+    # a CC step that runs out of electrode (2 % of nominal past the end of the graphite
+    # or cathode range) before its voltage cut-off: the phase ends there (RANGE)
+    code = np.where(moving & (t_range < t_lim) & (code == BUDGET), RANGE, code)
     return t_max, code
 
 
@@ -474,3 +487,6 @@ def _end_state(c: np.ndarray, t: np.ndarray, resistances: bool = False) -> tuple
     if resistances:
         return q, temp, v1, v2, h, r
     return q, temp, v1, v2, h
+
+
+end_state = _end_state

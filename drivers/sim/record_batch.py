@@ -75,16 +75,20 @@ class RecordBatch:
         end_t: np.ndarray,
         step_done: np.ndarray,
         where: tuple[np.ndarray, ...],
+        start: np.ndarray | None = None,
     ) -> np.ndarray:
         """Schedule one segment per channel in ``chs`` (arrays shape (n,)).
 
         ``coef`` (NC, n) is the segment's closed form from its start; ``first`` the
         number of its first record; ``t0`` the test time at its start; ``dt`` the
-        record interval; ``end_t`` the time spent in it; ``step_done`` whether the step
-        ended there; ``where`` (cycle, step, charge and discharge counters at its
-        start). Returns the number of records of each segment.
+        record interval; ``end_t`` the time spent in it (up to the end of this part); ``step_done``
+        whether the step ended there; ``where`` (cycle, step, charge and discharge counters at its
+        start); ``start`` (default 0) the time into the segment from which records are
+        due (a segment split by the end of an advance is scheduled in parts, from its
+        own start each time, so its records do not depend on the split). Returns the
+        number of records of each segment.
         """
-        k0 = np.floor(t0 / dt + 1e-9)
+        k0 = np.floor((t0 if start is None else t0 + start) / dt + 1e-9)
         k1 = np.floor((t0 + end_t) / dt + 1e-9)
         n_reg = k1 - k0
         on_grid = np.abs((t0 + end_t) - k1 * dt) < 1e-6

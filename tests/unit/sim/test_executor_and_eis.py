@@ -158,17 +158,18 @@ def test_step_chains_match_step_by_step_solves(monkeypatch: pytest.MonkeyPatch) 
     def run(max_chain: int) -> tuple[SimulatedLab, int]:
         monkeypatch.setattr(executor, "MAX_CHAIN", max_chain)
         lab = _lab()
-        lab.start(0, attia_protocol(4.8, 5.2, 5.2, cycles=50), "chain")
+        lab.start(0, attia_protocol(4.8, 5.2, 5.2, cycles=6), "chain")
         solves = 0
-        run_phase = lab.executor._run_phase
+        run_phase = lab.executor._plan
 
         def counted(*args: object) -> None:
             nonlocal solves
             solves += 1
             run_phase(*args)  # type: ignore[arg-type]
 
-        lab.executor._run_phase = counted  # type: ignore[method-assign]
-        lab.advance(12 * 3600.0)
+        lab.executor._plan = counted  # type: ignore[method-assign]
+        lab.advance(12 * 3600.0)  # to the end: the last phase's ageing is applied
+        assert lab.status(0).state == ChannelState.COMPLETED
         return lab, solves
 
     (step_lab, step_solves), (chain_lab, chain_solves) = run(1), run(default_chain)

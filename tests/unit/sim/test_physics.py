@@ -82,9 +82,13 @@ def test_energy_efficiency_and_heat_over_a_cycle() -> None:
 
 def test_thermal_steady_state_matches_joule_heat() -> None:
     lab = _lab()
-    lab.start(0, _cc_protocol(0.5, 3000.0), "cc")
-    for _ in range(60):  # heat is re-evaluated at every phase start
-        lab.advance(50.0)
+    # heat is frozen per phase (re-evaluated at every step start, not at the clock's
+    # chunks): 12 steps of 250 s
+    protocol = json.loads(_cc_protocol(0.5, 250.0))
+    protocol["method"] *= 12
+    lab.start(0, json.dumps(protocol), "cc")
+    for _ in range(7):
+        lab.advance(431.0)
     b = lab.bank
     p = b.view(np.array([0]))
     r0, r1, r2 = b.resistances(p, p.q, p.temp)
