@@ -95,6 +95,8 @@ class Executor:
         self.noise = noise or SensorNoise()
         self.keep_records = keep_records
         self.rng = np.random.default_rng([seed, 0x5EED])
+        # per channel and experiment: the key of its sensor-noise stream (record_batch)
+        self.noise_key = np.zeros(n, dtype=np.uint64)
         self._ar = np.arange(n)
         self.k_kind = np.full((n, max_ops + 1), int(OpKind.TAG), dtype=np.int8)
         self.k_value = np.zeros((n, max_ops + 1))
@@ -180,6 +182,7 @@ class Executor:
         self.max_cap[ch] = prog.max_capacity_Ah
         self._capped = bool(np.isfinite(self.max_cap).any())
         self.open.open[ch] = False
+        self.noise_key[ch] = self.rng.integers(0, 2**63, dtype=np.uint64)
         self.pc[ch] = 0
         self.step_t[ch] = self.exp_t[ch] = 0.0
         self.cycle[ch] = 0
@@ -589,4 +592,4 @@ class Executor:
 
     def _flush(self, pending: RecordBatch) -> None:
         """Evaluate all scheduled records of one advance and append them per channel."""
-        pending.flush(self.bank.tables, self.rng, self.noise, self.buffers)
+        pending.flush(self.bank.tables, self.noise_key, self.noise, self.buffers)

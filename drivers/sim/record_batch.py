@@ -35,9 +35,11 @@ _S_CH, _S_REC, _S_T0, _S_CYCLE, _S_STEP, _S_CHG, _S_DIS, _S_K0, _S_DT, _S_NREG, 
 class SensorNoise:
     """Standard deviations of the cycler's measurement noise.
 
-    Draws are Gaussian through a 65,536-level quantile table (one uint16 per value:
-    about five times cheaper than ``Generator.standard_normal``); the distribution is
-    the normal one, quantised to 1/65,536 in probability and bounded at 4.3 sigma.
+    Draws are Gaussian through a 65,536-level quantile table indexed by 16-bit hashes
+    of (channel stream, record number) (:func:`noise_bits`; cheaper than
+    ``Generator.standard_normal``, and the same whatever the clock's chunking); the
+    distribution is the normal one, quantised to 1/65,536 in probability and bounded
+    at 4.3 sigma.
     """
 
     def __init__(
@@ -57,6 +59,29 @@ def _gauss_levels() -> np.ndarray:
 
     inv_cdf = NormalDist().inv_cdf
     return np.array([inv_cdf((k + 0.5) / 65536) for k in range(65536)], dtype=np.float32)
+
+
+_GOLDEN, _MIX1, _MIX2 = (
+    np.uint64(0x9E3779B97F4A7C15),
+    np.uint64(0xBF58476D1CE4E5B9),
+    np.uint64(0x94D049BB133111EB),
+)
+
+
+def noise_bits(keys: np.ndarray, records: np.ndarray) -> np.ndarray:
+    """Three uniform 16-bit draws per record, shape (3, m), from its channel's stream
+    key (uint64, (m,)) and record number ((m,)): the SplitMix64 finaliser of
+    key + golden * (record + 1). A record's noise depends only on which record it is,
+    not on how the clock's advances batched it (decision 0036)."""
+    x = records.astype(np.uint64) + np.uint64(1)
+    x *= _GOLDEN
+    x += keys
+    x ^= x >> np.uint64(30)
+    x *= _MIX1
+    x ^= x >> np.uint64(27)
+    x *= _MIX2
+    x ^= x >> np.uint64(31)
+    return x.view(np.uint16).reshape(-1, 4)[:, :3].T
 
 
 class RecordBatch:
@@ -109,7 +134,7 @@ class RecordBatch:
     def flush(
         self,
         tables: OcpTable,
-        rng: np.random.Generator,
+        keys: np.ndarray,
         noise_sd: SensorNoise,
         buffers: list[RecordBuffer],
     ) -> None:
@@ -135,6 +160,7 @@ class RecordBatch:
         cr = np.repeat(coef.astype(np.float32), counts, axis=1)
         starts = np.cumsum(counts) - counts
         j = np.arange(total) - np.repeat(starts, counts)
+        rec_no = seg[_S_REC].astype(np.int64) + j
         tau = (seg[_S_K0] + 1.0 + j) * seg[_S_DT] - seg[_S_T0]
         last_extra = (j == seg[_S_NREG]) & (seg[_S_EXTRA] > 0)
         tau[last_extra] = seg[_S_END][last_extra]
@@ -143,11 +169,12 @@ class RecordBatch:
         v[cv] = cr[C["v_set"]][cv]
         passed = q - cr[C["q0"]]
         out = np.empty(total, dtype=SAMPLE_DTYPE)
-        out["record"] = seg[_S_REC].astype(np.int64) + j
+        out["record"] = rec_no
         out["t_s"] = seg[_S_T0] + tau
         out["cycle"] = seg[_S_CYCLE]
         out["step"] = seg[_S_STEP]
-        noise = _gauss_levels().take(rng.integers(0, 65536, (3, total), dtype=np.uint16))
+        bits = noise_bits(keys[seg[_S_CH].astype(np.intp)], rec_no)
+        noise = _gauss_levels().take(bits)
         noise[0] *= noise_sd.voltage_V
         noise[1] *= noise_sd.current_rel
         noise[2] *= noise_sd.temperature_C
