@@ -6,7 +6,10 @@ to C/50, rests; records every 10 s) as fast as possible. Figures (medians over
 repeats): in-process with records, in-process physics only (no records), and
 end-to-end — the same lab served by the simulated cycler over TCP while the host
 driver fetches every record after each clock chunk; ``fetch_overhead`` is fetch
-time / simulation time. ``small_batch``: 8 channels on 8 protocols spread over the
+time / simulation time. Chunks alternate between fetching channel by channel
+(``end_to_end_tcp``, one ``CHAN<n>:DATA?`` each, what ``CyclerDriver.fetch`` does) and
+one multi-channel ``FETC?`` (``end_to_end_tcp_sweep``, ``CyclerDriver.fetch_many``).
+``small_batch``: 8 channels on 8 protocols spread over the
 Attia space with an EIS checkpoint every 15 cycles (measured at each 4-h chunk, as
 drivers/sim/history.py does), physics only — the case where per-step costs cannot
 be shared by many channels.
@@ -84,13 +87,23 @@ def _small_batch(chunks: int) -> dict[str, float]:
     return {"cell_cycles_per_s": cycles / wall, "cell_cycles_per_cpu_s": cycles / cpu}
 
 
-def _end_to_end(chunks: int) -> dict[str, float]:
+def _end_to_end(chunks: int) -> dict[str, dict[str, float]]:
+    """The lab served over TCP; after every clock chunk the host fetches every new
+    record, alternating chunk by chunk between the two ways a host can poll:
+    ``per_channel`` (one ``CHAN<n>:DATA?`` per channel, as ``fetch`` does) and
+    ``sweep`` (one ``FETC?`` for all channels, as ``fetch_many`` does). Alternating
+    gives both the same lab state and the same machine load."""
     from voltloop.drivers.cycler import CyclerDriver
     from voltloop.drivers.sim.cycler_server import CyclerServer
 
     lab, protocol, ids = _lab(True)
     server = CyclerServer(lab, link="tcp")
     url = server.start()
+    modes = ("per_channel", "sweep")
+    sim_s = dict.fromkeys(modes, 0.0)
+    fetch_s = dict.fromkeys(modes, 0.0)
+    cycles = dict.fromkeys(modes, 0)
+    fetched = dict.fromkeys(modes, 0)
     try:
         with CyclerDriver(url, timeout_s=10.0) as driver:
             for ch in range(CHANNELS):
@@ -99,28 +112,35 @@ def _end_to_end(chunks: int) -> dict[str, float]:
             lab.advance(2 * 3600.0)
             for ch in range(CHANNELS):
                 since[ch] += len(driver.fetch(ch, since[ch]).records)
-            c0 = int(lab.executor.cycle.sum())
-            sim_s = fetch_s = 0.0
-            fetched = 0
-            for _ in range(chunks):
+            for chunk in range(2 * chunks):
+                mode = modes[chunk % 2]
+                c0 = int(lab.executor.cycle.sum())
                 t0 = time.perf_counter()
                 lab.advance(CHUNK_S)
                 t1 = time.perf_counter()
-                for ch in range(CHANNELS):
-                    got = len(driver.fetch(ch, since[ch]).records)
-                    since[ch] += got
-                    fetched += got
+                if mode == "sweep":
+                    batches = driver.fetch_many(dict(enumerate(since)))
+                    got = [len(batches[ch].records) for ch in range(CHANNELS)]
+                else:
+                    got = [len(driver.fetch(ch, since[ch]).records) for ch in range(CHANNELS)]
                 t2 = time.perf_counter()
-                sim_s += t1 - t0
-                fetch_s += t2 - t1
-            cycles = int(lab.executor.cycle.sum()) - c0
+                for ch in range(CHANNELS):
+                    since[ch] += got[ch]
+                sim_s[mode] += t1 - t0
+                fetch_s[mode] += t2 - t1
+                cycles[mode] += int(lab.executor.cycle.sum()) - c0
+                fetched[mode] += sum(got)
     finally:
         server.stop()
     return {
-        "cell_cycles": cycles,
-        "cell_cycles_per_s": cycles / (sim_s + fetch_s),
-        "records_fetched": fetched,
-        "fetch_overhead": fetch_s / sim_s,
+        mode: {
+            "cell_cycles": cycles[mode],
+            "cell_cycles_per_s": cycles[mode] / (sim_s[mode] + fetch_s[mode]),
+            "records_fetched": fetched[mode],
+            "fetch_overhead": fetch_s[mode] / sim_s[mode],
+            "fetch_us_per_record": 1e6 * fetch_s[mode] / max(fetched[mode], 1),
+        }
+        for mode in modes
     }
 
 
@@ -134,6 +154,16 @@ def run(quick: bool = False) -> dict:
 
     def med(rows: list[dict], key: str) -> float:
         return float(statistics.median(r[key] for r in rows))
+
+    def e2e_figures(mode: str) -> dict[str, float | str]:
+        rows = [run[mode] for run in e2e]
+        return {
+            "fetch": "one CHAN<n>:DATA? per channel" if mode == "per_channel" else "one FETC?",
+            "cell_cycles_per_s": med(rows, "cell_cycles_per_s"),
+            "fetch_overhead": med(rows, "fetch_overhead"),
+            "fetch_us_per_record": med(rows, "fetch_us_per_record"),
+            "records_fetched": med(rows, "records_fetched"),
+        }
 
     return {
         "channels": CHANNELS,
@@ -149,11 +179,8 @@ def run(quick: bool = False) -> dict:
             "cell_cycles_per_s": med(physics, "cell_cycles_per_s"),
             "cell_cycles_per_cpu_s": med(physics, "cell_cycles_per_cpu_s"),
         },
-        "end_to_end_tcp": {
-            "cell_cycles_per_s": med(e2e, "cell_cycles_per_s"),
-            "fetch_overhead": med(e2e, "fetch_overhead"),
-            "records_fetched": med(e2e, "records_fetched"),
-        },
+        "end_to_end_tcp": e2e_figures("per_channel"),
+        "end_to_end_tcp_sweep": e2e_figures("sweep"),
         "small_batch": {
             "channels": SMALL_CHANNELS,
             "protocol": "8 Attia protocols, EIS checkpoint every 15 cycles, no records",

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -328,22 +328,75 @@ class CyclerDriver:
             raise ProtocolError(f"bad DATA? header {reply.prefix!r}", url=self.url) from exc
         if rest or got_since != since:
             raise ProtocolError(f"DATA? header {reply.prefix!r} for since={since}", url=self.url)
-        if len(reply.data) != count * SAMPLE_DTYPE.itemsize:
+        (records,) = self._checked_rows(reply.data, [(since, count)], crc, "DATA?")
+        return self._experiment(exp, "DATA?"), records
+
+    def _checked_rows(
+        self, data: bytes | bytearray, parts: list[tuple[int, int]], crc: int, what: str
+    ) -> list[np.ndarray]:
+        """Split a record block into one array per (since, count) part, shape (count,)
+        of ``SAMPLE_DTYPE`` each, after checking length, CRC-32 and that every part's
+        record indices run ``since, since+1, …`` (ProtocolError otherwise)."""
+        total = sum(count for _, count in parts)
+        if len(data) != total * SAMPLE_DTYPE.itemsize:
             raise ProtocolError(
-                f"DATA? block of {len(reply.data)} bytes for {count} records", url=self.url
+                f"{what} block of {len(data)} bytes for {total} records", url=self.url
             )
-        if zlib.crc32(reply.data) != crc:
-            raise ProtocolError(f"DATA? block CRC mismatch (since={since})", url=self.url)
+        if zlib.crc32(data) != crc:
+            raise ProtocolError(f"{what} block CRC mismatch", url=self.url)
         # the transport read the block into a fresh bytearray: wrap it, no copy
-        records = np.frombuffer(reply.data, dtype=SAMPLE_DTYPE)
-        if not records.flags.writeable:  # a read-only bytes block: own a copy
-            records = records.copy()
-        if count and not np.array_equal(records["record"], np.arange(since, since + count)):
-            raise ProtocolError(f"DATA? record indices not contiguous from {since}", url=self.url)
+        rows = np.frombuffer(data, dtype=SAMPLE_DTYPE)
+        if not rows.flags.writeable:  # a read-only bytes block: own a copy
+            rows = rows.copy()
+        out, at = [], 0
+        for since, count in parts:
+            part = rows[at : at + count]
+            at += count
+            if count and not np.array_equal(part["record"], np.arange(since, since + count)):
+                raise ProtocolError(
+                    f"{what} record indices not contiguous from {since}", url=self.url
+                )
+            out.append(part)
+        return out
+
+    def _experiment(self, text: str, what: str) -> uuid.UUID | None:
         try:
-            return (uuid.UUID(exp) if exp else None), records
+            return uuid.UUID(text) if text else None
         except ValueError as exc:
-            raise ProtocolError(f"bad experiment id {exp!r} in DATA?", url=self.url) from exc
+            raise ProtocolError(f"bad experiment id {text!r} in {what}", url=self.url) from exc
+
+    def _decode_sweep(
+        self, reply: BlockReply, wanted: list[tuple[int, int]]
+    ) -> list[tuple[uuid.UUID | None, np.ndarray]]:
+        """Check a ``FETC?`` reply against the (channel, since) pairs asked for."""
+        try:
+            fields = split_fields(reply.prefix)
+            k = int(fields[0])
+            heads = [
+                (fields[1 + 3 * i], int(fields[2 + 3 * i]), int(fields[3 + 3 * i]))
+                for i in range(k)
+            ]
+            crc, rest = int(fields[1 + 3 * k], 16), fields[2 + 3 * k :]
+        except (ValueError, IndexError) as exc:
+            raise ProtocolError(f"bad FETC? header {reply.prefix[:200]!r}", url=self.url) from exc
+        if rest != [""] or [since for _, since, _ in heads] != [s for _, s in wanted]:
+            raise ProtocolError(
+                f"FETC? header {reply.prefix[:200]!r} does not answer {wanted!r}", url=self.url
+            )
+        parts = self._checked_rows(reply.data, [(s, n) for _, s, n in heads], crc, "FETC?")
+        ids = [self._experiment(exp, "FETC?") for exp, _, _ in heads]
+        return list(zip(ids, parts, strict=True))
+
+    def _check_experiment(
+        self, channel: int, seen: uuid.UUID | None, expected: uuid.UUID | None
+    ) -> None:
+        if expected is not None and seen is not None and seen != expected:
+            raise InstrumentError(
+                -221,
+                f"Settings conflict; channel {channel} holds experiment {seen}, not {expected}",
+                command=f"CHAN{channel}:DATA?",
+                url=self.url,
+            )
 
     @_exclusive
     def fetch(
@@ -376,13 +429,7 @@ class CyclerDriver:
                 idempotent=True,
                 check=lambda reply, at=at: self._decode_batch(reply, at),
             )
-            if expected is not None and seen is not None and seen != expected:
-                raise InstrumentError(
-                    -221,
-                    f"Settings conflict; channel {channel} holds experiment {seen}, not {expected}",
-                    command=f"CHAN{channel}:DATA?",
-                    url=self.url,
-                )
+            self._check_experiment(channel, seen, expected)
             parts.append(records)
             index += len(records)
             total += len(records)
@@ -393,3 +440,56 @@ class CyclerDriver:
         else:
             records = np.concatenate(parts) if parts else empty_records()
         return RecordBatch(channel=channel, experiment_id=seen, since=since, records=records)
+
+    @_exclusive
+    def fetch_many(
+        self,
+        since: Mapping[int, int],
+        *,
+        experiment_ids: Mapping[int, uuid.UUID | str] | None = None,
+    ) -> dict[int, RecordBatch]:
+        """:meth:`fetch` for several channels with one ``FETC?`` round trip per
+        ``max_batch`` rows (docs/protocols/cycler.md §4.7): everything available with
+        index ≥ ``since[channel]``, per channel. Same checks and guarantees as
+        :meth:`fetch` (CRC-32 over the whole block, contiguous indices per channel, an
+        idempotent query asked again after a bad reply, −221 if a channel in
+        ``experiment_ids`` now holds another experiment)."""
+        expected: dict[int, uuid.UUID] = {}
+        for channel, index in since.items():
+            self._check_channel(channel)
+            if index < 0:
+                raise DriverInputError(f"since must be >= 0, got {index} for channel {channel}")
+        for channel, exp in (experiment_ids or {}).items():
+            try:
+                expected[channel] = uuid.UUID(str(exp))
+            except ValueError as exc:
+                raise DriverInputError(f"experiment_id {exp!r} is not a UUID") from exc
+        if not since:
+            return {}
+        max_batch = self.limits().max_batch
+        parts: dict[int, list[np.ndarray]] = {channel: [] for channel in since}
+        seen: dict[int, uuid.UUID | None] = dict.fromkeys(since)
+        pending = dict(since)
+        while pending:
+            wanted = list(pending.items())
+            args = ",".join(f"{channel},{index}" for channel, index in wanted)
+            replies = self.transport.query_block(
+                f"FETC? {max_batch},{args}",
+                idempotent=True,
+                check=lambda reply, wanted=wanted: self._decode_sweep(reply, wanted),
+            )
+            for (channel, index), (exp, records) in zip(wanted, replies, strict=True):
+                self._check_experiment(channel, exp, expected.get(channel))
+                seen[channel] = exp
+                parts[channel].append(records)
+                if len(records) < max_batch:
+                    del pending[channel]
+                else:
+                    pending[channel] = index + len(records)
+        out: dict[int, RecordBatch] = {}
+        for channel, chunks in parts.items():
+            records = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            out[channel] = RecordBatch(
+                channel=channel, experiment_id=seen[channel], since=since[channel], records=records
+            )
+        return out

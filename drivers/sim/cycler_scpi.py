@@ -52,6 +52,7 @@ _KEYWORDS = {
     "DATA": "DATA",
     "STOP": "STOP",
     "RESUME": "RES",
+    "FETCH": "FETC",
 }
 _KEYWORDS |= {short: short for short in list(_KEYWORDS.values())}
 _NODE = re.compile(r"([A-Z]+)(\d*)")

@@ -217,6 +217,8 @@ class CyclerServer:
     def _execute(
         self, command: str, channel: int | None, rest: bytes, session: CyclerSession
     ) -> str | bytes | None:
+        if command == "FETC?":
+            return self._fetch(self._params(rest, 3, 1 + 2 * self.lab.channel_count))
         if command != "CHAN:SCH":
             params = self._params(rest, 0, 2)
         match command:
@@ -374,19 +376,54 @@ class CyclerServer:
         limit = self._int(params[1], "max", 1) if len(params) > 1 else self.max_batch
         return self.data_reply(channel, since, limit)
 
-    def data_reply(self, channel: int, since: int, limit: int) -> bytes:
-        """The full ``DATA?`` reply (prefix, block, terminator) for ``since``/``limit``,
-        built in one buffer: the records are copied once, from the lab's array into it."""
+    def _records(self, channel: int, since: int, limit: int) -> tuple[str, np.ndarray]:
+        """(experiment UUID or ``""``, contiguous ``SAMPLE_DTYPE`` rows ≥ ``since``)."""
         status = self.lab.status(channel)
         if status.experiment_id is None:
-            records = np.zeros(0, dtype=SAMPLE_DTYPE)
-        else:
-            records = self.lab.records(channel, since, min(limit, self.max_batch))
-        records = np.ascontiguousarray(records, dtype=SAMPLE_DTYPE)
+            return "", np.zeros(0, dtype=SAMPLE_DTYPE)
+        records = self.lab.records(channel, since, min(limit, self.max_batch))
+        return status.experiment_id, np.ascontiguousarray(records, dtype=SAMPLE_DTYPE)
+
+    def data_reply(self, channel: int, since: int, limit: int) -> bytes:
+        """The full ``DATA?`` reply (prefix, block, terminator) for ``since``/``limit``,
+        built in one join: the rows are copied once, from the lab's array into it."""
+        experiment_id, records = self._records(channel, since, limit)
         payload = memoryview(records).cast("B")  # the rows' raw little-endian bytes
-        length = str(payload.nbytes).encode("ascii")
-        head = (
-            f"{quote(status.experiment_id or '')},{since},{len(records)},"
-            f"{zlib.crc32(payload):08X},#{len(length)}"
-        ).encode("ascii") + length
-        return b"".join((head, payload, b"\n"))
+        head = f"{quote(experiment_id)},{since},{len(records)},{zlib.crc32(payload):08X},"
+        return _block_message(head, [payload])
+
+    def _fetch(self, params: list[str]) -> bytes:
+        """``FETCh? <max>,<channel>,<since>[,<channel>,<since>…]``: ``DATA?`` for several
+        channels in one reply (docs/protocols/cycler.md §4.7)."""
+        if len(params) % 2 != 1:
+            raise ScpiError(-109, "FETCh? <max>,<channel>,<since>[,<channel>,<since>...]")
+        limit = self._int(params[0], "max", 1)
+        wanted: list[tuple[int, int]] = []
+        for ch_text, since_text in zip(params[1::2], params[2::2], strict=True):
+            channel = self._channel(self._int(ch_text, "channel"))
+            if any(channel == ch for ch, _ in wanted):
+                raise ScpiError(-224, f"channel {channel} given twice")
+            wanted.append((channel, self._int(since_text, "since")))
+        return self.fetch_reply(wanted, limit)
+
+    def fetch_reply(self, wanted: list[tuple[int, int]], limit: int) -> bytes:
+        """The full ``FETCh?`` reply for (channel, since) pairs, each at most ``limit``
+        rows: one header per channel, one CRC over the rows of all channels in order."""
+        fields = [str(len(wanted))]
+        payloads: list[memoryview] = []
+        crc = 0
+        for channel, since in wanted:
+            experiment_id, records = self._records(channel, since, limit)
+            payload = memoryview(records).cast("B")
+            crc = zlib.crc32(payload, crc)
+            payloads.append(payload)
+            fields += [quote(experiment_id), str(since), str(len(records))]
+        return _block_message(",".join(fields) + f",{crc:08X},", payloads)
+
+
+def _block_message(head: str, payloads: list[memoryview]) -> bytes:
+    """``<head>#<n><len><payloads…>\n`` in one join (the payloads are copied once)."""
+    length = str(sum(p.nbytes for p in payloads)).encode("ascii")
+    return b"".join(
+        [head.encode("ascii"), b"#", str(len(length)).encode("ascii"), length, *payloads, b"\n"]
+    )

@@ -327,3 +327,78 @@ def test_timeout_then_resync_discards_the_late_reply() -> None:
     with _driver(pairs, timeout_s=0.05, retries=1, backoff_s=0.0) as t:
         status = CyclerDriver("x", transport=t, sync_seed=3).status(0)
     assert status.state is ChannelState.RUNNING
+
+
+def _fetch_reply(parts: list[tuple[str, int, np.ndarray]], crc: int | None = None) -> bytes:
+    data = b"".join(rec.tobytes() for _, _, rec in parts)
+    crc = zlib.crc32(data) if crc is None else crc
+    heads = ",".join(f'"{exp}",{since},{len(rec)}' for exp, since, rec in parts)
+    return f"{len(parts)},{heads},{crc:08X},".encode() + encode_block(data) + b"\n"
+
+
+def test_fetch_many_asks_once_for_all_channels_and_again_for_full_ones() -> None:
+    lim = (b"SYST:LIM?\n", b"8,10.0,0.0,5.0,80.0,256,3\n")
+    pairs = [
+        lim,
+        (
+            b"FETC? 3,0,10,2,0,5,7\n",
+            _fetch_reply(
+                [(EXP, 10, _records(10, 3)), ("", 0, _records(0, 0)), (OTHER, 7, _records(7, 1))]
+            ),
+        ),
+        (b"FETC? 3,0,13\n", _fetch_reply([(EXP, 13, _records(13, 2))])),
+    ]
+    with _driver(pairs) as t:
+        batches = CyclerDriver("x", transport=t).fetch_many(
+            {0: 10, 2: 0, 5: 7}, experiment_ids={0: EXP}
+        )
+    assert list(batches) == [0, 2, 5]
+    assert list(batches[0].records["record"]) == list(range(10, 15))
+    assert batches[0].experiment_id == uuid.UUID(EXP) and batches[0].next_index == 15
+    assert batches[2].experiment_id is None and len(batches[2].records) == 0
+    assert batches[5].experiment_id == uuid.UUID(OTHER) and batches[5].since == 7
+    np.testing.assert_array_equal(batches[5].records, _records(7, 1))
+
+
+def test_fetch_many_retries_a_bad_crc_and_refuses_another_experiment() -> None:
+    parts = [(EXP, 0, _records(0, 2)), (OTHER, 4, _records(4, 1))]
+    token = random.Random(7).randrange(1, 2**31)
+    pairs = [
+        LIM,
+        (b"FETC? 4096,0,0,1,4\n", _fetch_reply(parts, crc=0x12345678)),
+        (f"\n*CLS\nSYST:SYNC? {token}\n".encode(), f"{token}\n".encode()),
+        (b"FETC? 4096,0,0,1,4\n", _fetch_reply(parts)),
+    ]
+    with (
+        _driver(pairs, retries=2, backoff_s=0.0) as t,
+        pytest.raises(InstrumentError, match="channel 1 holds experiment"),
+    ):
+        CyclerDriver("x", transport=t, sync_seed=7).fetch_many(
+            {0: 0, 1: 4}, experiment_ids={1: EXP}
+        )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        _fetch_reply([(EXP, 0, _records(0, 2)), (EXP, 5, _records(5, 1))]),  # wrong since
+        _fetch_reply([(EXP, 0, _records(0, 2))]),  # one channel missing
+        _fetch_reply([(EXP, 0, _records(1, 2)), (EXP, 4, _records(4, 1))]),  # indices
+    ],
+)
+def test_fetch_many_rejects_replies_that_do_not_answer_the_question(reply: bytes) -> None:
+    with (
+        _driver([LIM, (b"FETC? 4096,0,0,1,4\n", reply)], retries=0) as t,
+        pytest.raises(ProtocolError),
+    ):
+        CyclerDriver("x", transport=t).fetch_many({0: 0, 1: 4})
+
+
+def test_fetch_many_checks_inputs_before_sending() -> None:
+    with _driver([]) as t:
+        driver = CyclerDriver("x", transport=t)
+        with pytest.raises(DriverInputError):
+            driver.fetch_many({0: -1})
+        with pytest.raises(DriverInputError):
+            driver.fetch_many({-2: 0})
+        assert driver.fetch_many({}) == {}

@@ -200,3 +200,36 @@ def test_resume_needs_waiting_eis_and_internal_failures_are_queued(server) -> No
     reply = _ask(server, session, b"SYST:ERR?").decode()
     assert reply.startswith("-300,") and "relay stuck" in reply
     assert _ask(server, session, b"*IDN?").startswith(b"VOLTLOOP")  # still alive
+
+
+def test_fetch_reply_for_several_channels(server) -> None:
+    session = CyclerSession()
+    reply = _ask(server, session, b"FETCH? 3,1,1,0,0")
+    rows = server.lab.records_made[1:4].tobytes()
+    head = f'2,"{EXP}",1,3,"",0,0,{zlib.crc32(rows):08X},'.encode()
+    assert reply == head + encode_block(rows) + b"\n"
+    assert _ask(server, session, b"FETC? 2,1,4") == (
+        f'1,"{EXP}",4,1,'.encode()
+        + f"{zlib.crc32(server.lab.records_made[4:].tobytes()):08X},".encode()
+        + encode_block(server.lab.records_made[4:].tobytes())
+        + b"\n"
+    )
+    assert _errors(server, session) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        (b"FETC? 10", -109),  # no channel
+        (b"FETC? 10,1", -109),  # channel without since
+        (b"FETC? 10,1,0,1,0", -224),  # a channel twice
+        (b"FETC? 10,9,0", -222),  # no such channel
+        (b"FETC? 0,1,0", -222),  # max < 1
+        (b"FETC? 10,1,x", -102),
+        (b"FETC? 10,0,0,1,0,2,0,0", -108),  # more pairs than channels
+    ],
+)
+def test_fetch_errors_send_no_reply(server, message: bytes, code: int) -> None:
+    session = CyclerSession()
+    assert _ask(server, session, message) is None
+    assert _errors(server, session) == [code]
