@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -53,6 +54,8 @@ from voltloop.drivers.records import SAMPLE_DTYPE, empty_records
 from voltloop.drivers.transport import BlockReply, Transcript, Transport, split_fields
 
 LINK_ERRORS = (TransportTimeout, ProtocolError, Disconnected)
+#: A DATA? reply prefix: "<uuid or empty>",<since>,<count>,<crc32>,
+_DATA_PREFIX = re.compile(r'"([0-9a-fA-F-]*)",(\d+),(\d+),([0-9A-F]{8}),')
 _ERROR_QUEUE_DEPTH = 16
 
 P = ParamSpec("P")
@@ -322,7 +325,9 @@ class CyclerDriver:
     # ------------------------------------------------------------------ records
     def _decode_batch(self, reply: BlockReply, since: int) -> tuple[uuid.UUID | None, np.ndarray]:
         try:
-            exp, since_text, count_text, crc_text, rest = split_fields(reply.prefix)
+            fast = _DATA_PREFIX.fullmatch(reply.prefix)  # the usual form, without split_fields
+            fields = list(fast.groups()) + [""] if fast else split_fields(reply.prefix)
+            exp, since_text, count_text, crc_text, rest = fields
             got_since, count, crc = int(since_text), int(count_text), int(crc_text, 16)
         except ValueError as exc:
             raise ProtocolError(f"bad DATA? header {reply.prefix!r}", url=self.url) from exc

@@ -68,6 +68,7 @@ _LINK_ERRORS = (serial.SerialException, OSError, termios_error)
 
 #: Bytes a line reply may contain: printable ASCII and TAB.
 _LINE_BYTES = frozenset(range(0x20, 0x7F)) | {0x09}
+_LINE_BYTES_STR = bytes(sorted(_LINE_BYTES))  # for bytes.translate(None, ...)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,9 @@ class Transport:
         self._ensure_open()
         assert self._port is not None
         self.transcript.record(Direction.OUT, data)
+        if self._sock is not None:
+            self._send_all(data)
+            return
         try:
             # no flush(): on POSIX it is tcdrain(), which has no timeout; write() with
             # write_timeout already bounds handing the bytes to the OS
@@ -239,7 +243,9 @@ class Transport:
         if not self._greedy:
             return None
         sock = getattr(port, "_socket", None)
-        return sock if isinstance(sock, socket.socket) else None
+        if isinstance(sock, socket.socket) and sock.gettimeout() == 0.0:  # non-blocking
+            return sock
+        return None
 
     def _recv_into(self, view: memoryview, wait_s: float) -> int:
         """Bytes received into ``view`` within ``wait_s`` (0 if none); raw socket only."""
@@ -256,6 +262,29 @@ class Transport:
         if not got:
             raise self._lost(EOFError("socket disconnected"))
         return got
+
+    def _send_all(self, data: bytes) -> None:
+        """Hand all of ``data`` to the socket within ``timeout_s`` (raw socket only)."""
+        assert self._sock is not None
+        view = memoryview(data)
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while view:
+                try:
+                    sent = self._sock.send(view)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                view = view[sent:]
+                if not view:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                select.select([], [self._sock], [], remaining)
+        except (OSError, ValueError) as exc:
+            raise self._lost(exc) from exc
+        self._dirty = True
+        raise TransportTimeout(f"write of {len(data)} bytes timed out", url=self.url)
 
     def _fill(self, want: int = 1) -> None:
         """Read what is available (up to ``want`` bytes if more are known to be due),
@@ -367,6 +396,8 @@ class Transport:
     def _check_line(self, raw: bytes) -> str:
         if raw.endswith(b"\r"):
             raw = raw[:-1]
+        if not raw.translate(None, _LINE_BYTES_STR):  # only allowed bytes (the usual case)
+            return raw.decode("ascii")
         for pos, byte in enumerate(raw):
             if byte not in _LINE_BYTES:
                 self._dirty = True

@@ -5,6 +5,7 @@ framing (a ``#<n><len>`` block may contain any bytes) and the limit checks at up
 from __future__ import annotations
 
 # ruff: noqa: N815 - field names carry SI units
+import functools
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class CyclerSession:
         self.staged.clear()
 
 
+@functools.lru_cache(maxsize=1024)  # hosts repeat a few headers; errors are not cached
 def parse_header(header: str) -> tuple[str, int | None]:
     """``'chan3:stat?'`` → ``('CHAN:STAT?', 3)``; raises ScpiError −113/−114."""
     upper = header.upper()
