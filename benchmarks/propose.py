@@ -60,9 +60,14 @@ import numpy as np
 LIFE_REL_NOISE = float(np.hypot(0.04, 0.08))
 #: Name under which the benchmark registers the variation-free LFP cell with the lab.
 NOMINAL_CELL = "lfp_graphite_18650_nominal"
-STRATEGIES = ("sequential_greedy", "sequential_greedy_botorch", "kriging_believer")
+STRATEGIES = (
+    "sequential_greedy",
+    "sequential_greedy_botorch",
+    "kriging_believer",
+    "single_point_ranking",
+)
 #: Searches compared for sample efficiency (random last: the ratios' denominator).
-SEARCHES = ("bo", "bo_kriging_believer", "safe", "random")
+SEARCHES = ("bo", "bo_kriging_believer", "bo_single_point_ranking", "safe", "random")
 #: Recommenders compared: (where, minimum probability of meeting the limit).
 RECOMMENDERS = {
     "tested_p90": ("tested", 0.9),
@@ -337,9 +342,7 @@ def _campaign(pool, truth: PoolTruth, strategy: str, seed: int, rounds: int, q: 
         constraints=[constraint],
         exclude_observed=False,
         gp_max_iter=50 if quick else 100,
-        batch_strategy=(
-            "kriging_believer" if strategy == "bo_kriging_believer" else "sequential_greedy"
-        ),
+        batch_strategy=strategy[3:] if strategy.startswith("bo_") else "sequential_greedy",
     )
     if strategy == "random":
         idx = rng.choice(pool.size, q, replace=False)

@@ -32,16 +32,10 @@ from botorch.acquisition import (
     qLogExpectedImprovement,
     qLogNoisyExpectedImprovement,
 )
-from botorch.acquisition.logei import TAU_MAX, TAU_RELU, qLogProbabilityOfFeasibility
+from botorch.acquisition.logei import qLogProbabilityOfFeasibility
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.optim import optimize_acqf, optimize_acqf_discrete, optimize_acqf_mixed
-from botorch.sampling import IIDNormalSampler, SobolQMCNormalSampler
-from botorch.utils.objective import (
-    compute_feasibility_indicator,
-    compute_smoothed_feasibility_indicator,
-)
-from botorch.utils.safe_math import log_fatplus, logmeanexp
-from torch.quasirandom import SobolEngine
+from botorch.sampling import SobolQMCNormalSampler
 
 from voltloop.surrogates.gp import DTYPE
 
@@ -281,7 +275,8 @@ def kriging_believer_pool(
     joint ``(k+1)``-point evaluation of sequential greedy (docs/decisions/0061).
 
     ``make_acquisition(model)`` builds the acquisition for a (conditioned) model;
-    ``fantasy_noise`` is the variance, in outcome units, given to fantasised values.
+    ``fantasy_noise`` is the variance given to fantasised values, in the model's
+    (standardised) outcome units.
     Returns indices, per-pick acquisition values (``q``) and the final conditioned model.
     """
     n = choices.shape[0]
@@ -312,157 +307,3 @@ def kriging_believer_pool(
         available[best] = False
         current = condition(current, choices[best : best + 1])
     return picked, torch.stack(values), current
-
-
-def joint_samples(
-    model: torch.nn.Module, X: torch.Tensor, mc_samples: int, seed: int
-) -> torch.Tensor:
-    """Samples of the joint posterior of all rows of ``X`` (``N × d``) → ``s × N × m``.
-
-    Quasi-random (scrambled Sobol base samples) while ``N·m`` is within the Sobol
-    engine's dimension limit, i.i.d. normal beyond it.
-    """
-    with torch.no_grad():
-        posterior = model.posterior(X)
-        dims = X.shape[0] * getattr(model, "num_outputs", 1)
-        shape = torch.Size([mc_samples])
-        if dims <= SobolEngine.MAXDIM:
-            sampler = SobolQMCNormalSampler(sample_shape=shape, seed=seed)
-        else:
-            sampler = IIDNormalSampler(sample_shape=shape, seed=seed)
-        samples = sampler(posterior)
-    return samples.reshape(mc_samples, X.shape[0], -1)
-
-
-def greedy_pool_batch(
-    model: torch.nn.Module,
-    kind: AcquisitionKind,
-    choices: torch.Tensor,
-    q: int,
-    *,
-    X_baseline: torch.Tensor | None = None,
-    X_pending: torch.Tensor | None = None,
-    bounds: Sequence[OutcomeBound] = (),
-    best_f: float | None = None,
-    objective_output: int = 0,
-    mc_samples: int = 128,
-    seed: int = 0,
-) -> tuple[list[int], torch.Tensor]:
-    """Sequential-greedy batch of ``q`` distinct rows of ``choices`` (``n × d``) from one
-    joint posterior draw over the pool, the pending points and the baseline.
-
-    The criterion is BoTorch's, pick by pick, as ``optimize_acqf_discrete`` evaluates it
-    (docs/decisions/0067):
-
-    - qLogNEI (incremental, as BoTorch's default): a candidate's value is
-      ``log mean_s[fatplus(f_s(c) − best_s) · feas_s(c)]`` where ``best_s`` is the best
-      feasible sample over the baseline, the pending points and the earlier picks;
-    - qLogEI / qLogPF: the smoothed maximum (``fatmax``) over pending points, earlier
-      picks and the candidate of each point's log-improvement over ``best_f`` plus its
-      log-feasibility (log-feasibility alone for qLogPF), averaged over samples in log
-      space (``logmeanexp``).
-
-    BoTorch draws fresh joint samples of (baseline, pending, picks, candidate) for every
-    candidate at every pick; here all of them are marginals of one draw of the joint
-    posterior over every distinct point involved (common random numbers), so the cost
-    is one ``N``-point posterior and sample draw plus ``q`` cheap tensor reductions,
-    instead of ``q × n`` joint posteriors of growing size.
-
-    Returns row indices into ``choices`` and each pick's value given the earlier ones
-    (shape ``q``).
-    """
-    n = choices.shape[0]
-    if q > n:
-        raise ValueError(f"cannot pick {q} distinct candidates from {n}")
-    d = choices.shape[-1]
-    empty = choices.new_zeros((0, d))
-    base = X_baseline if X_baseline is not None and kind == AcquisitionKind.LOG_NEI else empty
-    pending = X_pending if X_pending is not None else empty
-    rows = torch.cat([choices, pending.to(choices), base.to(choices)])
-    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    Z = joint_samples(model, unique, mc_samples, seed)[:, inverse]  # s × (n + p + b) × m
-    constraints = [c for bound in bounds for c in bound.callables()]
-    obj = Z[..., objective_output]
-    if constraints:
-        log_feas = compute_smoothed_feasibility_indicator(
-            constraints, Z, eta=1e-3, log=True, fat=True
-        )
-        feasible = compute_feasibility_indicator(constraints, Z)
-    else:
-        log_feas = torch.zeros_like(obj)
-        feasible = torch.ones_like(obj, dtype=torch.bool)
-    cand = slice(0, n)
-    p = pending.shape[0]
-    available = torch.ones(n, dtype=torch.bool)
-    picked: list[int] = []
-    values: list[torch.Tensor] = []
-    if kind == AcquisitionKind.LOG_NEI:
-        known = slice(n, rows.shape[0])  # pending points and baseline
-        best = (
-            torch.where(feasible[:, known], obj[:, known], -torch.inf).amax(-1)
-            if (rows.shape[0] > n)
-            else torch.full(obj.shape[:1], -torch.inf, dtype=obj.dtype)
-        )
-        if torch.isinf(best).any():
-            # as BoTorch: samples without a feasible known point compare against a
-            # lower bound of the objective (posterior mean − 6 std over the points)
-            mean, std = obj.mean(0), obj.std(0)
-            best = best.clamp_min(float((mean - 6 * std).min()))
-        gain = log_feas[:, cand]
-        for _ in range(q):
-            scores = logmeanexp(log_fatplus(obj[:, cand] - best[:, None], tau=TAU_RELU) + gain, 0)
-            scores = scores.masked_fill(~available, -torch.inf)
-            k = int(scores.argmax())
-            picked.append(k)
-            values.append(scores[k])
-            available[k] = False
-            best = torch.maximum(best, torch.where(feasible[:, k], obj[:, k], -torch.inf))
-        return picked, torch.stack(values)
-    if kind == AcquisitionKind.LOG_EI:
-        if best_f is None:
-            raise ValueError("qLogEI needs the incumbent value best_f")
-        utility = log_fatplus(obj - best_f, tau=TAU_RELU) + log_feas
-    elif constraints:
-        utility = log_feas
-    else:
-        raise ValueError("feasible-first acquisition needs at least one outcome constraint")
-    chosen = list(range(n, n + p))  # pending points are part of every batch
-    if not torch.isfinite(utility).all():
-        raise ValueError("non-finite acquisition utilities; check the model's posterior")
-    for _ in range(q):
-        scores = logmeanexp(_fatmax_with(utility[:, chosen], utility[:, cand]), 0)
-        scores = scores.masked_fill(~available, -torch.inf)
-        k = int(scores.argmax())
-        picked.append(k)
-        values.append(scores[k])
-        available[k] = False
-        chosen.append(k)
-    return picked, torch.stack(values)
-
-
-def _pareto(x: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
-    """BoTorch's fat-tailed kernel of ``fatmax`` (``botorch.utils.safe_math``, ALPHA = 2)."""
-    a = alpha / 2
-    return ((a * 2 * a) / (a * 2 * a + 2 * a * x + x.square())).pow(a)
-
-
-def _fatmax_with(fixed: torch.Tensor, part: torch.Tensor, tau: float = TAU_MAX) -> torch.Tensor:
-    """``fatmax`` over ``fixed`` (``s × k``) plus each column of ``part`` (``s × c``) → ``s × c``.
-
-    ``fatmax(x) = M + τ·log Σ_j pareto((M − x_j)/τ)`` with ``M = max x``. Where a
-    candidate does not exceed ``M_A = max(fixed)`` the sum over ``fixed`` is shared
-    (one pass over ``s × k``); only the (sample, candidate) pairs that exceed it need
-    their own sum. Equal to ``fatmax(cat(fixed, part_c))`` (tested).
-    """
-    if fixed.shape[-1] == 0:
-        return part.clone()  # fatmax of a single value is the value
-    top = fixed.amax(-1, keepdim=True)  # s × 1
-    shared = _pareto((top - fixed) / tau).sum(-1, keepdim=True)  # s × 1
-    below = part <= top
-    out = top + tau * torch.log(shared + _pareto((top - part).clamp_min(0) / tau))
-    rows, cols = (~below).nonzero(as_tuple=True)
-    if rows.numel():
-        above = part[rows, cols]
-        total = 1.0 + _pareto((above[:, None] - fixed[rows]) / tau).sum(-1)
-        out[rows, cols] = above + tau * torch.log(total)
-    return out

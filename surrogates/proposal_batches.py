@@ -21,12 +21,12 @@ from voltloop.surrogates.acquisition import (
     AcquisitionKind,
     OutcomeBound,
     build_acquisition,
-    greedy_pool_batch,
     kriging_believer_pool,
     optimise_box,
     optimise_pool,
 )
 from voltloop.surrogates.gp import DTYPE, OutcomeSeries, as_tensor, fit_outcome_models
+from voltloop.surrogates.pool_greedy import believer_pool_batch, greedy_pool_batch
 from voltloop.surrogates.proposal_inputs import (
     BatchStrategy,
     NoSafeCandidateError,
@@ -172,10 +172,11 @@ def _batch_from_choices(
     options = setting.options
     strategy = options.batch_strategy
     kind = setting.kind
-    if strategy == BatchStrategy.KRIGING_BELIEVER:
+    if strategy in (BatchStrategy.KRIGING_BELIEVER, BatchStrategy.SINGLE_POINT_RANKING):
         base = AcquisitionKind.LOG_EI if kind == AcquisitionKind.LOG_NEI else kind
-        picked, values = _kriging_believer(setting, choices, q)
-        return picked, values, f"{base.value}+kriging_believer"
+        believe = strategy == BatchStrategy.KRIGING_BELIEVER
+        picked, values = _kriging_believer(setting, choices, q, believe)
+        return picked, values, f"{base.value}+{BatchStrategy(strategy).value}"
     if strategy == BatchStrategy.SEQUENTIAL_GREEDY_BOTORCH:
         picked, values = optimise_pool(setting.acquisition(), choices, q, options.shortlist)
         return picked, values, kind.value
@@ -200,7 +201,9 @@ def _batch_from_choices(
     return [int(rows[i]) for i in picked], values, kind.value
 
 
-def _kriging_believer(setting: AcquisitionSetting, choices: torch.Tensor, q: int):
+def _kriging_believer(
+    setting: AcquisitionSetting, choices: torch.Tensor, q: int, believe: bool = True
+):
     """Pool batch by the Kriging believer; qLogNEI becomes qLogEI on the posterior-mean
     incumbent (the best mean over observed rows), which suits noisy data."""
     kind, best_f, options = setting.kind, setting.best_f, setting.options
@@ -210,7 +213,22 @@ def _kriging_believer(setting: AcquisitionSetting, choices: torch.Tensor, q: int
             mean_obs = setting.model.posterior(setting.X_baseline).mean[..., 0]
         best_f = float(mean_obs.max())
 
-    def make(conditioned):
+    model = setting.model
+    if hasattr(model, "models") or getattr(model, "num_outputs", 1) == 1:
+        return believer_pool_batch(
+            model,
+            kind,
+            choices,
+            q,
+            best_f=best_f,
+            X_pending=setting.X_pending,
+            bounds=setting.bounds,
+            mc_samples=options.mc_samples,
+            seed=options.seed,
+            believe=believe,
+        )
+
+    def make(conditioned):  # other models: condition the model itself at every pick
         return build_acquisition(
             conditioned,
             kind,

@@ -68,12 +68,15 @@ class BatchStrategy(enum.StrEnum):
     """How a batch is built from a pool or a scored Sobol set (docs/decisions/0061, 0067)."""
 
     # sequential greedy, every value from one joint posterior draw over pool, pending
-    # points and baseline (default; acquisition.greedy_pool_batch)
+    # points and baseline (default; pool_greedy.greedy_pool_batch)
     SEQUENTIAL_GREEDY = "sequential_greedy"
     # the same criterion evaluated by BoTorch's optimize_acqf_discrete (fresh joint
     # samples per candidate and pick; the default before decision 0067)
     SEQUENTIAL_GREEDY_BOTORCH = "sequential_greedy_botorch"
     KRIGING_BELIEVER = "kriging_believer"  # condition on posterior means; single-point values
+    # the q best candidates by single-point qLogEI on the posterior-mean incumbent, nothing
+    # conditioned: replicates near the top (decision 0069)
+    SINGLE_POINT_RANKING = "single_point_ranking"
 
 
 class RecommendFrom(enum.StrEnum):

@@ -1,4 +1,4 @@
-"""Joint-sample sequential greedy (acquisition.greedy_pool_batch) and recommend()."""
+"""Joint-sample sequential greedy (pool_greedy.greedy_pool_batch) and recommend()."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ import pytest
 import torch
 
 from voltloop.campaigns.spaces import attia_continuous_space, attia_protocol_pool
-from voltloop.surrogates.acquisition import (
-    AcquisitionKind,
-    OutcomeBound,
-    build_acquisition,
-    greedy_pool_batch,
-)
+from voltloop.surrogates.acquisition import AcquisitionKind, OutcomeBound, build_acquisition
 from voltloop.surrogates.gp import as_tensor
+from voltloop.surrogates.pool_greedy import greedy_pool_batch
 from voltloop.surrogates.proposer import (
     Observations,
     OutcomeConstraint,
@@ -147,7 +143,7 @@ def test_recommend_rejects_bad_requests() -> None:
 def test_incremental_fatmax_equals_botorch_fatmax(k) -> None:
     from botorch.utils.safe_math import fatmax
 
-    from voltloop.surrogates.acquisition import _fatmax_with
+    from voltloop.surrogates.pool_greedy import _fatmax_with
 
     gen = torch.Generator().manual_seed(k)
     fixed = 0.05 * torch.randn(32, k, generator=gen, dtype=torch.float64)
@@ -155,3 +151,31 @@ def test_incremental_fatmax_equals_botorch_fatmax(k) -> None:
     joint = torch.cat([fixed[:, None, :].expand(-1, 20, -1), part[..., None]], dim=-1)
     reference = fatmax(joint, dim=-1, tau=1e-2)
     assert torch.allclose(_fatmax_with(fixed, part), reference, atol=1e-12)
+
+
+def test_fast_believer_matches_conditioning_a_single_output_gp() -> None:
+    from voltloop.surrogates.acquisition import kriging_believer_pool
+    from voltloop.surrogates.gp import fit_outcome_gp
+    from voltloop.surrogates.pool_greedy import believer_pool_batch
+
+    pool, obs, _, _, _ = _data(n=30)
+    gp = fit_outcome_gp(obs.X, obs.y, pool.bounds, obs.y_var, max_iter=30)
+    choices = as_tensor(pool.candidates)
+    pending = choices[:2]
+    best_f = float(obs.y.max())
+
+    def make(model):
+        return build_acquisition(
+            model, AcquisitionKind.LOG_EI, X_baseline=as_tensor(obs.X), best_f=best_f
+        )
+
+    slow, slow_values, _ = kriging_believer_pool(gp, make, choices, 6, X_pending=pending)
+    fast, fast_values = believer_pool_batch(
+        gp, AcquisitionKind.LOG_EI, choices, 6, best_f=best_f, X_pending=pending
+    )
+    assert fast == slow
+    assert torch.allclose(fast_values, slow_values, atol=1e-6)
+    ranked, _ = believer_pool_batch(
+        gp, AcquisitionKind.LOG_EI, choices, 6, best_f=best_f, believe=False
+    )
+    assert ranked[0] == fast[0] and len(set(ranked)) == 6
