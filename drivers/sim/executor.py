@@ -136,6 +136,7 @@ class Executor:
         self.chg_hist = np.zeros((n, 256))
         self._capped = False  # any channel with a capacity safety limit
         self.open = OpenPhases(n, MAX_CHAIN)  # phases that outlive an advance (0036)
+        self._phase_max = np.full(n, PHASE_MAX_S)
 
     # --- control ---------------------------------------------------------------------
     def start(self, ch: int, prog: CompiledProtocol) -> None:
@@ -253,9 +254,9 @@ class Executor:
                 chs = going.nonzero()[0]
                 self._progress(chs, self.open.gather(chs), self.open.el[chs], rem, pending)
             if np.count_nonzero(fresh):
-                fresh = self._batch(fresh)
-                self._plan(fresh, rem, pending)
-            stuck = (going | fresh) & (before - rem < 1e-3) & (self.pc == pcs)
+                planned = self._plan(fresh, rem, pending)
+                going[planned] = True  # the channels that ran in this iteration
+            stuck = going & (before - rem < 1e-3) & (self.pc == pcs)
             stalls = stalls + 1 if np.count_nonzero(stuck) else 0
             if stalls > STALL_LIMIT:  # never expected; keeps a dry run from hanging
                 for c in stuck.nonzero()[0]:
@@ -317,28 +318,26 @@ class Executor:
         self.closed[ch] = cyc + 1
         self.chg_hist[ch, cyc] = self.chg[ch]
 
-    def _batch(self, fresh: np.ndarray) -> np.ndarray:
-        """The channels of mask ``fresh`` to plan now (decision 0036). A chain costs
-        every channel of the solve a segment: when at least half of them chain steps,
-        all are planned (the others' chains are one step); otherwise the chaining ones
-        wait for the next iteration of the advance (when a phase is planned does not
-        change it; forcing them not to chain would)."""
-        chains = fresh & (self.k_chain[self._ar, self.pc] > 1)
-        n_chains = np.count_nonzero(chains)
-        if 2 * n_chains >= np.count_nonzero(fresh):
-            return fresh
-        return fresh & ~chains
-
-    def _plan(self, m: np.ndarray, rem: np.ndarray, pending: RecordBatch) -> None:
-        """Plan a phase for every channel of mask ``m`` from its current step to the
+    def _plan(self, m: np.ndarray, rem: np.ndarray, pending: RecordBatch) -> np.ndarray:
+        """Plan a phase for channels of mask ``m`` from their current step to the
         phase's natural end — each runs its step and, where the step's end is known in
-        advance, the CC/rest steps that follow (a chain) — and run it for up to ``rem``."""
+        advance, the CC/rest steps that follow (a chain) — and run it for up to ``rem``;
+        returns the channels planned.
+
+        Every channel chains as its own protocol allows, so its physics never depends
+        on which channels share its solve. A chain costs every channel of the solve a
+        segment: when at least half of the channels chain, all are planned (the others'
+        chains are one step); otherwise the chaining ones wait for the next iteration
+        of the advance (when a phase is planned does not change it)."""
         chs = m.nonzero()[0]
         pcs = self.pc[chs]
         chain = self.k_chain[chs, pcs]
-        # every channel chains as its own protocol allows, whatever the others do, so a
-        # channel's physics never depends on which channels share its solve
         n_seg = int(chain.max())
+        if n_seg > 1:
+            single = chain == 1
+            n_single = np.count_nonzero(single)
+            if 2 * n_single > chs.size:
+                chs, pcs, chain, n_seg = chs[single], pcs[single], chain[single], 1
         if n_seg > 1:
             valid = np.arange(n_seg)[:, None] < chain  # (S, n)
             seg_pcs = np.where(valid, pcs + np.arange(n_seg)[:, None], pcs)
@@ -377,7 +376,7 @@ class Executor:
             v_set,
             ops[_O_VCUT],
             ops[_O_ICUT],
-            np.full(chs.size, PHASE_MAX_S),
+            self._phase_max[: chs.size],
             t_left,
             (limits[0], limits[1], limits[2]),
             valid,
@@ -388,31 +387,36 @@ class Executor:
             code = np.where(is_scan & (code == TIME) & ~finished, BUDGET, code)
             seg_done[0] &= code != BUDGET
         plan = PhasePlan.from_phase(phase, code, seg_done)
-        self._progress(chs, plan, np.zeros(chs.size), rem, pending)
+        self._progress(chs, plan, None, rem, pending)
+        return chs
 
     def _progress(
         self,
         chs: np.ndarray,
         p: PhasePlan,
-        el: np.ndarray,
+        el: np.ndarray | None,
         rem: np.ndarray,
         pending: RecordBatch,
     ) -> None:
-        """Run the phases ``p`` of channels ``chs`` (m,) from ``el`` s into them for up
-        to ``rem[chs]`` s: records of that stretch, then either the phase's end (state,
-        ageing, step counters, safety) or, if the advance ends first, the state at the
-        advance's end, keeping the plan for the next advance."""
-        left = p.end_t - el
+        """Run the phases ``p`` of channels ``chs`` (m,) from ``el`` s into them (None:
+        fresh plans, from their start) for up to ``rem[chs]`` s: records of that stretch,
+        then either the phase's end (state, ageing, step counters, safety) or, if the
+        advance ends first, the state at the advance's end, keeping the plan for the
+        next advance."""
+        fresh = el is None
+        left = p.end_t if fresh else p.end_t - el
         avail = rem[chs]
         fin = left <= avail + 1e-9
-        new_el = np.where(fin, p.end_t, el + avail)
-        offset = np.cumsum(p.seg_t, axis=0) - p.seg_t  # segment starts in the phase (S, m)
+        new_el = np.where(fin, p.end_t, avail if fresh else el + avail)
         whole = np.count_nonzero(fin) == chs.size
         if self.keep_records:
+            offset = np.cumsum(p.seg_t, axis=0) - p.seg_t  # segment starts (S, m)
             t0, chg0, dis0 = self.exp_t[chs], self.chg[chs], self.dis[chs]
             cyc, pcs = self.cycle[chs], self.pc[chs]
-            first = el <= 0.0
-            whole = whole and np.count_nonzero(first) == chs.size  # all of every phase
+            whole = whole and fresh  # all of every phase
+            if fresh:
+                el = np.zeros(chs.size)
+            first = fresh
             gained = np.maximum(p.passed, 0.0)
             for s in range(p.seg_t.shape[0]):
                 seg_t, off = p.seg_t[s], offset[s]
@@ -434,7 +438,7 @@ class Executor:
         pch = chs[part]
         self._at(pch, p.take(part), new_el[part])
         rem[pch] = 0.0
-        if np.count_nonzero(el[part] <= 0.0):  # a fresh plan: keep it
+        if fresh:  # keep the plan
             self.open.store(pch, p.take(part), new_el[part])
         else:
             self.open.el[pch] = new_el[part]
@@ -484,7 +488,7 @@ class Executor:
         self.chg[sel] += gained.sum(axis=0)
         self.dis[sel] += (gained - p.passed).sum(axis=0)
         self.pc[sel] = pcs + n_done
-        is_eis = self.k_kind[chs, pcs] == _EIS
+        is_eis = self.run[chs] == _WAITING  # waiting channels run their EIS op
         if np.count_nonzero(is_eis):
             self.eis_waited[chs] += np.where(is_eis, end_t, 0.0)
             timed_out = chs[is_eis & (n_done > 0)]

@@ -43,7 +43,7 @@ class PhasePlan:
         return cls(
             coefs=phase.coefs, seg_t=phase.seg_t, t_max=phase.t_max, passed=phase.passed,
             seg_done=seg_done, end_t=phase.end_t, code=code, seg_end=phase.seg_end,
-            end=np.array(phase.end), ageing=phase.ageing, age_inc=phase.age_inc, phase=phase,
+            end=phase.end, ageing=phase.ageing, age_inc=phase.age_inc, phase=phase,
         )  # fmt: skip
 
     def take(self, idx: np.ndarray) -> PhasePlan:
@@ -51,7 +51,7 @@ class PhasePlan:
         return PhasePlan(
             coefs=self.coefs[:, :, idx], seg_t=self.seg_t[:, idx], t_max=self.t_max[:, idx],
             passed=self.passed[:, idx], seg_done=self.seg_done[:, idx], end_t=self.end_t[idx],
-            code=self.code[idx], seg_end=self.seg_end[idx], end=self.end[:, idx],
+            code=self.code[idx], seg_end=self.seg_end[idx], end=np.asarray(self.end)[:, idx],
             ageing=self.ageing[:, idx], age_inc=self.age_inc[:, :, idx],
         )  # fmt: skip
 

