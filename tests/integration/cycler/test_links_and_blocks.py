@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from voltloop.drivers.errors import Disconnected, ProtocolError
+from voltloop.drivers.errors import Disconnected, ProtocolError, TransportTimeout
 from voltloop.drivers.sim.links import LinkClosedError, TcpLink
 from voltloop.drivers.transport import Transport, encode_block
 
@@ -105,3 +105,24 @@ def test_a_connection_closed_mid_block_is_a_disconnect() -> None:
             transport.query_block("DATA?")
     finally:
         server.stop()
+
+
+def test_a_write_to_a_host_that_stopped_reading_times_out() -> None:
+    """The far end accepts but never reads: the socket buffers fill and the write
+    gives up after ``timeout_s`` with a typed error instead of blocking."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"socket://127.0.0.1:{listener.getsockname()[1]}"
+    accepted: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    thread.start()
+    try:
+        with Transport(url, timeout_s=0.3, retries=0) as transport:
+            began = time.monotonic()
+            with pytest.raises(TransportTimeout, match="write of"):
+                transport.command("CHAN0:SCH", block=bytes(16 << 20))
+            assert time.monotonic() - began < 1.5
+    finally:
+        thread.join(2.0)
+        for sock in accepted:
+            sock.close()
+        listener.close()
