@@ -6,7 +6,8 @@ Figures (medians of ``repeats`` runs; wall-clock seconds on this machine):
   peak temperature) on 200 observations, for each batch strategy — ``sequential_greedy``
   (default: qLogNEI sequential greedy on one joint posterior draw, docs/decisions/0067),
   ``sequential_greedy_botorch`` (the same criterion through BoTorch's
-  ``optimize_acqf_discrete``, the default before 0067) and ``kriging_believer`` — each
+  ``optimize_acqf_discrete``, the default before 0067), ``kriging_believer`` and
+  ``single_point_ranking`` (decision 0069) — each
   with its batch quality on the true objective over ``quality_seeds`` observation sets
   (mean true life of the batch, share of it within the temperature limit, best true
   feasible life in it, mean pairwise distance in the unit cube, overlap with BoTorch's).
@@ -30,14 +31,14 @@ Figures (medians of ``repeats`` runs; wall-clock seconds on this machine):
 Objective. Full runs use the simulated lab (``truth: simulator``): every pool
 protocol's true cycle life (to 80 % of 1.1 Ah) and true peak cell temperature
 (cycles 1–20) for the lab's variation-free LFP/graphite cell, computed once with
-``drivers.sim.truth.cycle_lives`` (~2–3 CPU-minutes) and cached as ``.npz`` under the
+``drivers.sim.truth.cycle_lives`` (~1–3 CPU-minutes) and cached as ``.npz`` under the
 system temp dir (``$VOLTLOOP_CACHE`` overrides) keyed by a hash of the simulator's
-source. Lives span 759–1,780 cycles; the unconstrained best (8-6-5.2C) runs at 38.7 °C.
-An observation is an early-life prediction: true life × exp(N(0, 0.089²)) — cell-to-cell
-spread 4 % (the simulator's replicate CV) and early-prediction error 8 % (field notes:
-6–10 %), passed with that relative variance; peak temperature + N(0, 0.18²) °C (the
-simulator's cell-to-cell sd at 7-5.6-4.8C). Limit 38.0 °C: a third of the pool and the
-unconstrained best exceed it; the best within it is 7-5.6-4.8C (1,682 cycles).
+source. An observation is an early-life prediction: true life × exp(N(0, 0.089²)) —
+cell-to-cell spread 4 % (the simulator's replicate CV) and early-prediction error 8 %
+(field notes: 6–10 %), passed with that relative variance; peak temperature +
+N(0, 0.18²) °C (the simulator's cell-to-cell sd at 7-5.6-4.8C). Limit 38.0 °C, below
+the unconstrained best (8-6-5.2C); the figures of a given simulator version (best
+feasible protocol, share of the pool within the limit) are in decision 0068.
 
 Quick runs (tests) use an analytic stand-in with the same noise model: life is a smooth
 bowl peaking near (5.2, 4.8, 4.0, CC4 ≈ 3.2)C (~790–1,190 cycles), peak temperature
