@@ -61,7 +61,10 @@ class RecordBuffer:
             taken += part.size
             offset = 0
             k += 1
-        result = np.concatenate(out) if len(out) > 1 else out[0].copy()
+        # copied as raw bytes: NumPy copies a packed structured array field by field,
+        # ~30x slower than the same bytes (it dominated a fetch of a few thousand rows)
+        raw = np.concatenate([np.ascontiguousarray(o).view(np.uint8) for o in out])
+        result = raw.view(SAMPLE_DTYPE)
         assert result.dtype == SAMPLE_DTYPE
         return result
 
