@@ -5,7 +5,9 @@ life by the simulated lab over the Attia protocol space (drivers/sim/history.py)
 then for each of ≥ 5 seeds splits the cells 2/3 train, 1/3 held out and scores
 every lifetime model from the first 100 and the first 50 cycles (evaluation.py).
 Targets (issue 6): MAPE ≤ 10 % for the best model from 100 cycles; 90 % interval
-coverage in [85 %, 95 %]. Figures are medians over the seeds (per-seed values too).
+coverage in [85 %, 95 %]. Figures are medians over the seeds (per-seed values too),
+except interval coverage, whose target figure is pooled over all held-out predictions
+of all seeds (``coverage_90_pooled``; the median ``coverage_90`` is kept beside it).
 
 The dataset is cached as ``.npz`` (no pickle) under the system temp dir
 (``$VOLTLOOP_CACHE`` overrides), keyed by the generator's settings and a hash of
@@ -117,6 +119,8 @@ def run(quick: bool = False) -> dict:
             summary[name] = {k: _median(v) for k, v in values.items()}
             summary[name]["mape_per_seed"] = values.get("mape", [])
             summary[name]["coverage_90_per_seed"] = values.get("coverage_90", [])
+            if values.get("coverage_90"):  # equal test sets per seed: the pooled proportion
+                summary[name]["coverage_90_pooled"] = float(np.mean(values["coverage_90"]))
         best = min(summary, key=lambda n: summary[n]["mape"])
         block.update(summary)
         block["best_model"] = best
@@ -125,7 +129,9 @@ def run(quick: bool = False) -> dict:
         figures[f"early_{early}"] = block
     head = figures.get("early_100", {})
     if "best_mape" in head:
-        coverage = head[str(ModelName.ELASTIC_NET)]["coverage_90"]
+        # Coverage is a proportion: pooled over every held-out prediction of every seed
+        # (5 × ~56 cells), not the median of five ~56-cell proportions (1.8 % steps).
+        coverage = head[str(ModelName.ELASTIC_NET)]["coverage_90_pooled"]
         figures["targets"] = {
             "best_mape_100": head["best_mape"],
             "best_mape_target": TARGET_MAPE,

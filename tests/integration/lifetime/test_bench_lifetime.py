@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from voltloop.benchmarks import lifetime
 from voltloop.drivers.sim.history import HistoryConfig
 
@@ -20,6 +22,9 @@ def test_quick_run_shape_and_cache(tmp_path, monkeypatch) -> None:
         assert len(block[model]["mape_per_seed"]) == lifetime.QUICK["seeds"]
     net = block["elastic_net"]
     assert 0.0 <= net["coverage_90"] <= 1.0
+    per_seed = net["coverage_90_per_seed"]
+    assert net["coverage_90_pooled"] == pytest.approx(sum(per_seed) / len(per_seed))
+    assert figures["targets"]["coverage_90"] == net["coverage_90_pooled"]
     analytic = net["analytic_mspe_log10"]  # None when n − p − 1 ≤ 0 on some seed
     assert analytic is None or (math.isfinite(analytic) and analytic > 0)
     assert block["best_model"] in block and block["best_mape"] == block[block["best_model"]]["mape"]
