@@ -111,7 +111,7 @@ def test_no_safe_candidate_is_a_clear_error(fast_options) -> None:
             "constraints": [OutcomeConstraint(name="peak_temperature_C", upper=20.0, safety=True)]
         }
     )
-    with pytest.raises(NoSafeCandidateError, match="β=2"):
+    with pytest.raises(NoSafeCandidateError, match="β=3"):
         propose(pool, obs, q=4, options=options)
 
 
@@ -238,6 +238,7 @@ def test_kriging_believer_batches_honour_pending_and_safety(fast_options) -> Non
         update={
             "batch_strategy": "kriging_believer",
             "constraints": [OutcomeConstraint(name="peak_temperature_C", upper=46.0, safety=True)],
+            "safety_beta": 2.0,  # leaves more than q safe candidates in this small case
         }
     )
     first = propose(pool, obs, q=1, options=options)
