@@ -10,6 +10,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from importlib import import_module
 from importlib.metadata import version
 from typing import Annotated
@@ -69,9 +70,26 @@ for _name in COMMAND_MODULES:
     import_module(f"{__name__}.{_name}").register(app)
 
 
+#: Numerical notices of the model libraries that say nothing a user can act on: the GP
+#: Cholesky's added jitter (it retries with jitter by design) and the elastic-net path's
+#: convergence note at its weakest regularisation (cross-validation picks elsewhere).
+#: ``voltloop --debug`` shows them.
+QUIET_WARNINGS = (
+    (r"A not p\.d\., added jitter", "linear_operator"),
+    (r"Objective did not converge", "sklearn"),
+)
+
+
+def _quiet_numerical_notices() -> None:
+    for message, module in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, module=module)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
+    if "--debug" not in args:
+        _quiet_numerical_notices()
     try:
         result = app(args=args, standalone_mode=False)
     except SystemExit:

@@ -50,3 +50,21 @@ def test_unknown_option_is_a_usage_error() -> None:
     result = run_cli("bench", "--no-such-option")
     assert result.returncode == 2
     assert "No such option" in result.stderr
+
+
+def test_known_numerical_notices_are_quiet_and_others_are_not() -> None:
+    import warnings
+
+    from voltloop.orchestrator.cli import _quiet_numerical_notices
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        _quiet_numerical_notices()
+        for message, module in [
+            ("A not p.d., added jitter of 1.0e-08 to the diagonal", "linear_operator.utils"),
+            ("Objective did not converge. You might want to increase", "sklearn.linear_model"),
+            ("A not p.d., added jitter of 1.0e-08 to the diagonal", "voltloop.surrogates"),
+            ("something a user should see", "linear_operator.utils"),
+        ]:
+            warnings.warn_explicit(message, RuntimeWarning, "f.py", 1, module=module)
+    assert [str(w.message)[:20] for w in seen] == ["A not p.d., added ji", "something a user sho"]
