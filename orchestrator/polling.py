@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
@@ -24,7 +25,7 @@ from voltloop.db.leases import channel_key, release_lease, renew_lease
 from voltloop.db.models import Candidate, Channel, Cycle, Event, Experiment, Prediction
 from voltloop.drivers.cycle_summary import SummaryOptions, checkpoint_steps, step_kinds
 from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentError
-from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus
+from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus, RecordBatch
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, runs_to_end_of_life
 from voltloop.orchestrator.cycle_assembly import assemble_cycles
 from voltloop.orchestrator.observations import end_of_life_cycle
@@ -60,9 +61,15 @@ def _ingest(
     status: CyclerChannelStatus,
     url: str,
     index: int,
+    batch: RecordBatch | None = None,
 ) -> int:
+    """Store the complete cycles among the records from ``since`` (``batch`` if they were
+    fetched already, with the sweep's other channels)."""
     cycler = ctx.cyclers[url]
-    batch = cycler.fetch(index, since, experiment_id=experiment_id, limit=ctx.settings.fetch_limit)
+    if batch is None or batch.since != since:
+        batch = cycler.fetch(
+            index, since, experiment_id=experiment_id, limit=ctx.settings.fetch_limit
+        )
     final = status.state.is_final and batch.next_index >= status.record_count
     with write_session(ctx.db) as session:
         compiled = session.get(Experiment, experiment_id).protocol or {}
@@ -270,13 +277,59 @@ def _finish(ctx: EngineContext, experiment_id: str, status: CyclerChannelStatus)
     return target.value
 
 
-def _poll_one(ctx: EngineContext, experiment_id: str) -> list[str]:
+@dataclass
+class _Read:
+    """What one sweep read from an experiment's channel before handling it."""
+
+    status: CyclerChannelStatus
+    batch: RecordBatch | None = None  # its new records, if fetched with other channels
+
+
+def _read_channels(ctx: EngineContext, experiment_ids: list[str]) -> dict[str, _Read]:
+    """Each experiment's channel status, then the new records of all of a cycler's
+    channels in one request where the driver offers ``fetch_many`` (one round trip in
+    place of one per channel). Anything that fails here is simply read again, channel by
+    channel, by :func:`_poll_one`, which reports it."""
+    where: dict[str, tuple[str, int, int]] = {}
+    with write_session(ctx.db) as session:
+        for experiment_id in experiment_ids:
+            experiment = session.get(Experiment, experiment_id)
+            url, index = _where(experiment, session)
+            where[experiment_id] = (url, index, experiment.records_ingested)
+    read: dict[str, _Read] = {}
+    for experiment_id, (url, index, _) in where.items():
+        try:
+            read[experiment_id] = _Read(ctx.cyclers[url].status(index))
+        except InstrumentError:
+            continue
+    by_cycler: dict[str, dict[str, tuple[int, int]]] = {}
+    for experiment_id, r in read.items():
+        url, index, since = where[experiment_id]
+        if r.status.experiment_id is not None and str(r.status.experiment_id) == experiment_id:
+            by_cycler.setdefault(url, {})[experiment_id] = (index, since)
+    for url, channels in by_cycler.items():
+        fetch_many = getattr(ctx.cyclers[url], "fetch_many", None)
+        if fetch_many is None or ctx.settings.fetch_limit is not None or len(channels) < 2:
+            continue
+        try:
+            batches = fetch_many(
+                {index: since for index, since in channels.values()},
+                experiment_ids={index: e for e, (index, _) in channels.items()},
+            )
+        except InstrumentError:
+            continue
+        for experiment_id, (index, _) in channels.items():
+            read[experiment_id].batch = batches.get(index)
+    return read
+
+
+def _poll_one(ctx: EngineContext, experiment_id: str, read: _Read | None = None) -> list[str]:
     with write_session(ctx.db) as session:
         experiment = session.get(Experiment, experiment_id)
         url, index = _where(experiment, session)
         since = experiment.records_ingested
     cycler = ctx.cyclers[url]
-    status = cycler.status(index)
+    status = read.status if read is not None else cycler.status(index)
     if status.experiment_id is None or str(status.experiment_id) != experiment_id:
         with write_session(ctx.db) as session:
             ctx.event(
@@ -297,7 +350,8 @@ def _poll_one(ctx: EngineContext, experiment_id: str) -> list[str]:
             )
         ]
     did = []
-    if _ingest(ctx, experiment_id, since, status, url, index):
+    batch = read.batch if read is not None else None
+    if _ingest(ctx, experiment_id, since, status, url, index, batch):
         did.append("ingested")
     with write_session(ctx.db) as session:
         experiment = session.get(Experiment, experiment_id)
@@ -347,9 +401,10 @@ def poll_sweep(ctx: EngineContext) -> StepResult:
             )
         ]
     tally: Counter[str] = Counter()
+    read = _read_channels(ctx, [experiment_id for experiment_id, _ in on_channel])
     for experiment_id, _ in on_channel:
         try:
-            tally.update(_poll_one(ctx, experiment_id))
+            tally.update(_poll_one(ctx, experiment_id, read.get(experiment_id)))
         except InstrumentCommunicationError as exc:
             tally["retry"] += 1
             with write_session(ctx.db) as session:
