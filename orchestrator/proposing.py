@@ -9,6 +9,7 @@ space's coordinates), and turns the campaign's constraints into outcome constrai
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from voltloop.campaigns.protocol_campaign import ProtocolCampaign
 from voltloop.campaigns.spaces import space_from_spec
 from voltloop.orchestrator.observations import PEAK_TEMPERATURE
 from voltloop.orchestrator.ports import Observation, Proposal, ProposalBatch
+
+#: Probability of meeting every limit a recommended protocol needs (decision 0068).
+RECOMMEND_MIN_FEASIBLE = 0.9
 
 #: Campaign constraint metrics → the observation outcome that measures them.
 OUTCOME_OF_METRIC = {Metric.PEAK_TEMPERATURE: PEAK_TEMPERATURE}
@@ -74,7 +78,23 @@ class ProtocolProposer:
         q: int,
         seed: int,
     ) -> ProposalBatch:
-        from voltloop.surrogates.proposer import Observations, propose
+        from voltloop.surrogates.proposer import propose
+
+        measured = self._measured(observations)
+        # tested-but-unobserved candidates (failed cells) are not proposed again
+        in_flight = [
+            *pending,
+            *(t for t in tested if t not in [o.parameters for o in observations]),
+        ]
+        options = self.options.model_copy(update={"seed": seed})
+        result = propose(
+            self.space, measured, self._matrix(in_flight) if in_flight else None, q, options
+        )
+        return self._batch(result)
+
+    def _measured(self, observations: Sequence[Observation]):
+        """The engine's observations as ``surrogates.proposer.Observations`` arrays."""
+        from voltloop.surrogates.proposer import Observations
 
         X = self._matrix([o.parameters for o in observations])
         y = np.array([o.objective for o in observations], dtype=float)
@@ -85,21 +105,14 @@ class ProtocolProposer:
             c.name: np.array([o.outcomes.get(c.name, np.nan) for o in observations], dtype=float)
             for c in self.options.constraints
         }
-        measured = Observations(
+        return Observations(
             X=X,
             y=y,
             y_var=None if np.all(np.isnan(y_var)) else np.nan_to_num(y_var, nan=np.nanmax(y_var)),
             constraints=constraints,
         )
-        # tested-but-unobserved candidates (failed cells) are not proposed again
-        in_flight = [
-            *pending,
-            *(t for t in tested if t not in [o.parameters for o in observations]),
-        ]
-        options = self.options.model_copy(update={"seed": seed})
-        result = propose(
-            self.space, measured, self._matrix(in_flight) if in_flight else None, q, options
-        )
+
+    def _batch(self, result) -> ProposalBatch:
         proposals = [
             Proposal(
                 parameters={n: float(v) for n, v in parameters.items() if n in self.names},
@@ -116,3 +129,50 @@ class ProtocolProposer:
             )
         ]
         return ProposalBatch(proposals, reason=result.reason or result.acquisition)
+
+    def recommend(self, session: Any, campaign_id: int) -> dict[str, Any] | None:
+        """The campaign's answer: the tested protocol with the best posterior-mean life
+        among those the constraint models give ≥ ``RECOMMEND_MIN_FEASIBLE`` probability
+        of meeting every limit (``surrogates.proposer.recommend``, decision 0068) — not
+        the best single observation, which favours a lucky early prediction. With too
+        few observations for a model, the best observed one."""
+        from voltloop.orchestrator.observations import gather
+        from voltloop.surrogates.proposer import ProposalInputError, RecommendFrom, recommend
+
+        eol_ah = self.spec.lifetime.end_of_life_capacity * self.spec.cell.nominal_capacity_Ah
+        observations = gather(session, campaign_id, eol_ah).observations
+        finite = [o for o in observations if np.isfinite(o.objective)]
+        if not finite:
+            return None
+        best = max(finite, key=lambda o: o.objective)
+        chosen: dict[str, Any] = {"rule": "best observed (too few observations for a model)"}
+        try:
+            rec = recommend(
+                self.space,
+                self._measured(observations),
+                self.options,
+                among=RecommendFrom.TESTED,
+                min_probability_feasible=RECOMMEND_MIN_FEASIBLE,
+            )
+        except ProposalInputError:
+            rec = None
+        if rec is not None:
+            target = np.array([rec.parameters[n] for n in self.names])
+            best = min(
+                finite,
+                key=lambda o: float(np.abs(self._matrix([o.parameters])[0] - target).sum()),
+            )
+            chosen = {
+                "rule": "best posterior mean among tested protocols with probability "
+                f">= {RECOMMEND_MIN_FEASIBLE:g} of meeting every limit",
+                "predicted_mean": rec.mean,
+                "predicted_std": rec.std,
+                "probability_feasible": rec.probability_feasible,
+                "meets_limits": bool(rec.feasible),
+            }
+        return {
+            "candidate_id": best.candidate_id,
+            "parameters": best.parameters,
+            "objective": best.objective,
+            **chosen,
+        }

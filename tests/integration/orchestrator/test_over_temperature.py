@@ -104,4 +104,9 @@ def test_over_temperature_stops_the_channel_and_the_safe_proposer_avoids_the_reg
         assert later, "there are rounds after the first trip"
         hot = [c.parameters for c in later if peak_temperature(c.parameters) > LIMIT_C]
         assert hot == [], f"safe mode proposed candidates in the hot region: {hot}"
+        # the answer is a tested protocol the models believe is within the limit
+        payload = s.scalar(select(Event.payload).where(Event.kind == "recommendation"))
+        assert payload["rule"].startswith("best posterior mean among tested protocols")
+        assert payload["meets_limits"] and payload["probability_feasible"] >= 0.9
+        assert peak_temperature(payload["parameters"]) <= LIMIT_C
     db.dispose()
