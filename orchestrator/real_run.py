@@ -90,22 +90,27 @@ class ConnectedInstruments:
         return CombinedLimits.of(list(self.cycler_limits.values()))
 
 
+def _identity_problems(where: str, says: str, cfg: Any, identity: Any) -> list[str]:
+    """The configured identity text and exact firmware, against what the instrument says."""
+    problems = []
+    if cfg.identity and cfg.identity not in identity.idn:
+        problems.append(
+            f"{where}: {says} {identity.idn!r}, which does not contain the configured "
+            f"identity {cfg.identity!r}"
+        )
+    if cfg.firmware and cfg.firmware != identity.firmware:
+        problems.append(
+            f"{where}: firmware {identity.firmware!r}, the campaign requires {cfg.firmware!r}"
+        )
+    return problems
+
+
 def check_cycler(spec: CampaignBase, cfg: Any, identity: Any, limits: Any, test: Any) -> list[str]:
     """Why the cycler at ``cfg.url`` does not fit ``spec`` (empty: it fits)."""
     from voltloop.drivers.protocols import VOLTAGE_SAFETY_MARGIN_V
 
     where = f"cycler {cfg.url}"
-    problems = []
-    if cfg.identity and cfg.identity not in identity.idn:
-        problems.append(
-            f"{where}: *IDN? says {identity.idn!r}, which does not contain the configured "
-            f"identity {cfg.identity!r}"
-        )
-    firmware = getattr(cfg, "firmware", None)
-    if firmware and firmware != identity.firmware:
-        problems.append(
-            f"{where}: firmware {identity.firmware!r}, the campaign requires {firmware!r}"
-        )
+    problems = _identity_problems(where, "*IDN? says", cfg, identity)
     if test is not None and not test.passed:
         problems.append(f"{where}: self-test failed ({'; '.join(test.messages) or test.code})")
     if cfg.channels > limits.channels:
@@ -147,17 +152,7 @@ def check_cycler(spec: CampaignBase, cfg: Any, identity: Any, limits: Any, test:
 def check_potentiostat(spec: CampaignBase, cfg: Any, identity: Any, limits: Any) -> list[str]:
     """Why the potentiostat does not fit ``spec``'s EIS checkpoints (empty: it fits)."""
     where = f"potentiostat {cfg.url}"
-    problems = []
-    if cfg.identity and cfg.identity not in identity.idn:
-        problems.append(
-            f"{where}: it identifies as {identity.idn!r}, which does not contain the configured "
-            f"identity {cfg.identity!r}"
-        )
-    firmware = getattr(cfg, "firmware", None)
-    if firmware and firmware != identity.firmware:
-        problems.append(
-            f"{where}: firmware {identity.firmware!r}, the campaign requires {firmware!r}"
-        )
+    problems = _identity_problems(where, "it identifies as", cfg, identity)
     eis = spec.eis
     if eis is not None and limits is not None:
         if eis.start_frequency_Hz > limits.max_frequency_Hz:

@@ -197,6 +197,23 @@ class AttiaPoolProposer:
 class StoredLifePredictor:
     """Predicts from the stored cycles: extrapolates the capacity fade line."""
 
+    version_id: int
+
+    @classmethod
+    def registered(cls, db) -> StoredLifePredictor:
+        """A predictor whose ``fade-line`` model version row exists in ``db``."""
+        from voltloop.db.models import ModelVersion
+
+        predictor = cls()
+        with db.begin() as connection:
+            predictor.version_id = connection.execute(
+                ModelVersion.__table__.insert().values(
+                    kind="lifetime", name="fade-line", version=1, training_set_hash="none",
+                    hyperparameters={}, metrics={},
+                )
+            ).inserted_primary_key[0]  # fmt: skip
+        return predictor
+
     def predict(self, session, experiment_id, cycles_seen):
         from voltloop.db.ingest import store_prediction
         from voltloop.db.readback import cycle_summaries

@@ -39,20 +39,7 @@ def setup(tmp_path):
     spec = load_campaign(EXAMPLE)
     campaign_id = register_campaign(db, spec)
     cycler = FakeCycler(spec.instruments.cyclers[0].url, spec.instruments.cyclers[0].channels)
-    predictor = StoredLifePredictor()
-    with db.begin() as connection:
-        from voltloop.db.models import ModelVersion
-
-        predictor.version_id = connection.execute(
-            ModelVersion.__table__.insert().values(
-                kind="lifetime",
-                name="fade-line",
-                version=1,
-                training_set_hash="none",
-                hyperparameters={},
-                metrics={},
-            )
-        ).inserted_primary_key[0]
+    predictor = StoredLifePredictor.registered(db)
 
     def make_engine(
         *,

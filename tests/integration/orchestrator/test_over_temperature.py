@@ -42,16 +42,7 @@ def test_over_temperature_stops_the_channel_and_the_safe_proposer_avoids_the_reg
     assert spec.constraints[0].max == LIMIT_C and spec.constraints[0].safe_mode
     campaign_id = register_campaign(db, spec)
     cycler = FakeCycler(spec.instruments.cyclers[0].url, spec.instruments.cyclers[0].channels)
-    predictor = StoredLifePredictor()
-    with db.begin() as connection:
-        from voltloop.db.models import ModelVersion
-
-        predictor.version_id = connection.execute(
-            ModelVersion.__table__.insert().values(
-                kind="lifetime", name="fade-line", version=1, training_set_hash="none",
-                hyperparameters={}, metrics={},
-            )
-        ).inserted_primary_key[0]  # fmt: skip
+    predictor = StoredLifePredictor.registered(db)
 
     def compile_protocol(parameters, run_on):
         protocol = {

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from voltloop.campaigns.loading import load_campaign
 from voltloop.db.engine import read_session
 from voltloop.db.migrate import init_database, open_database
-from voltloop.db.models import Event, Experiment, ModelVersion
+from voltloop.db.models import Event, Experiment
 from voltloop.orchestrator.cli import main
 from voltloop.orchestrator.context import EngineContext, EngineSettings
 from voltloop.orchestrator.engine import CampaignEngine, register_campaign
@@ -40,14 +40,7 @@ def engine_campaign(tmp_path_factory) -> tuple[str, str]:
     )
     campaign_id = register_campaign(db, spec)
     cycler = FakeCycler(spec.instruments.cyclers[0].url, spec.instruments.cyclers[0].channels)
-    predictor = StoredLifePredictor()
-    with db.begin() as connection:
-        predictor.version_id = connection.execute(
-            ModelVersion.__table__.insert().values(
-                kind="lifetime", name="fade-line", version=1, training_set_hash="none",
-                hyperparameters={}, metrics={},
-            )
-        ).inserted_primary_key[0]  # fmt: skip
+    predictor = StoredLifePredictor.registered(db)
 
     def compile_protocol(parameters, run_on):
         cycles = spec.lifetime.max_cycles if run_on else spec.lifetime.stop_cycle

@@ -48,7 +48,12 @@ PASSED = SelfTestResult(passed=True, code=0)
 
 
 def cfg(**changes):
-    base = {"url": "socket://lab:5025", "channels": 4, "identity": "VOLTLOOP,VLC-8"}
+    base = {
+        "url": "socket://lab:5025",
+        "channels": 4,
+        "identity": "VOLTLOOP,VLC-8",
+        "firmware": None,
+    }
     return SimpleNamespace(**{**base, **changes})
 
 
