@@ -109,7 +109,7 @@ def test_silent_device_times_out_within_the_point_budget() -> None:
         with pytest.raises(TransportTimeout):
             driver(port).eis(SPEC_3)
         elapsed = time.monotonic() - start
-    assert ps.eis_point_budget_s(1000) - 0.1 < elapsed < ps.eis_point_budget_s(1000) + 1.5
+    assert ps.eis_point_budget_s(1000) - 0.1 < elapsed < ps.eis_point_budget_s(1000) + 3.0
 
 
 def test_measurement_is_retried_once_after_a_link_fault() -> None:
