@@ -84,6 +84,17 @@ class BlockReply:
     data: bytes | bytearray
 
 
+
+def _no_delay(port: object) -> None:
+    """Switch Nagle's algorithm off on a ``socket://`` port. pyserial leaves it on, so
+    a command written just after another one (``START`` then ``SYST:ERR?``) waits
+    for the instrument's delayed ACK, about 40 ms on Linux, before it is sent.
+    Instruments on a LAN are driven with it off (VISA's TCPIP sockets do the same)."""
+    sock = getattr(port, "_socket", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
 class Transport:
     """A bounded-time, line/block framed link to one instrument (see module docstring).
 
@@ -163,6 +174,7 @@ class Transport:
             except (*_LINK_ERRORS, ValueError) as exc:
                 raise Disconnected(f"cannot open: {exc}", url=self.url) from exc
             self._port = port
+            _no_delay(port)
             self._sock = self._raw_socket(port)
             self._buf.clear()
             self._was_open = True

@@ -126,3 +126,19 @@ def test_a_write_to_a_host_that_stopped_reading_times_out() -> None:
         for sock in accepted:
             sock.close()
         listener.close()
+
+
+def test_the_host_socket_sends_small_writes_at_once() -> None:
+    """A command followed at once by ``SYST:ERR?`` must not wait for the instrument's
+    delayed ACK (Nagle's algorithm, ~40 ms a command): the transport switches it off
+    on the ``socket://`` port that pyserial opens with it on."""
+    server = _OneShotServer([b"ok\n"])
+    transport = Transport(server.url, timeout_s=2.0)
+    try:
+        transport.open()
+        sock = transport._port._socket  # pyserial's socket behind the port
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.done.set()
+        transport.close()
+        server.listener.close()
