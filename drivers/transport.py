@@ -84,7 +84,6 @@ class BlockReply:
     data: bytes | bytearray
 
 
-
 def _no_delay(port: object) -> None:
     """Switch Nagle's algorithm off on a ``socket://`` port. pyserial leaves it on, so
     a command written just after another one (``START`` then ``SYST:ERR?``) waits
@@ -94,6 +93,7 @@ def _no_delay(port: object) -> None:
     if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
 
 class Transport:
     """A bounded-time, line/block framed link to one instrument (see module docstring).
