@@ -252,7 +252,12 @@ def run_dry_run(
     cycler_spec = spec.instruments.cyclers[0]
     lab = kind_run.lab(cycler_spec.channels, simulated_cycler_limits())
     instruments = serve_lab(
-        lab, link="tcp", speed=kind_run.speed, fault_rate=faults, seed=spec.seed
+        lab,
+        link="tcp",
+        speed=kind_run.speed,
+        fault_rate=faults,
+        seed=spec.seed,
+        paced_eis=False,  # the host waits for no sweep; the cell rests until it is done
     )
     cycler = CyclerDriver(instruments.cycler.url, timeout_s=spec.instruments.timeout_s)
     potentiostat, eis_spec = _potentiostat(spec, instruments)

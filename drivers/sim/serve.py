@@ -132,10 +132,14 @@ def serve_lab(
     potentiostat: bool = True,
     clock: bool = True,
     fault_delay_s: float = 3.0,
+    paced_eis: bool = True,
 ) -> SimulatedInstruments:
     """Serve ``lab`` as a cycler (and potentiostat) on ``link`` and start its clock.
 
     ``speed``: virtual seconds per wall second, None = as fast as possible.
+    ``paced_eis``: the potentiostat streams a sweep at ``speed`` too (a 10 kHz-10 mHz
+    sweep is ~25 device minutes); False streams it as fast as possible, while the
+    channel rests at its checkpoint for as long as the host takes.
     ``fault_rate``: probability per reply of an injected fault
     (:meth:`FaultRates.uniform`), seeded from ``seed`` (the potentiostat from ``seed+1``).
     """
@@ -151,7 +155,7 @@ def serve_lab(
         server_class = potentiostat_server_class() if potentiostat else None
         if server_class is not None:
             server = _make_potentiostat_server(
-                server_class, lab, link, faults.get("potentiostat"), speed
+                server_class, lab, link, faults.get("potentiostat"), speed if paced_eis else None
             )
             url = server.start()
             if not getattr(server, "url", None) and isinstance(url, str):
