@@ -23,14 +23,15 @@ from voltloop.drivers.sim.cell_model import ROW, CellBank
 from voltloop.drivers.sim.degradation import apply_ageing, sei_growth
 from voltloop.drivers.sim.open_phases import PHASE_MAX_S, OpenPhases, PhasePlan
 from voltloop.drivers.sim.phases import (
+    AGED_ROWS,
     BUDGET,
     RANGE,
     SAFETY,
     TIME,
     C,
     Phase,
-    ageing_integrals,
     end_state,
+    segment_ageing,
     trajectory,
 )
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
@@ -71,6 +72,7 @@ _OP_FIELDS = 8
 _O_KIND, _O_TIME, _O_ISET, _O_VSET, _O_VCUT, _O_ICUT, _O_CV, _O_SPECIAL = range(_OP_FIELDS)
 #: The op table entry of a chain segment that does not exist (a zero-length rest).
 _Q, _TEMP, _V1, _V2, _H = ROW["q"], ROW["temp"], ROW["v1"], ROW["v2"], ROW["h"]
+_THROUGHPUT = ROW["throughput"]
 _NO_OP = np.array([_REST, 0.0, 0.0, 0.0, np.nan, np.nan, 0.0, 0.0])[:, None, None]
 
 
@@ -168,15 +170,14 @@ class Executor:
         ops[_O_CV, :k] = cv | (kind == _SCAN)
         ops[_O_SPECIAL, :k] = (kind == _SCAN) | (kind == _EIS)
         self.k_chain[ch, :] = 1
-        for i in range(k - 2, -1, -1):  # chains of steps solved in one phase (0033)
+        for i in range(k - 2, -1, -1):  # chains of steps solved in one phase (0033, 0037)
             ends_known = (kind[i] in (_CC, _REST) and np.isfinite(prog.until_time[i])) or (
                 kind[i] == _CV
                 and (np.isfinite(prog.until_time[i]) or np.isfinite(prog.until_current[i]))
             )
-            # continue only into steps that do not charge: a charging step's plating
-            # must reach the cell state before the next charging step starts
-            gentle = kind[i + 1] == _REST or (kind[i + 1] == _CC and prog.value[i + 1] <= 0.0)
-            if ends_known and gentle:
+            # a chain continues into CC and rest steps; each starts from the end state
+            # of the step before with that step's ageing applied, as a separate solve
+            if ends_known and kind[i + 1] in (_CC, _REST):
                 self.k_chain[ch, i] = min(self.k_chain[ch, i + 1] + 1, MAX_CHAIN)
         self.rec_dt[ch] = prog.record_interval_s
         self.limits[:, ch] = prog.v_lo, prog.v_hi, prog.max_temperature_C
@@ -465,8 +466,9 @@ class Executor:
             p.phase.commit()  # fields gathered at the solve, unchanged since
         else:
             d = self.bank.data[:, chs]
+            d[AGED_ROWS] = p.aged_end
             q, d[_TEMP], d[_V1], d[_V2], d[_H] = p.end
-            d[ROW["throughput"]] += np.abs(p.passed).sum(axis=0)
+            d[_THROUGHPUT] += np.abs(p.passed[p.seg_end, np.arange(chs.size)])
             apply_ageing(d, q, *p.ageing)
             self.bank.data[:, chs] = d
         self.open.open[chs] = False
@@ -528,12 +530,17 @@ class Executor:
         el = self.open.el[ch]
         offset = np.cumsum(p.seg_t, axis=0) - p.seg_t
         seg_el = np.minimum(np.maximum(el - offset, 0.0), p.seg_t)  # (S, 1)
+        # the segment under way (as in _at): the aged fields at its start, plus its
+        # ageing up to the interruption
+        reached = (offset[:, 0] <= el) & (np.arange(offset.shape[0]) <= p.seg_end[0])
+        cur = max(int(np.count_nonzero(reached)) - 1, 0)
         d = self.bank.data[:, chs]
-        ageing = sei_growth(d, ageing_integrals(p.age_inc, p.t_max, seg_el))
+        d[AGED_ROWS] = p.aged[cur]
+        ageing = sei_growth(d, segment_ageing(p.age_inc[:, cur], p.t_max[cur], seg_el[cur]))
         g = (1.0 - np.exp(p.coefs[:, 0] * seg_el)) * p.coefs[:, C["inv_a"]]
         g += p.coefs[:, C["is_lin"]] * seg_el
         passed = p.coefs[:, C["kq"]] * g  # (S, 1)
-        d[ROW["throughput"]] += np.abs(passed).sum(axis=0)
+        d[_THROUGHPUT] += np.abs(passed[cur])
         apply_ageing(d, d[_Q].copy(), *ageing)
         self.bank.data[:, chs] = d
         n_done = int((p.seg_done & (offset + p.seg_t <= el)).sum())

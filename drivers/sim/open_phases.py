@@ -10,15 +10,18 @@ physics (cut-off times, frozen heat and resistance, grid, ageing integrals).
 Arrays put the channel on the last axis: ``coefs`` (S, NC, n) per segment, ``seg_t``
 / ``t_max`` / ``passed`` / ``seg_done`` (S, n), ``end`` (5, n) the end state
 (q, T, v1, v2, h), ``ageing`` (4, n) the Ah of SEI, plating, LAM_NE and LAM_PE of the
-whole phase, ``age_inc`` (5, S, n, K) the ageing integral of every grid interval (to
-take the ageing up to an interruption), ``end_t``/``code``/``seg_end`` (n,).
+phase's ending segment, ``age_inc`` (5, S, n, K) the ageing integral of every grid
+interval (to take the ageing up to an interruption), ``aged`` (S, A, n) the aged fields
+(phases.AGED_ROWS) at the start of every segment, each with the whole ageing of the
+segments before it, ``aged_end`` (A, n) those of the ending segment,
+``end_t``/``code``/``seg_end`` (n,).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from voltloop.drivers.sim.phases import GRID, NC, Phase
+from voltloop.drivers.sim.phases import AGED_ROWS, GRID, NC, Phase
 
 #: Longest phase (s): a step longer than this (a long rest, a slow CC, an EIS wait) is
 #: planned in parts of this length counted from the step's own start, so the parts do
@@ -30,7 +33,7 @@ class PhasePlan:
     """One planned phase for m channels (channel on the last axis, see module doc)."""
 
     __slots__ = ("coefs", "seg_t", "t_max", "passed", "seg_done", "end_t", "code",
-                 "seg_end", "end", "ageing", "age_inc", "phase")  # fmt: skip
+                 "seg_end", "end", "ageing", "age_inc", "aged", "aged_end", "phase")  # fmt: skip
 
     def __init__(self, **fields: object) -> None:
         self.phase: Phase | None = None
@@ -43,7 +46,8 @@ class PhasePlan:
         return cls(
             coefs=phase.coefs, seg_t=phase.seg_t, t_max=phase.t_max, passed=phase.passed,
             seg_done=seg_done, end_t=phase.end_t, code=code, seg_end=phase.seg_end,
-            end=phase.end, ageing=phase.ageing, age_inc=phase.age_inc, phase=phase,
+            end=phase.end, ageing=phase.ageing, age_inc=phase.age_inc, aged=phase.aged,
+            aged_end=phase.aged_end, phase=phase,
         )  # fmt: skip
 
     def take(self, idx: np.ndarray) -> PhasePlan:
@@ -53,6 +57,7 @@ class PhasePlan:
             passed=self.passed[:, idx], seg_done=self.seg_done[:, idx], end_t=self.end_t[idx],
             code=self.code[idx], seg_end=self.seg_end[idx], end=np.asarray(self.end)[:, idx],
             ageing=self.ageing[:, idx], age_inc=self.age_inc[:, :, idx],
+            aged=self.aged[:, :, idx], aged_end=self.aged_end[:, idx],
         )  # fmt: skip
 
 
@@ -75,6 +80,8 @@ class OpenPhases:
         self.end = np.zeros((5, n))
         self.ageing = np.zeros((4, n))
         self.age_inc = np.zeros((5, s, n, GRID))
+        self.aged = np.zeros((s, len(AGED_ROWS), n))
+        self.aged_end = np.zeros((len(AGED_ROWS), n))
 
     def store(self, chs: np.ndarray, plan: PhasePlan, el: np.ndarray) -> None:
         """Keep ``plan`` for channels ``chs``, ``el`` s into it."""
@@ -88,6 +95,8 @@ class OpenPhases:
             store[:s, chs] = getattr(plan, name)
         self.coefs[:s, :, chs] = plan.coefs
         self.age_inc[:, :s, chs] = plan.age_inc
+        self.aged[:s, :, chs] = plan.aged
+        self.aged_end[:, chs] = plan.aged_end
         self.end_t[chs] = plan.end_t
         self.code[chs] = plan.code
         self.seg_end[chs] = plan.seg_end
@@ -102,4 +111,5 @@ class OpenPhases:
             passed=self.passed[:s, chs], seg_done=self.seg_done[:s, chs],
             end_t=self.end_t[chs], code=self.code[chs], seg_end=self.seg_end[chs],
             end=self.end[:, chs], ageing=self.ageing[:, chs], age_inc=self.age_inc[:, :s, chs],
+            aged=self.aged[:s, :, chs], aged_end=self.aged_end[:, chs],
         )  # fmt: skip

@@ -89,6 +89,14 @@ _D_TAUS = slice(ROW["neg_inv_tau_th"], ROW["neg_inv_tau2"] + 1)
 assert ROW["r2_ea"] - ROW["r0"] == C["r2_ea"] - C["r0"] == 7
 assert ROW["neg_inv_tau2"] - ROW["neg_inv_tau_th"] == 2
 _D_RB = slice(ROW["r0"], ROW["r2"] + 1)
+_THROUGHPUT, _SHARE, _FILM = ROW["throughput"], ROW["anode_share"], ROW["r_film"]
+#: Fields that ageing changes (degradation.apply_ageing, plus the charge throughput).
+AGED_ROWS = [
+    ROW[name]
+    for name in (
+        "c_pos", "n_li", "c_neg", "q_sei", "q_pl", "r_film", "throughput", "lam_neg", "lam_pos",
+    )
+]  # fmt: skip
 assert ROW["r2_ea"] - ROW["r0_ea"] == 2 and ROW["r2"] - ROW["r0"] == 2
 
 
@@ -202,32 +210,56 @@ class Phase:
         t_max = np.zeros((n_seg, n))
         codes = np.zeros((n_seg, n), dtype=np.int64)
         active = np.zeros((n_seg, n), dtype=bool)
+        tau = np.empty((n_seg, n, GRID + 1))
+        grid = np.empty((2, n_seg, n, GRID + 1))  # voltage and temperature on the grid
+        inc = np.empty((5, n_seg, n, GRID))
+        aged = np.empty((n_seg, len(AGED_ROWS), n))
         act = np.ones(n, dtype=bool)
         budget = t_avail
-        state = d[_Q], d[_TEMP], d[_H], d[_V1], d[_V2], None
+        ds = d  # the cells' fields at the start of segment s
+        state = d[_Q], d[_TEMP], d[_H], d[_V1], d[_V2]
         used = n_seg
         for s in range(n_seg):
-            if s:
-                q, temp, v1, v2, h, rs = _end_state(coefs[s - 1], t_max[s - 1], True)
-                state = q, temp, h, v1, v2, rs
-            t_seg, code = _segment(tables, d, state, coefs[s], cv[s], i_set[s], v_set[s],
+            aged[s] = ds[AGED_ROWS]
+            t_seg, code = _segment(tables, ds, state, coefs[s], cv[s], i_set[s], v_set[s],
                                    i_cut[s], budget, t_left[s])  # fmt: skip
             active[s] = act
             codes[s] = code
-            t_max[s] = t_seg if s == 0 else np.where(act, t_seg, 0.0)
-            if s + 1 < n_seg:
-                budget = budget - t_max[s]
-                act = act & valid[s + 1] & ((code == TIME) | (code == CUTOFF)) & (budget > 1e-9)
-                if not np.count_nonzero(act):
-                    used = s + 1
-                    break
-        coefs, t_max, codes, active = coefs[:used], t_max[:used], codes[:used], active[:used]
-        cv, v_cut = cv[:used], v_cut[:used]
+            if s:
+                t_seg = np.where(act, t_seg, 0.0)
+            t_max[s] = t_seg
+            # the segment's grid: voltage and temperature for the cut-off and safety
+            # searches, and the ageing integral of every grid interval
+            np.multiply(t_seg[:, None], _G, out=tau[s])
+            c = coefs[s][:, :, None]
+            v, current, temp, q, v1, v2, h, r0, u_n, x, inv_t = trajectory(tables, c, tau[s])
+            grid[0, s], grid[1, s] = v, temp
+            col = ds[:, :, None]
+            phi = u_n - col[_SHARE] * (v1 + v2) - 0.5 * current * (r0 + col[_FILM])
+            rates = ageing_rates(ds, col, coefs[s, C["i0"]], -coefs[s, 0], tau[s],
+                                 e_a=current, phi=phi, x=x, inv_t=inv_t)  # fmt: skip
+            inc_s = np.add(rates[..., 1:], rates[..., :-1], out=inc[:, s])
+            inc_s *= t_seg[:, None] * _HALF_DG
+            if s + 1 == n_seg:
+                break
+            budget = budget - t_seg
+            act = act & valid[s + 1] & ((code == TIME) | (code == CUTOFF)) & (budget > 1e-9)
+            if not np.count_nonzero(act):
+                used = s + 1
+                break
+            # the next step starts where a separate solve would: from this segment's
+            # end state with its whole ageing applied to the cell (decision 0037)
+            q_end = q[:, -1]
+            ds = ds.copy()
+            ds[_THROUGHPUT] += np.abs(q_end - coefs[s, C["q0"]])
+            apply_ageing(ds, q_end, *sei_growth(ds, segment_ageing(inc_s, t_seg, t_seg)))
+            state = ds[_Q], temp[:, -1], h[:, -1], v1[:, -1], v2[:, -1]
+        if used < n_seg:
+            coefs, t_max, codes, active = coefs[:used], t_max[:used], codes[:used], active[:used]
+            tau, grid, inc, aged = tau[:used], grid[:, :used], inc[:, :used], aged[:used]
+            cv, v_cut = cv[:used], v_cut[:used]
         self.coefs = coefs
-        # --- the grid of every segment, in one closed-form evaluation -------------------
-        tau = t_max[:, :, None] * _G  # (S, n, K+1)
-        cg = coefs.transpose(1, 0, 2)[:, :, :, None]  # (NC, S, n, 1)
-        v, current, temp, q, v1, v2, _, r0, u_n, x, inv_t = trajectory(tables, cg, tau)
+        v, temp = grid
         offset = np.cumsum(t_max, axis=0) - t_max  # segment start within the phase (S, n)
         total = offset[-1] + t_max[-1]
         # --- where the phase ends (global time along the segments) --------------------
@@ -271,20 +303,20 @@ class Phase:
         self.seg_done = (np.arange(used)[:, None] < seg_end) | (
             (np.arange(used)[:, None] == seg_end) & finished
         )
-        # --- ageing along the grid up to end_t -----------------------------------------
-        col = d[:, :, None]
-        phi = u_n - col[ROW["anode_share"]] * (v1 + v2) - 0.5 * current * (r0 + col[ROW["r_film"]])
-        rates = ageing_rates(d, col, coefs[:, C["i0"]], -coefs[:, 0], tau,
-                              e_a=current, phi=phi, x=x, inv_t=inv_t)  # fmt: skip
-        # trapezoid integral of every grid interval (5, S, n, K), kept so that the
-        # ageing up to any time of the phase can be taken later (ageing_until)
-        inc = rates[..., 1:] + rates[..., :-1]
-        inc *= t_max[:, :, None] * _HALF_DG
-        self.t_max, self.age_inc = t_max, inc
-        self.ageing = sei_growth(d, ageing_integrals(inc, t_max, seg_t))
+        self.t_max, self.age_inc, self.aged = t_max, inc, aged
+        # --- ageing: the earlier segments' is in ``aged``, the ending one's up to end_t --
+        self._t_end = seg_t[seg_end, rows]
+        if used == 1:
+            self.aged_end, d_end, inc_end = aged[0], d, inc[:, 0]
+        else:
+            self.aged_end = aged[seg_end, :, rows].T
+            d_end = d.copy()
+            d_end[AGED_ROWS] = self.aged_end
+            inc_end = inc[:, seg_end, rows]
+        t_max_end = t_max[seg_end, rows]
+        self.ageing = sei_growth(d_end, segment_ageing(inc_end, t_max_end, self._t_end))
         # --- end state -----------------------------------------------------------------
         self._c_end = coefs[seg_end, :, rows].T  # (NC, n)
-        self._t_end = seg_t[seg_end, rows]
         self.end = _end_state(self._c_end, self._t_end)
         g = (1.0 - np.exp(coefs[:, 0] * seg_t)) * coefs[:, C["inv_a"]]
         g += coefs[:, C["is_lin"]] * seg_t
@@ -310,24 +342,25 @@ class Phase:
     def commit(self) -> None:
         """Move the cells to the phase's end state and apply the integrated ageing."""
         d = self.d
+        if self.coefs.shape[0] > 1:
+            d[AGED_ROWS] = self.aged_end
         q, temp, v1, v2, h = self.end
         d[_V1], d[_V2], d[_H], d[_TEMP] = v1, v2, h, temp
-        d[ROW["throughput"]] += np.abs(self.passed).sum(axis=0)
+        d[_THROUGHPUT] += np.abs(self.passed[self.seg_end, np.arange(q.size)])
         apply_ageing(d, q, *self.ageing)
         self.bank.data[:, self.sel] = d
 
 
-def ageing_integrals(inc: np.ndarray, t_max: np.ndarray, seg_t: np.ndarray) -> np.ndarray:
-    """Ageing integrals (5, n) up to ``seg_t`` (S, n) s into each segment, from the
-    per-interval trapezoid integrals ``inc`` (5, S, n, K) of segments lasting ``t_max``
-    (S, n): interval j counts with weight clip(kf - j, 0, 1), kf the fractional grid
-    index of ``seg_t``."""
-    frac = np.minimum(np.maximum(seg_t / np.where(t_max > 0.0, t_max, 1.0), 0.0), 1.0)
+def segment_ageing(inc: np.ndarray, t_max: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Ageing integrals (5, n) up to ``t`` (n,) s into a segment lasting ``t_max`` (n,),
+    from its per-interval trapezoid integrals ``inc`` (5, n, K): interval j counts with
+    weight clip(kf - j, 0, 1), kf the fractional grid index of ``t``."""
+    frac = np.minimum(np.maximum(t / np.where(t_max > 0.0, t_max, 1.0), 0.0), 1.0)
     kf = GRID * (1.0 - np.sqrt(1.0 - frac))  # inverse of the grid spacing
-    w = kf[:, :, None] - _J
+    w = kf[:, None] - _J
     np.minimum(w, 1.0, out=w)
     np.maximum(w, 0.0, out=w)
-    return np.einsum("psnk,snk->pn", inc, w)  # 2-3x cheaper than (inc * w).sum
+    return np.einsum("pnk,nk->pn", inc, w)  # 2-3x cheaper than (inc * w).sum
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -348,15 +381,13 @@ def _segment(
     t_left: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the coefficient matrix ``c`` (NC, n) of one step starting from ``state``
-    (q, T, h, v1, v2, and (R0, R1, R2) there or None) of the cells with fields ``d``;
-    returns (duration, end code)
+    (q, T, h, v1, v2) of the cells with fields ``d``; returns (duration, end code)
     where the duration is bounded by the budget, the step's time left, the electrode
     range and (CV) the current cut-off."""
-    q0, temp0, h0, v10, v20, rs = state
+    q0, temp0, h0, v10, v20 = state
     n = cv.shape[0]
     nominal = d[_NOM]
-    if rs is None:
-        rs = point_resistances(d, q0, temp0)
+    rs = point_resistances(d, q0, temp0)
     r_eff = rs[0] + rs[1] + rs[2]
     t_lim = np.minimum(t_avail, t_left)
     i0 = i_set.copy()
