@@ -45,6 +45,8 @@ SCAN_SEGMENTS = 20
 #: Most steps one phase solve chains (a CC, CV or rest step whose end is known, then
 #: rest and discharging CC steps; docs/decisions/0033).
 MAX_CHAIN = 6
+#: Most consecutive iterations a channel waits while longer chains are planned.
+WAIT_LIMIT = 2
 #: Consecutive iterations without progress before a channel is faulted.
 STALL_LIMIT = 200
 
@@ -139,6 +141,7 @@ class Executor:
         self._capped = False  # any channel with a capacity safety limit
         self.open = OpenPhases(n, MAX_CHAIN)  # phases that outlive an advance (0036)
         self._phase_max = np.full(n, PHASE_MAX_S)
+        self.waited = np.zeros(n, dtype=np.int64)  # iterations waited for longer chains
 
     # --- control ---------------------------------------------------------------------
     def start(self, ch: int, prog: CompiledProtocol) -> None:
@@ -184,6 +187,7 @@ class Executor:
         self.max_cap[ch] = prog.max_capacity_Ah
         self._capped = bool(np.isfinite(self.max_cap).any())
         self.open.open[ch] = False
+        self.waited[ch] = 0
         self.noise_key[ch] = self.rng.integers(0, 2**63, dtype=np.uint64)
         self.pc[ch] = 0
         self.step_t[ch] = self.exp_t[ch] = 0.0
@@ -325,20 +329,25 @@ class Executor:
         advance, the CC/rest steps that follow (a chain) — and run it for up to ``rem``;
         returns the channels planned.
 
-        Every channel chains as its own protocol allows, so its physics never depends
-        on which channels share its solve. A chain costs every channel of the solve a
-        segment: when at least half of the channels chain, all are planned (the others'
-        chains are one step); otherwise the chaining ones wait for the next iteration
-        of the advance (when a phase is planned does not change it)."""
+        Every channel chains as its own protocol allows (and a chain is the same as
+        step-by-step solves, decision 0037), so its physics never depends on which
+        channels share its solve. A solve costs every channel as many segments as its
+        longest chain: the channels with the longest chains are planned, the others
+        wait up to ``WAIT_LIMIT`` iterations of the advance (when a phase is planned
+        does not change it), which keeps channels of one protocol in step."""
         chs = m.nonzero()[0]
         pcs = self.pc[chs]
         chain = self.k_chain[chs, pcs]
         n_seg = int(chain.max())
         if n_seg > 1:
-            single = chain == 1
-            n_single = np.count_nonzero(single)
-            if 2 * n_single > chs.size:
-                chs, pcs, chain, n_seg = chs[single], pcs[single], chain[single], 1
+            # the longest chains go first and the others wait (at most WAIT_LIMIT
+            # iterations), so channels that drifted apart in the cycle line up again
+            go = chain == n_seg
+            go |= self.waited[chs] >= WAIT_LIMIT
+            if np.count_nonzero(go) < chs.size:
+                self.waited[chs[~go]] += 1
+                chs, pcs, chain = chs[go], pcs[go], chain[go]
+        self.waited[chs] = 0
         if n_seg > 1:
             valid = np.arange(n_seg)[:, None] < chain  # (S, n)
             seg_pcs = np.where(valid, pcs + np.arange(n_seg)[:, None], pcs)

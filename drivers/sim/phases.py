@@ -168,17 +168,18 @@ def _first_crossing(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Phase:
-    """A chain of consecutive steps (or the part of it that fits the time budget) for
-    slots ``sel``, solved at once (decision 0033).
+    """A chain of consecutive steps for slots ``sel``, solved at once (decisions 0033,
+    0037): each step is a segment that starts from the end state of the one before
+    with that one's ageing applied, so a chain is the same as step-by-step solves.
 
     Per-segment inputs have shape (S, n): segment s of a slot is the s-th step of its
     chain (``valid[s]`` False where the chain is shorter): ``cv`` (bool, constant
     voltage; segment 0 only), ``i_set`` (A, CC current, 0 for rest), ``v_set`` (V),
     ``v_cut`` (V, NaN = none), ``i_cut`` (A, NaN = none; segment 0 only), ``t_left``
-    (s, step time left). ``t_avail`` (n,) is the time budget; ``limits`` are
-    ``v_lo``, ``v_hi``, ``t_hi`` (n,). A segment continues into the next one only if it
-    ends by its own time limit or CV current cut-off inside the budget; a voltage
-    cut-off or a safety limit ends the whole phase.
+    (s, step time left). ``t_avail`` (n,) is the time budget of every segment (counted
+    from its own start); ``limits`` are ``v_lo``, ``v_hi``, ``t_hi`` (n,). A segment
+    continues into the next one only if it ends by its own time limit or CV current
+    cut-off inside its budget; a voltage cut-off or a safety limit ends the whole phase.
 
     After construction: ``end_t`` (n,) time used, ``code`` (n,) how the ending
     segment ended, ``seg_end`` (n,) its index, ``seg_t`` (S, n) time spent in each
@@ -215,14 +216,13 @@ class Phase:
         inc = np.empty((5, n_seg, n, GRID))
         aged = np.empty((n_seg, len(AGED_ROWS), n))
         act = np.ones(n, dtype=bool)
-        budget = t_avail
         ds = d  # the cells' fields at the start of segment s
         state = d[_Q], d[_TEMP], d[_H], d[_V1], d[_V2]
         used = n_seg
         for s in range(n_seg):
             aged[s] = ds[AGED_ROWS]
             t_seg, code = _segment(tables, ds, state, coefs[s], cv[s], i_set[s], v_set[s],
-                                   i_cut[s], budget, t_left[s])  # fmt: skip
+                                   i_cut[s], t_avail, t_left[s])  # fmt: skip
             active[s] = act
             codes[s] = code
             if s:
@@ -242,8 +242,7 @@ class Phase:
             inc_s *= t_seg[:, None] * _HALF_DG
             if s + 1 == n_seg:
                 break
-            budget = budget - t_seg
-            act = act & valid[s + 1] & ((code == TIME) | (code == CUTOFF)) & (budget > 1e-9)
+            act = act & valid[s + 1] & ((code == TIME) | (code == CUTOFF))
             if not np.count_nonzero(act):
                 used = s + 1
                 break
