@@ -63,6 +63,7 @@ def ageing_rates(
     phi: np.ndarray,
     x: np.ndarray,
     inv_t: np.ndarray,
+    decaying: bool = True,
 ) -> np.ndarray:
     """Ageing rates (Ah/s) along the grid, shape (5, [S,] n, K+1): SEI, plating, LAM_NE,
     LAM_PE, SEI on cracked surface (degradation.Rates; the first row is the parabolic
@@ -71,28 +72,38 @@ def ageing_rates(
     ``d``/``col`` are the cells' fields as (NF, n)/(NF, n, 1); within a phase the
     current I0 exp(-a t) keeps its sign, so ``|c|^p`` is ``|c0|^p exp(-a p t)`` and
     every charging-only term is a per-cell factor. ``e_a`` is the current along the
-    grid, ``phi`` the graphite potential, ``x`` its lithiation, ``inv_t`` the
-    Arrhenius variable.
+    grid (or (n, 1) when constant), ``phi`` the graphite potential, ``x`` its
+    lithiation, ``inv_t`` the Arrhenius variable; ``decaying=False`` says that a = 0
+    for every cell (constant current). When no cell charges, the charging-only rows
+    are zero without being evaluated.
     """
     out = np.empty((5, *tau.shape))
-    crate0 = np.abs(i0) / d[_NOM]  # (n,) C-rate at the phase start
     charging = i0 > 0.0
-    p = d[ROW["lam_exp"]]
+    any_charging = np.count_nonzero(charging) > 0
     # Arrhenius factors of SEI and cracking; cracking also carries exp(-a p t)
     arr = inv_t * d[_NEG_EA2].reshape(2, *([1] * (tau.ndim - 2)), -1, 1)  # (2, ..., n, K+1)
-    arr[1] -= (a * p)[..., None] * tau
-    np.exp(arr, out=arr)
-    stress = (charging * crate0**p * d[_CNEG] * (1.0 / 3600.0))[..., None] * arr[1]
+    if any_charging:
+        p = d[ROW["lam_exp"]]
+        if decaying:
+            arr[1] -= (a * p)[..., None] * tau
+        np.exp(arr, out=arr)
+        crate0 = np.abs(i0) / d[_NOM]  # (n,) C-rate at the phase start
+        stress = (charging * crate0**p * d[_CNEG] * (1.0 / 3600.0))[..., None] * arr[1]
+    else:
+        np.exp(arr[0], out=arr[0])
     # parabolic SEI: the drive k(t) = k_sei A(T) (1 + g x) in Ah^2/s (phase_ageing
     # integrates dQ (Q + Q0) = k dt exactly); SEI on cracked surface adds linearly
     out[0] = (1.0 + col[ROW["sei_soc_gain"]] * x) * arr[0]
     out[0] *= col[ROW["sei_k"]]
-    np.multiply(col[ROW["crack_sei"]], stress, out=out[4])
-    # softplus log(1 + e^z), z = (phi_th - phi)/phi0 (bounded only against overflow)
-    onset = np.minimum((col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]], 700.0)
-    np.log1p(np.exp(onset, out=onset), out=onset)
-    np.multiply((charging * d[ROW["pl_k"]] * (1.0 / 3600.0))[..., None], onset, out=out[1])
-    out[2] = col[ROW["lam_k"]] * stress + col[ROW["lam_pl"]] * out[1]
+    if any_charging:
+        np.multiply(col[ROW["crack_sei"]], stress, out=out[4])
+        # softplus log(1 + e^z), z = (phi_th - phi)/phi0 (bounded only against overflow)
+        onset = np.minimum((col[ROW["pl_threshold"]] - phi) / col[ROW["pl_phi0"]], 700.0)
+        np.log1p(np.exp(onset, out=onset), out=onset)
+        np.multiply((charging * d[ROW["pl_k"]] * (1.0 / 3600.0))[..., None], onset, out=out[1])
+        out[2] = col[ROW["lam_k"]] * stress + col[ROW["lam_pl"]] * out[1]
+    else:  # plating, cracking and its SEI need a charging current
+        out[1] = out[2] = out[4] = 0.0
     np.multiply(
         (d[ROW["lam_p_k"]] * d[_CPOS] / (3600.0 * d[_NOM]))[:, None], np.abs(e_a), out=out[3]
     )

@@ -90,6 +90,13 @@ assert ROW["r2_ea"] - ROW["r0"] == C["r2_ea"] - C["r0"] == 7
 assert ROW["neg_inv_tau2"] - ROW["neg_inv_tau_th"] == 2
 _D_RB = slice(ROW["r0"], ROW["r2"] + 1)
 _THROUGHPUT, _SHARE, _FILM = ROW["throughput"], ROW["anode_share"], ROW["r_film"]
+#: Coefficient rows that are per-cell constants (filled once per phase) and their fields.
+_CONST_ROWS = [1, 2, 3, C["off_p"], C["off_n"], C["inv_tref"], *range(C["r0"], C["r2_ea"] + 1)]
+_D_CONST_ROWS = [*range(ROW["neg_inv_tau_th"], ROW["neg_inv_tau2"] + 1), ROW["chem_off"],
+                 ROW["off_n"], ROW["inv_tref"], *range(ROW["r0"], ROW["r2_ea"] + 1)]  # fmt: skip
+#: The rows -a, 1/a and "linear charge" of a constant-current segment (a = 0).
+_LIN_ROWS = [0, C["inv_a"], C["is_lin"]]
+_LIN_VALUES = np.array([[-0.0], [0.0], [1.0]])
 #: Fields that ageing changes (degradation.apply_ageing, plus the charge throughput).
 AGED_ROWS = [
     ROW[name]
@@ -105,7 +112,9 @@ def _soc_factor(x: np.ndarray) -> np.ndarray:
     return 1.0 + 0.8 * np.exp(x * (-1.0 / 0.08)) + 0.3 * np.exp((x - 1.0) * (1.0 / 0.06))
 
 
-def trajectory(tables: OcpTable, c: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, ...]:
+def trajectory(
+    tables: OcpTable, c: np.ndarray, tau: np.ndarray, constant: bool = False
+) -> tuple[np.ndarray, ...]:
     """Closed-form state at phase times ``tau``.
 
     ``c`` is a coefficient matrix (NC, m) with ``tau`` shape (m,), or (NC, m, 1) with
@@ -113,14 +122,20 @@ def trajectory(tables: OcpTable, c: np.ndarray, tau: np.ndarray) -> tuple[np.nda
     of ``tau``: terminal voltage of the circuit (CV records report the set voltage
     instead), current (A, + charge), temperature (degC), graphite charge (Ah), RC
     voltages, hysteresis, ohmic resistance, graphite potential, graphite lithiation
-    (unclipped) and the Arrhenius variable (1/T - 1/T_ref)/R.
+    (unclipped) and the Arrhenius variable (1/T - 1/T_ref)/R. ``constant=True`` says
+    that every column has a constant current (a = 0): the current is then returned
+    with the shape of ``c``'s rows, unbroadcast.
     """
     e = np.exp(c[_EXPO] * tau)
-    ea = e[0]
-    current = c[C["i0"]] * ea
-    g = (1.0 - ea) * c[C["inv_a"]]
-    g += c[C["is_lin"]] * tau
-    q = c[C["q0"]] + c[C["kq"]] * g
+    if constant:
+        current = c[C["i0"]]
+        q = c[C["q0"]] + c[C["kq"]] * tau
+    else:
+        ea = e[0]
+        current = c[C["i0"]] * ea
+        g = (1.0 - ea) * c[C["inv_a"]]
+        g += c[C["is_lin"]] * tau
+        q = c[C["q0"]] + c[C["kq"]] * g
     temp = c[C["t_inf"]] + c[C["dtemp"]] * e[1]
     s = q * c[_INV2]  # (2, ...): q/C_p, q/C_n
     np.subtract(c[C["y0"]], s[0], out=s[0])  # cathode lithiation (n_Li - q)/C_p
@@ -215,6 +230,10 @@ class Phase:
         grid = np.empty((2, n_seg, n, GRID + 1))  # voltage and temperature on the grid
         inc = np.empty((5, n_seg, n, GRID))
         aged = np.empty((n_seg, len(AGED_ROWS), n))
+        coefs[:, _CONST_ROWS] = d[_D_CONST_ROWS]  # rows that no step changes
+        coefs[:, C["cv"]] = cv
+        coefs[:, C["v_set"]] = v_set
+        cv_any = np.count_nonzero(cv, axis=1).tolist()
         act = np.ones(n, dtype=bool)
         ds = d  # the cells' fields at the start of segment s
         state = d[_Q], d[_TEMP], d[_H], d[_V1], d[_V2]
@@ -222,7 +241,7 @@ class Phase:
         for s in range(n_seg):
             aged[s] = ds[AGED_ROWS]
             t_seg, code = _segment(tables, ds, state, coefs[s], cv[s], i_set[s], v_set[s],
-                                   i_cut[s], t_avail, t_left[s])  # fmt: skip
+                                   i_cut[s], t_avail, t_left[s], cv_any[s] > 0)  # fmt: skip
             active[s] = act
             codes[s] = code
             if s:
@@ -232,12 +251,15 @@ class Phase:
             # searches, and the ageing integral of every grid interval
             np.multiply(t_seg[:, None], _G, out=tau[s])
             c = coefs[s][:, :, None]
-            v, current, temp, q, v1, v2, h, r0, u_n, x, inv_t = trajectory(tables, c, tau[s])
+            constant = not cv_any[s]
+            v, current, temp, q, v1, v2, h, r0, u_n, x, inv_t = trajectory(
+                tables, c, tau[s], constant
+            )
             grid[0, s], grid[1, s] = v, temp
             col = ds[:, :, None]
             phi = u_n - col[_SHARE] * (v1 + v2) - 0.5 * current * (r0 + col[_FILM])
-            rates = ageing_rates(ds, col, coefs[s, C["i0"]], -coefs[s, 0], tau[s],
-                                 e_a=current, phi=phi, x=x, inv_t=inv_t)  # fmt: skip
+            rates = ageing_rates(ds, col, coefs[s, C["i0"]], -coefs[s, 0], tau[s], e_a=current,
+                                 phi=phi, x=x, inv_t=inv_t, decaying=not constant)  # fmt: skip
             inc_s = np.add(rates[..., 1:], rates[..., :-1], out=inc[:, s])
             inc_s *= t_seg[:, None] * _HALF_DG
             if s + 1 == n_seg:
@@ -251,7 +273,7 @@ class Phase:
             q_end = q[:, -1]
             ds = ds.copy()
             ds[_THROUGHPUT] += np.abs(q_end - coefs[s, C["q0"]])
-            apply_ageing(ds, q_end, *sei_growth(ds, segment_ageing(inc_s, t_seg, t_seg)))
+            apply_ageing(ds, q_end, *sei_growth(ds, inc_s.sum(axis=-1)))
             state = ds[_Q], temp[:, -1], h[:, -1], v1[:, -1], v2[:, -1]
         if used < n_seg:
             coefs, t_max, codes, active = coefs[:used], t_max[:used], codes[:used], active[:used]
@@ -378,76 +400,88 @@ def _segment(
     i_cut: np.ndarray,
     t_avail: np.ndarray,
     t_left: np.ndarray,
+    any_cv: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the coefficient matrix ``c`` (NC, n) of one step starting from ``state``
     (q, T, h, v1, v2) of the cells with fields ``d``; returns (duration, end code)
     where the duration is bounded by the budget, the step's time left, the electrode
-    range and (CV) the current cut-off."""
+    range and (CV) the current cut-off. The rows that do not change within a phase
+    (``_CONST_ROWS``, ``cv``, ``v_set``) are filled by the caller."""
     q0, temp0, h0, v10, v20 = state
-    n = cv.shape[0]
     nominal = d[_NOM]
     rs = point_resistances(d, q0, temp0)
-    r_eff = rs[0] + rs[1] + rs[2]
+    r_eff = rs[0] + rs[1]
+    r_eff += rs[2]
     t_lim = np.minimum(t_avail, t_left)
-    i0 = i_set.copy()
-    a = np.zeros(n)
-    t_cv = np.full(n, np.inf)
-    any_cv = np.count_nonzero(cv) > 0
     if any_cv:
+        n = cv.shape[0]
+        i0 = i_set.copy()
+        a = np.zeros(n)
+        t_cv = np.full(n, np.inf)
         ci = cv.nonzero()[0]
         i0[ci], a[ci], t_cv[ci] = linearise_cv(
             tables, d[:, ci], q0[ci], h0[ci], v_set[ci], i_cut[ci], t_lim[ci], r_eff[ci]
         )
-    span = np.where(i0 > 0, np.minimum(d[_NLI], d[_CNEG]) - q0, q0) + 0.02 * nominal
-    moving = ~cv & (i0 != 0.0)
-    t_range = np.where(moving, 3600.0 * span / np.where(moving, np.abs(i0), 1.0), np.inf)
-    t_max = np.maximum(np.minimum(np.minimum(t_lim, t_range), t_cv), 1e-6)
-    # heat: Joule at the mean current + entropic + hysteresis dissipation
-    i_mean = i0.copy()
+        moving = ~cv & (i0 != 0.0)
+    else:  # CC and rest: constant current
+        i0 = i_set
+        moving = i0 != 0.0
+    abs_i = np.abs(i0)
+    span = np.where(i0 > 0, np.minimum(d[_NLI], d[_CNEG]) - q0, q0)
+    span += 0.02 * nominal
+    span *= 3600.0
+    t_range = np.divide(span, abs_i, out=np.full(span.shape, np.inf), where=moving)
+    t_max = np.minimum(t_lim, t_range)
     if any_cv:
+        np.minimum(t_max, t_cv, out=t_max)
+    np.maximum(t_max, 1e-6, out=t_max)
+    # heat: Joule at the mean current + entropic + hysteresis dissipation
+    if any_cv:
+        i_mean = i0.copy()
         at = a[ci] * t_max[ci]
         i_mean[ci] = np.where(
             at < 1e-9, i0[ci], i0[ci] * (1.0 - np.exp(-at)) / np.maximum(at, 1e-12)
         )
+        abs_mean = np.abs(i_mean)
+    else:
+        i_mean, abs_mean = i0, abs_i
     soc = np.minimum(np.maximum(q0 / nominal, 0.0), 1.0)
     entropic = d[ROW["ds0"]] + (d[ROW["ds1"]] - d[ROW["ds0"]]) * soc
-    heat = (
-        i_mean * i_mean * r_eff
-        + i_mean * (temp0 + 273.15) * entropic
-        + np.abs(i_mean) * d[ROW["heat_per_A"]]
-    )
+    heat = i_mean * i_mean * r_eff
+    heat += i_mean * (temp0 + 273.15) * entropic
+    heat += abs_mean * d[ROW["heat_per_A"]]
     t_inf = d[ROW["t_chamber"]] + heat / d[ROW["h_area"]]
     ht = d[ROW["hyst_m"]] * np.sign(i0)
-    c[0] = -a
-    c[1:4] = d[_D_TAUS]
-    c[4] = d[ROW["hyst_rate"]] * -np.abs(i0)
+    np.multiply(d[ROW["hyst_rate"]], -abs_i, out=c[4])
     c[C["i0"]] = i0
-    np.divide(1.0, a, out=c[C["inv_a"]], where=a > 0.0)
-    lin = a <= 0.0
-    c[C["inv_a"]][lin] = 0.0
-    c[C["is_lin"]] = lin
+    if any_cv:
+        c[0] = -a
+        np.divide(1.0, a, out=c[C["inv_a"]], where=a > 0.0)
+        lin = a <= 0.0
+        c[C["inv_a"]][lin] = 0.0
+        c[C["is_lin"]] = lin
+        transient = 1.0 - cv
+    else:
+        c[_LIN_ROWS] = _LIN_VALUES  # a = 0: -a, 1/a (unused), linear charge
     c[C["q0"]] = q0
-    c[C["kq"]] = i0 / 3600.0
+    np.divide(i0, 3600.0, out=c[C["kq"]])
     c[C["t_inf"]] = t_inf
-    c[C["dtemp"]] = temp0 - t_inf
-    transient = 1.0 - cv
-    c[C["a1"]] = transient * (v10 - i0 * rs[1])
-    c[C["a2"]] = transient * (v20 - i0 * rs[2])
+    np.subtract(temp0, t_inf, out=c[C["dtemp"]])
+    np.subtract(v10, i0 * rs[1], out=c[C["a1"]])
+    np.subtract(v20, i0 * rs[2], out=c[C["a2"]])
+    if any_cv:
+        c[C["a1"]] *= transient
+        c[C["a2"]] *= transient
     c[C["ht"]] = ht
-    c[C["dh"]] = h0 - ht
+    np.subtract(h0, ht, out=c[C["dh"]])
     np.divide(1.0, d[_D_CAPS], out=c[_INV2])
-    c[C["y0"]] = d[_NLI] * c[C["inv_cpos"]]
-    c[C["off_p"]] = d[_OFF]
-    c[C["off_n"]] = d[ROW["off_n"]]
-    c[C["inv_tref"]] = d[ROW["inv_tref"]]
-    c[_RB_EA] = d[_D_RB_EA]
+    np.multiply(d[_NLI], c[C["inv_cpos"]], out=c[C["y0"]])
     c[C["r_film"]] = d[ROW["r_film"]]
-    c[C["cv"]] = cv
-    c[C["v_set"]] = v_set
-    code = np.where(cv & (t_cv <= t_lim), CUTOFF, np.where(t_max >= t_left, TIME, BUDGET))
     # a CC step that runs out of electrode (2 % of nominal past the end of the graphite
-    # or cathode range) before its voltage cut-off: the phase ends there (RANGE)
-    code = np.where(moving & (t_range < t_lim) & (code == BUDGET), RANGE, code)
+    # or cathode range) before its voltage cut-off ends there (RANGE)
+    code = np.where(t_max >= t_left, TIME, np.where(t_range < t_lim, RANGE, BUDGET))
+    if any_cv:
+        code = np.where(cv & (t_cv <= t_lim), CUTOFF, code)
     return t_max, code
 
 
