@@ -210,9 +210,8 @@ class Executor:
             np.ones((1, 1)), (np.full(1, -np.inf), np.full(1, np.inf), np.full(1, np.inf)),
         )  # fmt: skip
         pending = RecordBatch()
-        z = zero[0]
-        self._records(phase.coefs[0], sel, z, z, np.ones(1, bool),
-                      (self.cycle[sel], self.pc[sel], z, z), pending)  # fmt: skip
+        self._records(phase.coefs, sel, zero, zero, np.ones((1, 1), bool),
+                      (self.cycle[sel][None], self.pc[sel][None], zero, zero), pending)  # fmt: skip
         self._flush(pending)
 
     def halt(self, ch: int, state: RunState, reason: str | None = None) -> None:
@@ -419,28 +418,30 @@ class Executor:
         fin = left <= avail + 1e-9
         new_el = np.where(fin, p.end_t, avail if fresh else el + avail)
         whole = np.count_nonzero(fin) == chs.size
-        if self.keep_records:
-            offset = np.cumsum(p.seg_t, axis=0) - p.seg_t  # segment starts (S, m)
-            t0, chg0, dis0 = self.exp_t[chs], self.chg[chs], self.dis[chs]
-            cyc, pcs = self.cycle[chs], self.pc[chs]
-            whole = whole and fresh  # all of every phase
-            if fresh:
-                el = np.zeros(chs.size)
-            first = fresh
+        if self.keep_records:  # the records of every segment, in one batch
+            seg_t = p.seg_t
+            n_seg = seg_t.shape[0]
+            offset = np.cumsum(seg_t, axis=0) - seg_t  # segment starts (S, m)
             gained = np.maximum(p.passed, 0.0)
-            for s in range(p.seg_t.shape[0]):
-                seg_t, off = p.seg_t[s], offset[s]
-                if whole:
-                    start, upto, ends = None, seg_t, p.seg_done[s]
-                else:
-                    stop = off + seg_t
-                    ends = p.seg_done[s] & (fin | (stop <= new_el)) & (first | (stop > el))
-                    start = np.minimum(np.maximum(el - off, 0.0), seg_t)
-                    upto = np.minimum(np.maximum(new_el - off, 0.0), seg_t)
-                self._records(p.coefs[s], chs, t0 + off, upto, ends,
-                              (cyc, pcs + s, chg0, dis0), pending, start)  # fmt: skip
-                chg0 = chg0 + gained[s]
-                dis0 = dis0 + (gained[s] - p.passed[s])
+            # charge and discharge counters at every segment's start (summed in order)
+            counters = np.empty((2, n_seg, chs.size))
+            counters[0, 0], counters[1, 0] = self.chg[chs], self.dis[chs]
+            counters[0, 1:] = gained[:-1]
+            np.subtract(gained[:-1], p.passed[:-1], out=counters[1, 1:])
+            np.cumsum(counters, axis=1, out=counters)
+            if fresh and whole:  # all of every phase
+                start, upto, ends = None, seg_t, p.seg_done
+            else:
+                stop = offset + seg_t
+                ends = p.seg_done & (fin | (stop <= new_el))
+                if not fresh:
+                    ends &= stop > el
+                start = np.minimum(np.maximum((0.0 if fresh else el) - offset, 0.0), seg_t)
+                upto = np.minimum(np.maximum(new_el - offset, 0.0), seg_t)
+            steps = self.pc[chs] + np.arange(n_seg)[:, None]
+            cycles = np.broadcast_to(self.cycle[chs], steps.shape)
+            self._records(p.coefs, chs, self.exp_t[chs] + offset, upto, ends,
+                          (cycles, steps, counters[0], counters[1]), pending, start)  # fmt: skip
         if np.count_nonzero(fin) == chs.size:
             self._finish(chs, p, left, rem)
             return
@@ -593,7 +594,7 @@ class Executor:
     # --- records ---------------------------------------------------------------------
     def _records(
         self,
-        coef: np.ndarray,
+        coefs: np.ndarray,
         chs: np.ndarray,
         t0: np.ndarray,
         end_t: np.ndarray,
@@ -602,10 +603,11 @@ class Executor:
         pending: RecordBatch,
         start: np.ndarray | None = None,
     ) -> None:
-        """Schedule the records of one step segment (from ``start`` s into it) and
-        reserve their numbers."""
+        """Schedule the records of the step segments ``coefs`` (S, NC, m) of channels
+        ``chs`` (per-segment arrays (S, m); from ``start`` s into each) and reserve
+        their numbers."""
         counts = pending.schedule(
-            coef, chs, self.rec_count[chs], t0, self.rec_dt[chs], end_t, step_done, where,
+            coefs, chs, self.rec_count[chs], t0, self.rec_dt[chs], end_t, step_done, where,
             start,
         )  # fmt: skip
         self.rec_count[chs] += counts

@@ -22,7 +22,7 @@ import numpy as np
 
 from voltloop.drivers.records import SAMPLE_DTYPE
 from voltloop.drivers.sim.chemistry import OcpTable
-from voltloop.drivers.sim.phases import C, trajectory
+from voltloop.drivers.sim.phases import NC, C, trajectory
 from voltloop.drivers.sim.record_buffer import RecordBuffer
 
 #: Records evaluated together at most (about; whole segments), see RecordBatch.flush.
@@ -94,7 +94,7 @@ class RecordBatch:
 
     def schedule(
         self,
-        coef: np.ndarray,
+        coefs: np.ndarray,
         chs: np.ndarray,
         first: np.ndarray,
         t0: np.ndarray,
@@ -104,25 +104,29 @@ class RecordBatch:
         where: tuple[np.ndarray, ...],
         start: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Schedule one segment per channel in ``chs`` (arrays shape (n,)).
+        """Schedule S consecutive segments of every channel in ``chs`` (m,).
 
-        ``coef`` (NC, n) is the segment's closed form from its start; ``first`` the
-        number of its first record; ``t0`` the test time at its start; ``dt`` the
-        record interval; ``end_t`` the time spent in it (up to the end of this part); ``step_done``
-        whether the step ended there; ``where`` (cycle, step, charge and discharge counters at its
-        start); ``start`` (default 0) the time into the segment from which records are
-        due (a segment split by the end of an advance is scheduled in parts, from its
-        own start each time, so its records do not depend on the split). Returns the
-        number of records of each segment.
+        ``coefs`` (S, NC, m) are the segments' closed forms from their starts; ``first``
+        (m,) the number of each channel's first record; per segment, shape (S, m):
+        ``t0`` the test time at its start, ``end_t`` the time spent in it (up to the
+        end of this part), ``step_done`` whether the step ended there, ``where``
+        (cycle, step, charge and discharge counters at its start), ``start`` (default
+        0) the time into the segment from which records are due (a segment split by
+        the end of an advance is scheduled in parts, from its own start each time, so
+        its records do not depend on the split); ``dt`` (m,) the record interval.
+        Returns the number of records of each channel (m,).
         """
         k0 = np.floor((t0 if start is None else t0 + start) / dt + 1e-9)
         k1 = np.floor((t0 + end_t) / dt + 1e-9)
         n_reg = k1 - k0
         on_grid = np.abs((t0 + end_t) - k1 * dt) < 1e-6
         extra = step_done & ~(on_grid & (n_reg > 0))
-        meta = np.empty((_SEG_FIELDS, chs.size))
+        counts = n_reg + extra
+        n_seg, m = counts.shape
+        meta = np.empty((_SEG_FIELDS, n_seg, m))
         meta[_S_CH] = chs
-        meta[_S_REC] = first
+        np.cumsum(counts, axis=0, out=meta[_S_REC])
+        meta[_S_REC] += first - counts  # numbers follow on from segment to segment
         meta[_S_T0] = t0
         meta[_S_CYCLE], meta[_S_STEP], meta[_S_CHG], meta[_S_DIS] = where
         meta[_S_K0] = k0
@@ -130,8 +134,9 @@ class RecordBatch:
         meta[_S_NREG] = n_reg
         meta[_S_EXTRA] = extra
         meta[_S_END] = end_t
-        self._parts.append((meta, coef))
-        return (n_reg + extra).astype(np.int64)
+        coef = coefs[0] if n_seg == 1 else coefs.transpose(1, 0, 2).reshape(NC, -1)
+        self._parts.append((meta.reshape(_SEG_FIELDS, -1), coef))
+        return counts.sum(axis=0).astype(np.int64)
 
     def flush(
         self,
