@@ -44,10 +44,18 @@ from typing import Any
 
 import numpy as np
 
+from voltloop.drivers.sim import phase_end
 from voltloop.drivers.sim.cell_model import ROW, CellBank
 from voltloop.drivers.sim.chemistry import GAS_CONSTANT, KELVIN, OcpTable
 from voltloop.drivers.sim.cv_hold import linearise_cv
 from voltloop.drivers.sim.degradation import ageing_rates, apply_ageing, sei_growth
+from voltloop.drivers.sim.phase_end import (
+    first_crossing,
+    flat,
+    refine_cutoff,
+    regula_falsi,
+    safety_time,
+)
 
 BUDGET, TIME, CUTOFF, SAFETY, RANGE = 0, 1, 2, 3, 4
 GRID = 10
@@ -164,24 +172,6 @@ def point_resistances(d: np.ndarray, q: np.ndarray, temp: np.ndarray) -> np.ndar
     return r
 
 
-def _cross_time(tau: np.ndarray, excess: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Linear interpolation of the crossing time inside grid interval (k-1, k]."""
-    rows = np.arange(tau.shape[0])
-    kl = np.maximum(k - 1, 0)
-    e0, e1 = excess[rows, kl], excess[rows, k]
-    t0, t1 = tau[rows, kl], tau[rows, k]
-    w = np.where(e1 - e0 > 1e-15, -e0 / np.where(e1 - e0 > 1e-15, e1 - e0, 1.0), 1.0)
-    return np.where(k == 0, 0.0, t0 + np.clip(w, 0.0, 1.0) * (t1 - t0))
-
-
-def _first_crossing(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First grid index where ``excess`` (n, K+1) is >= 0: (found, k) with k >= 0."""
-    pos = excess >= 0.0
-    k = np.argmax(pos, axis=1)
-    found = pos[np.arange(pos.shape[0]), k]
-    return found, k
-
-
 class Phase:
     """A chain of consecutive steps for slots ``sel``, solved at once (decisions 0033,
     0037): each step is a segment that starts from the end state of the one before
@@ -295,10 +285,16 @@ class Phase:
             direction = np.where(has_cut, np.where(i0 > 0, 1.0, -1.0), 0.0)
             excess = direction[:, :, None] * (v - np.where(has_cut, v_cut, 0.0)[:, :, None])
             excess[~has_cut] = -1.0
-            found, k = _first_crossing(_flat(excess))
+            flat_excess = flat(excess)
+            found, k = first_crossing(flat_excess)
             if np.count_nonzero(found):
-                tg = _flat(offset[:, :, None] + tau)
-                t_cut = _regula_falsi(tg, _flat(excess), k)
+                tg = flat(offset[:, :, None] + tau)
+                t_cut = regula_falsi(tg, flat_excess, k)
+                if phase_end.CUTOFF_REFINE:
+                    t_cut = refine_cutoff(
+                        lambda c, t: trajectory(tables, c, t)[0],
+                        coefs, tau, flat_excess, direction, v_cut, found, k, offset, t_cut,
+                    )  # fmt: skip
                 end_t = np.where(found, np.minimum(t_cut, end_t), end_t)
                 code = np.where(found, CUTOFF, code)
                 seg_end = np.where(found, k // (GRID + 1), seg_end)
@@ -306,12 +302,12 @@ class Phase:
         v_lo, v_hi, t_hi = limits
         checked = active[:, :, None]
         bad = ((v >= v_hi[:, None]) | (v <= v_lo[:, None])) & (checked & ~cv[:, :, None])
-        bad = _flat(bad)
+        bad = flat(bad)
         bad &= k_cut[:, None] > np.arange(used * (GRID + 1))
-        bad |= _flat((temp >= t_hi[:, None]) & checked)
+        bad |= flat((temp >= t_hi[:, None]) & checked)
         if np.count_nonzero(bad):
-            tg = _flat(offset[:, :, None] + tau)
-            t_safe, k_safe = _safety_time(tg, v, temp, cv, active, k_cut, limits)
+            tg = flat(offset[:, :, None] + tau)
+            t_safe, k_safe = safety_time(tg, v, temp, cv, active, k_cut, limits)
             tripped = t_safe <= end_t
             end_t = np.where(tripped, t_safe, end_t)
             code = np.where(tripped, SAFETY, code)
@@ -382,11 +378,6 @@ def segment_ageing(inc: np.ndarray, t_max: np.ndarray, t: np.ndarray) -> np.ndar
     np.minimum(w, 1.0, out=w)
     np.maximum(w, 0.0, out=w)
     return np.einsum("pnk,nk->pn", inc, w)  # 2-3x cheaper than (inc * w).sum
-
-
-def _flat(x: np.ndarray) -> np.ndarray:
-    """(S, n, K+1) -> (n, S*(K+1)): each slot's segments one after the other."""
-    return x.transpose(1, 0, 2).reshape(x.shape[1], -1)
 
 
 def _segment(
@@ -483,53 +474,6 @@ def _segment(
     if any_cv:
         code = np.where(cv & (t_cv <= t_lim), CUTOFF, code)
     return t_max, code
-
-
-def _regula_falsi(tau: np.ndarray, excess: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """One regula falsi step on the bracketing grid interval (k-1, k] of the cut-off."""
-    rows = np.arange(tau.shape[0])
-    kl = np.maximum(k - 1, 0)
-    a, b = tau[rows, kl], tau[rows, k]
-    fa, fb = excess[rows, kl], excess[rows, k]
-    denom = np.where(np.abs(fb - fa) > 1e-15, fb - fa, 1.0)
-    t = np.clip(a - fa * (b - a) / denom, a, b)
-    return np.where(k == 0, 0.0, t)
-
-
-def _safety_time(
-    tg: np.ndarray,
-    v: np.ndarray,
-    temp: np.ndarray,
-    cv: np.ndarray,
-    active: np.ndarray,
-    k_cut: np.ndarray,
-    limits: tuple[np.ndarray, np.ndarray, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    """First phase time a safety limit is crossed on the grid (inf if never) and its
-    flat grid index; ``tg`` (n, S*(K+1)) are the grid times along the segments, ``v``
-    and ``temp`` (S, n, K+1). Voltage limits apply only before the phase's own
-    cut-off and never to CV segments."""
-    v_lo, v_hi, t_hi = limits
-    shape = v.shape
-    volt_ok = _flat(np.broadcast_to((active & ~cv)[:, :, None], shape))
-    temp_ok = _flat(np.broadcast_to(active[:, :, None], shape))
-    t_safe = np.full(v.shape[1], np.inf)
-    k_safe = np.zeros(v.shape[1], dtype=np.intp)
-    for excess, ok, voltage in (
-        (v - v_hi[:, None], volt_ok, True),
-        (v_lo[:, None] - v, volt_ok, True),
-        (temp - t_hi[:, None], temp_ok, False),
-    ):
-        excess = np.where(ok, _flat(excess), -1.0)
-        found, k = _first_crossing(excess)
-        if voltage:  # a cut-off inside the limits ends the phase first
-            found &= k < k_cut
-        if np.count_nonzero(found):
-            t = _cross_time(tg, excess, k)
-            first = found & (t < t_safe)
-            t_safe = np.where(first, t, t_safe)
-            k_safe = np.where(first, k, k_safe)
-    return t_safe, k_safe
 
 
 def _end_state(c: np.ndarray, t: np.ndarray, resistances: bool = False) -> tuple:

@@ -199,9 +199,11 @@ def test_cutoff_inside_a_chain_ends_the_phase_there() -> None:
     assert lab.status(0).state == ChannelState.COMPLETED
     rec = lab.records(0, 0, 10**6)
     dis = rec[rec["step"] == 2]
-    # ended on the steep end of discharge (the one-step crossing estimate on the
-    # grid stops short of 2.0 V there), far from its 2-h limit
-    assert dis["voltage_V"][-1] < 2.3 and dis["voltage_V"][:-1].min() > 2.0
+    # ended at its cut-off on the steep end of discharge (the crossing is refined on
+    # the closed form; the grid's straight line alone stopped at ~2.2 V), far from
+    # its 2-h limit
+    assert abs(dis["voltage_V"][-1] - 2.0) < 0.01 and dis["voltage_V"][:-1].min() > 2.0
     assert 1.0 < dis["discharge_Ah"][-1] < 1.15 and dis["t_s"][-1] - dis["t_s"][0] < 3700
     rest = rec[rec["step"] == 3]
-    assert np.all(np.abs(rest["current_A"]) < 1e-3) and rest["voltage_V"][-1] > 2.05
+    assert np.all(np.abs(rest["current_A"]) < 1e-3)
+    assert rest["voltage_V"][-1] > dis["voltage_V"][-1] + 0.02  # relaxes upwards
