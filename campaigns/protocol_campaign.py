@@ -416,6 +416,14 @@ class ProtocolCampaign(CampaignBase):
     kind: Literal[CampaignKind.PROTOCOL] = CampaignKind.PROTOCOL
     space: ProtocolSpace
     cycling: FixedCycle
+    replicates: bool = Field(
+        default=True,
+        description=(
+            "A later round may put another cell on a protocol already tested when the "
+            "acquisition rates it highest (a replicate, as in Attia et al.'s closed loop); "
+            "false tests each protocol of a pool at most once."
+        ),
+    )
 
     @model_validator(mode="after")
     def _protocol_rules(self) -> Self:

@@ -28,7 +28,7 @@ from voltloop.campaigns.protocol_campaign import ProtocolCampaign
 from voltloop.db.engine import mask_url, read_session
 from voltloop.db.migrate import init_database, open_database
 from voltloop.db.models import Cycle, Event, Experiment, Round
-from voltloop.orchestrator.context import EngineContext, EngineSettings, StepResult
+from voltloop.orchestrator.context import EngineContext, EngineSettings, StepKind, StepResult
 from voltloop.orchestrator.engine import CampaignEngine, experiments_by_status, register_campaign
 from voltloop.orchestrator.ports import LifetimePredictor
 from voltloop.orchestrator.simulated_operator import SimulatedOperator, cell_seed
@@ -40,15 +40,15 @@ KIND_EXAMPLES = {CampaignKind.PROTOCOL: "protocol.toml", CampaignKind.MATERIALS:
 TRUTH_MAX_CYCLES = 4000
 #: How long a simulated channel waits at an EIS checkpoint for the host (virtual s).
 EIS_WAIT_S = 7 * 86_400.0
-#: Virtual seconds per wall second. A finite pace couples host latency to virtual
-#: time the way a real lab does: the ~0.1-0.3 s an EIS checkpoint takes the host
-#: becomes tens of virtual minutes (a real 10 kHz-10 mHz sweep takes ~15-30 min),
-#: not the days an unpaced simulator would let pass, which would stretch checkpoint
-#: cycles far beyond anything in the lifetime model's training history.
-DRY_RUN_SPEED = 20_000.0
-#: Materials dry runs have no early-life predictor whose features checkpoint rests
-#: could distort (their metrics leave checkpoint steps out), so they run 5x faster.
-MATERIALS_DRY_RUN_SPEED = 100_000.0
+#: Virtual time the simulated lab advances between two of the host's poll sweeps.
+#: A dry run drives the simulated lab's clock itself, in lockstep with the engine:
+#: poll sweep, advance one step, poll sweep... so nothing in virtual time depends on
+#: how fast the host or the machine is (the same seed gives the same campaign), and
+#: the run goes as fast as the host and the simulator can. The step is the one the
+#: pretraining history is simulated with (drivers/sim/history.py ``CHUNK_S``): a cell
+#: then rests at an EIS checkpoint, and runs past its early-prediction cycle, as long
+#: as the history's cells did (up to one step).
+DRY_RUN_STEP_S = 4 * 3600.0
 
 
 class DryRunError(ValueError):
@@ -215,7 +215,7 @@ def run_dry_run(
     predictor: LifetimePredictor | None = None,
     on_step: Callable[[StepResult], None] | None = None,
     use_prefect: bool = False,
-    poll_interval_s: float = 0.05,
+    poll_interval_s: float = 0.0,
     history_cells: int | None = None,
     on_history: Callable[[int, int], None] | None = None,
     surrogate: Any = None,
@@ -254,11 +254,19 @@ def run_dry_run(
     instruments = serve_lab(
         lab,
         link="tcp",
-        speed=kind_run.speed,
+        speed=None,  # sweeps stream at once; the cell rests until the host resumes it
         fault_rate=faults,
         seed=spec.seed,
-        paced_eis=False,  # the host waits for no sweep; the cell rests until it is done
+        clock=False,  # the lab advances in lockstep with the engine (DRY_RUN_STEP_S)
     )
+    user_on_step = on_step
+
+    def on_step(result: StepResult) -> None:
+        if result.kind in (StepKind.POLL, StepKind.WAIT):  # the instruments had their turn
+            lab.advance(DRY_RUN_STEP_S)
+        if user_on_step is not None:
+            user_on_step(result)
+
     cycler = CyclerDriver(instruments.cycler.url, timeout_s=spec.instruments.timeout_s)
     potentiostat, eis_spec = _potentiostat(spec, instruments)
     try:
@@ -306,8 +314,6 @@ class _ProtocolDryRun:
     """The protocol-campaign parts of a dry run (the materials ones are in
     orchestrator/materials_dry_run.py)."""
 
-    speed = DRY_RUN_SPEED
-
     def __init__(self, spec: ProtocolCampaign, predictor: LifetimePredictor | None):
         self.spec = spec
         self.predictor = predictor
@@ -316,9 +322,8 @@ class _ProtocolDryRun:
         """Nothing to check beyond the spec itself."""
 
     def lab(self, channels: int, limits: Any) -> Any:
-        """The simulated lab. At full simulation speed an EIS pause must outlast the
-        host's round trip, so a channel waits for its checkpoint (a week of virtual
-        time) instead of skipping it."""
+        """The simulated lab. A channel waits for its EIS checkpoint (up to a week of
+        virtual time) instead of skipping it; in lockstep the host comes within one step."""
         from voltloop.drivers.sim.lab import SimulatedLab
 
         return SimulatedLab(

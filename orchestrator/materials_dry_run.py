@@ -103,12 +103,6 @@ class MaterialsDryRun:
 
     predictor = None  # the objective is measured at the fixed test cycle
 
-    @property
-    def speed(self) -> float:
-        from voltloop.orchestrator.dry_run import MATERIALS_DRY_RUN_SPEED
-
-        return MATERIALS_DRY_RUN_SPEED
-
     def __init__(self, spec: MaterialsCampaign, settings: SurrogateSettings | None = None):
         self.spec = spec
         self.settings = settings
@@ -161,7 +155,7 @@ class MaterialsDryRun:
             channel_count=channels,
             seed=self.spec.seed,
             limits=limits,
-            eis_timeout_s=EIS_WAIT_S * 5,  # the same wall time as protocol runs at 5x pace
+            eis_timeout_s=EIS_WAIT_S,
             material_mapping=self.cell_format,
         )
 

@@ -62,6 +62,7 @@ class ProtocolProposer:
             maximise=objective.direction == Direction.MAXIMIZE,
             constraints=constraints,
             seed=spec.seed,
+            exclude_observed=not spec.replicates,
         )
 
     def _matrix(self, rows: Sequence[dict[str, float]]) -> np.ndarray:

@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         code = getattr(exc, "exit_code", None)
         if _state["debug"] or not isinstance(code, int):
             raise
-        console.print(Text("error: ", style="bold red") + Text(str(exc)))
+        # never wrapped: a file path or URL in the message must stay copyable and greppable
+        console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         sys.exit(code)
     sys.exit(result if isinstance(result, int) else 0)

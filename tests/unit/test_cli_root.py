@@ -68,3 +68,17 @@ def test_known_numerical_notices_are_quiet_and_others_are_not() -> None:
         ]:
             warnings.warn_explicit(message, RuntimeWarning, "f.py", 1, module=module)
     assert [str(w.message)[:20] for w in seen] == ["A not p.d., added ji", "something a user sho"]
+
+
+def test_an_error_naming_a_long_path_is_printed_on_one_line(tmp_path) -> None:
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "campaign.toml"
+    result = subprocess.run(
+        [sys.executable, "-c", "from voltloop.orchestrator.cli import main; main()"]
+        + ["dry-run", str(deep), "--no-prefect", "--db", f"sqlite:///{tmp_path / 'x.db'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "80"},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert str(deep) in result.stderr  # not broken across lines at the terminal's width
