@@ -11,9 +11,9 @@ from voltloop.orchestrator.proposing import ProtocolProposer
 
 
 def _observations(proposer: ProtocolProposer) -> list[Observation]:
-    """Noisy early predictions over 24 protocols: life grows with CC1, peaks at one."""
+    """Noisy early predictions over all but the last 4 protocols of the pool."""
     rng = np.random.default_rng(0)
-    pool = proposer.space.candidates[:: max(1, proposer.space.size // 24)][:24]
+    pool = proposer.space.candidates[:-4]
     rows = []
     for i, x in enumerate(pool):
         parameters = dict(zip(proposer.names, map(float, x), strict=True))
@@ -39,12 +39,12 @@ def test_replicates_let_a_later_batch_retest_and_off_forbids_it() -> None:
             observations=observed,
             pending=[],
             tested=[o.parameters for o in observed],
-            q=12,
+            q=8,
             seed=1,
         )
         tested = {tuple(sorted(o.parameters.items())) for o in observed}
         again = [p for p in batch.proposals if tuple(sorted(p.parameters.items())) in tested]
-        if replicates:
-            assert again, "no observed protocol was proposed again"
+        if replicates:  # the 4 untested protocols cannot fill a batch of 8 alone
+            assert len(batch.proposals) == 8 and len(again) >= 4
         else:
-            assert not again
+            assert not again and len(batch.proposals) == 4
