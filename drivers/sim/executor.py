@@ -20,7 +20,18 @@ import enum
 import numpy as np
 
 from voltloop.drivers.sim.cell_model import ROW, CellBank
-from voltloop.drivers.sim.degradation import apply_ageing, sei_growth
+from voltloop.drivers.sim.degradation import apply_ageing
+from voltloop.drivers.sim.op_tables import (
+    O_CV,
+    O_ICUT,
+    O_ISET,
+    O_KIND,
+    O_SPECIAL,
+    O_TIME,
+    O_VCUT,
+    O_VSET,
+    OpTables,
+)
 from voltloop.drivers.sim.open_phases import PHASE_MAX_S, OpenPhases, PhasePlan
 from voltloop.drivers.sim.phases import (
     AGED_ROWS,
@@ -30,8 +41,6 @@ from voltloop.drivers.sim.phases import (
     TIME,
     C,
     Phase,
-    end_state,
-    segment_ageing,
     trajectory,
 )
 from voltloop.drivers.sim.program import CompiledProtocol, OpKind
@@ -64,18 +73,12 @@ class RunState(enum.IntEnum):
 
 
 _RUNNING, _WAITING = int(RunState.RUNNING), int(RunState.WAITING_EIS)
-_CC, _CV, _SCAN, _EIS = int(OpKind.CC), int(OpKind.CV), int(OpKind.SCAN), int(OpKind.EIS)
-_REST = int(OpKind.REST)
+_SCAN, _EIS = int(OpKind.SCAN), int(OpKind.EIS)
 _TAG, _LOOP = int(OpKind.TAG), int(OpKind.LOOP)
 #: Which run states advance with the clock (indexed by RunState value).
 _LIVE_STATE = np.array([s in (RunState.RUNNING, RunState.WAITING_EIS) for s in RunState])
-#: Rows of the executor's op table ``k_ops`` (n_fields, n_channels, max_ops + 1).
-_OP_FIELDS = 8
-_O_KIND, _O_TIME, _O_ISET, _O_VSET, _O_VCUT, _O_ICUT, _O_CV, _O_SPECIAL = range(_OP_FIELDS)
-#: The op table entry of a chain segment that does not exist (a zero-length rest).
 _Q, _TEMP, _V1, _V2, _H = ROW["q"], ROW["temp"], ROW["v1"], ROW["v2"], ROW["h"]
 _THROUGHPUT = ROW["throughput"]
-_NO_OP = np.array([_REST, 0.0, 0.0, 0.0, np.nan, np.nan, 0.0, 0.0])[:, None, None]
 
 
 class Executor:
@@ -102,22 +105,11 @@ class Executor:
         # per channel and experiment: the key of its sensor-noise stream (record_batch)
         self.noise_key = np.zeros(n, dtype=np.uint64)
         self._ar = np.arange(n)
-        self.k_kind = np.full((n, max_ops + 1), int(OpKind.TAG), dtype=np.int8)
-        self.k_value = np.zeros((n, max_ops + 1))
-        self.k_time = np.full((n, max_ops + 1), np.inf)
-        self.k_volt = np.full((n, max_ops + 1), np.nan)
-        self.k_curr = np.full((n, max_ops + 1), np.nan)
-        self.k_target = np.full((n, max_ops + 1), -1, dtype=np.int64)
-        self.k_count = np.zeros((n, max_ops + 1), dtype=np.int64)
-        self.n_ops = np.zeros(n, dtype=np.int64)
-        # per (channel, op): True for ops that take no time (tag, loop, EIS entry, end)
-        self.k_zero = np.ones((n, max_ops + 1), dtype=bool)
-        # per (channel, op): how many consecutive steps one phase may solve from there
-        self.k_chain = np.ones((n, max_ops + 1), dtype=np.int64)
-        # what a phase solve needs of each op, gathered in one call (rows _O_*)
-        self.k_ops = np.zeros((_OP_FIELDS, n, max_ops + 1))
-        self.k_ops[_O_VCUT] = self.k_ops[_O_ICUT] = np.nan
-        self.k_ops[_O_TIME] = np.inf
+        self.table = OpTables(n, max_ops)  # the channels' programs (op_tables.py)
+        t = self.table
+        self.k_kind, self.k_value, self.k_time, self.k_volt = t.kind, t.value, t.time, t.volt
+        self.k_curr, self.k_target, self.k_count, self.n_ops = t.curr, t.target, t.count, t.n_ops
+        self.k_zero, self.k_chain, self.k_ops = t.zero, t.chain, t.ops
         self.rec_dt = np.full(n, 10.0)
         self.limits = np.array([[0.0], [5.0], [80.0]]).repeat(n, axis=1)  # (3, n)
         self.v_lo, self.v_hi, self.t_hi = self.limits  # row views: V, V, degC
@@ -146,42 +138,7 @@ class Executor:
     # --- control ---------------------------------------------------------------------
     def start(self, ch: int, prog: CompiledProtocol) -> None:
         """Load ``prog`` into channel ``ch`` and start it at t = 0 (record 0 at rest)."""
-        k = prog.n_ops
-        self.k_kind[ch, :] = int(OpKind.TAG)
-        self.k_kind[ch, :k] = prog.kind
-        self.k_value[ch, :k] = prog.value
-        self.k_time[ch, :k] = prog.until_time
-        self.k_volt[ch, :k] = prog.until_voltage
-        self.k_curr[ch, :k] = prog.until_current
-        self.k_target[ch, :k] = prog.loop_target
-        self.k_count[ch, :k] = prog.loop_count
-        self.n_ops[ch] = k
-        kind = prog.kind.astype(np.int64)
-        self.k_zero[ch, :] = True
-        self.k_zero[ch, :k] = np.isin(kind, (_TAG, _LOOP, _EIS))
-        ops = self.k_ops[:, ch]
-        ops[:] = 0.0
-        ops[_O_VCUT] = ops[_O_ICUT] = np.nan
-        ops[_O_TIME] = np.inf
-        ops[_O_KIND, :k] = kind
-        ops[_O_TIME, :k] = prog.until_time
-        cc, cv = kind == _CC, kind == _CV
-        ops[_O_ISET, :k] = np.where(cc, prog.value, 0.0)
-        ops[_O_VSET, :k] = np.where(cv, prog.value, 0.0)
-        ops[_O_VCUT, :k] = np.where(cc, prog.until_voltage, np.nan)
-        ops[_O_ICUT, :k] = np.where(cv, prog.until_current, np.nan)
-        ops[_O_CV, :k] = cv | (kind == _SCAN)
-        ops[_O_SPECIAL, :k] = (kind == _SCAN) | (kind == _EIS)
-        self.k_chain[ch, :] = 1
-        for i in range(k - 2, -1, -1):  # chains of steps solved in one phase (0033, 0037)
-            ends_known = (kind[i] in (_CC, _REST) and np.isfinite(prog.until_time[i])) or (
-                kind[i] == _CV
-                and (np.isfinite(prog.until_time[i]) or np.isfinite(prog.until_current[i]))
-            )
-            # a chain continues into CC and rest steps; each starts from the end state
-            # of the step before with that step's ageing applied, as a separate solve
-            if ends_known and kind[i + 1] in (_CC, _REST):
-                self.k_chain[ch, i] = min(self.k_chain[ch, i + 1] + 1, MAX_CHAIN)
+        self.table.load(ch, prog, MAX_CHAIN)
         self.rec_dt[ch] = prog.record_interval_s
         self.limits[:, ch] = prog.v_lo, prog.v_hi, prog.max_temperature_C
         self.max_cap[ch] = prog.max_capacity_Ah
@@ -210,8 +167,10 @@ class Executor:
             np.ones((1, 1)), (np.full(1, -np.inf), np.full(1, np.inf), np.full(1, np.inf)),
         )  # fmt: skip
         pending = RecordBatch()
-        self._records(phase.coefs, sel, zero, zero, np.ones((1, 1), bool),
-                      (self.cycle[sel][None], self.pc[sel][None], zero, zero), pending)  # fmt: skip
+        self.rec_count[sel] += pending.schedule(
+            phase.coefs, sel, self.rec_count[sel], zero, self.rec_dt[sel], zero,
+            np.ones((1, 1), bool), (self.cycle[sel][None], self.pc[sel][None], zero, zero),
+        )  # fmt: skip
         self._flush(pending)
 
     def halt(self, ch: int, state: RunState, reason: str | None = None) -> None:
@@ -347,21 +306,15 @@ class Executor:
                 self.waited[chs[~go]] += 1
                 chs, pcs, chain = chs[go], pcs[go], chain[go]
         self.waited[chs] = 0
-        if n_seg > 1:
-            valid = np.arange(n_seg)[:, None] < chain  # (S, n)
-            seg_pcs = np.where(valid, pcs + np.arange(n_seg)[:, None], pcs)
-            ops = np.where(valid, self.k_ops[:, chs, seg_pcs], _NO_OP)  # (F, S, n)
-        else:
-            valid = None
-            ops = self.k_ops[:, chs, pcs][:, None, :]
+        ops, valid = self.table.segments(chs, pcs, chain, n_seg)  # (F, S, m)
         step_t = self.step_t[chs]
-        k_time = ops[_O_TIME, 0]
-        t_left = ops[_O_TIME].copy()
+        k_time = ops[O_TIME, 0]
+        t_left = ops[O_TIME].copy()
         t_left[0] -= step_t
-        v_set = ops[_O_VSET]
+        v_set = ops[O_VSET]
         any_scan = any_eis = False
-        if np.count_nonzero(ops[_O_SPECIAL, 0]):
-            kind = ops[_O_KIND, 0]
+        if np.count_nonzero(ops[O_SPECIAL, 0]):
+            kind = ops[O_KIND, 0]
             is_scan, is_eis = kind == _SCAN, kind == _EIS
             any_scan, any_eis = np.count_nonzero(is_scan) > 0, np.count_nonzero(is_eis) > 0
         if any_scan:  # staircase: CV segments of SCAN_SEGMENTS per sweep
@@ -380,11 +333,11 @@ class Executor:
         phase = Phase(
             self.bank,
             chs,
-            ops[_O_CV] > 0.0,
-            ops[_O_ISET],
+            ops[O_CV] > 0.0,
+            ops[O_ISET],
             v_set,
-            ops[_O_VCUT],
-            ops[_O_ICUT],
+            ops[O_VCUT],
+            ops[O_ICUT],
             self._phase_max[: chs.size],
             t_left,
             (limits[0], limits[1], limits[2]),
@@ -419,29 +372,12 @@ class Executor:
         new_el = np.where(fin, p.end_t, avail if fresh else el + avail)
         whole = np.count_nonzero(fin) == chs.size
         if self.keep_records:  # the records of every segment, in one batch
-            seg_t = p.seg_t
-            n_seg = seg_t.shape[0]
-            offset = np.cumsum(seg_t, axis=0) - seg_t  # segment starts (S, m)
-            gained = np.maximum(p.passed, 0.0)
-            # charge and discharge counters at every segment's start (summed in order)
-            counters = np.empty((2, n_seg, chs.size))
-            counters[0, 0], counters[1, 0] = self.chg[chs], self.dis[chs]
-            counters[0, 1:] = gained[:-1]
-            np.subtract(gained[:-1], p.passed[:-1], out=counters[1, 1:])
-            np.cumsum(counters, axis=1, out=counters)
-            if fresh and whole:  # all of every phase
-                start, upto, ends = None, seg_t, p.seg_done
-            else:
-                stop = offset + seg_t
-                ends = p.seg_done & (fin | (stop <= new_el))
-                if not fresh:
-                    ends &= stop > el
-                start = np.minimum(np.maximum((0.0 if fresh else el) - offset, 0.0), seg_t)
-                upto = np.minimum(np.maximum(new_el - offset, 0.0), seg_t)
-            steps = self.pc[chs] + np.arange(n_seg)[:, None]
-            cycles = np.broadcast_to(self.cycle[chs], steps.shape)
-            self._records(p.coefs, chs, self.exp_t[chs] + offset, upto, ends,
-                          (cycles, steps, counters[0], counters[1]), pending, start)  # fmt: skip
+            part = None if fresh and whole else (el, new_el, fin)
+            counts = pending.schedule_plan(
+                p, chs, self.rec_count[chs], self.exp_t[chs], self.rec_dt[chs],
+                (self.cycle[chs], self.pc[chs], self.chg[chs], self.dis[chs]), part,
+            )  # fmt: skip
+            self.rec_count[chs] += counts
         if np.count_nonzero(fin) == chs.size:
             self._finish(chs, p, left, rem)
             return
@@ -459,11 +395,7 @@ class Executor:
 
     def _at(self, chs: np.ndarray, p: PhasePlan, el: np.ndarray) -> None:
         """Write the state ``el`` s into the phases ``p`` to the cells of ``chs``."""
-        offset = np.cumsum(p.seg_t, axis=0) - p.seg_t
-        reached = (offset <= el) & (np.arange(offset.shape[0])[:, None] <= p.seg_end)
-        cur = np.maximum(reached.sum(axis=0) - 1, 0)
-        rows = np.arange(chs.size)
-        q, temp, v1, v2, h = end_state(p.coefs[cur, :, rows].T, el - offset[cur, rows])
+        q, temp, v1, v2, h = p.state_at(el)
         data = self.bank.data
         data[_Q, chs], data[_TEMP, chs], data[_V1, chs], data[_V2, chs], data[_H, chs] = (
             q, temp, v1, v2, h
@@ -538,21 +470,10 @@ class Executor:
         chs = np.array([ch])
         p = self.open.gather(chs)
         el = self.open.el[ch]
-        offset = np.cumsum(p.seg_t, axis=0) - p.seg_t
-        seg_el = np.minimum(np.maximum(el - offset, 0.0), p.seg_t)  # (S, 1)
-        # the segment under way (as in _at): the aged fields at its start, plus its
-        # ageing up to the interruption
-        reached = (offset[:, 0] <= el) & (np.arange(offset.shape[0]) <= p.seg_end[0])
-        cur = max(int(np.count_nonzero(reached)) - 1, 0)
         d = self.bank.data[:, chs]
-        d[AGED_ROWS] = p.aged[cur]
-        ageing = sei_growth(d, segment_ageing(p.age_inc[:, cur], p.t_max[cur], seg_el[cur]))
-        g = (1.0 - np.exp(p.coefs[:, 0] * seg_el)) * p.coefs[:, C["inv_a"]]
-        g += p.coefs[:, C["is_lin"]] * seg_el
-        passed = p.coefs[:, C["kq"]] * g  # (S, 1)
-        d[_THROUGHPUT] += np.abs(passed[cur])
-        apply_ageing(d, d[_Q].copy(), *ageing)
+        passed = p.age_until(d, el)  # (S, 1)
         self.bank.data[:, chs] = d
+        offset = np.cumsum(p.seg_t, axis=0) - p.seg_t
         n_done = int((p.seg_done & (offset + p.seg_t <= el)).sum())
         self.step_t[ch] = self.step_t[ch] + el if n_done == 0 else el - offset[n_done, 0]
         self.pc[ch] += n_done
@@ -592,26 +513,6 @@ class Executor:
         return out
 
     # --- records ---------------------------------------------------------------------
-    def _records(
-        self,
-        coefs: np.ndarray,
-        chs: np.ndarray,
-        t0: np.ndarray,
-        end_t: np.ndarray,
-        step_done: np.ndarray,
-        where: tuple[np.ndarray, ...],
-        pending: RecordBatch,
-        start: np.ndarray | None = None,
-    ) -> None:
-        """Schedule the records of the step segments ``coefs`` (S, NC, m) of channels
-        ``chs`` (per-segment arrays (S, m); from ``start`` s into each) and reserve
-        their numbers."""
-        counts = pending.schedule(
-            coefs, chs, self.rec_count[chs], t0, self.rec_dt[chs], end_t, step_done, where,
-            start,
-        )  # fmt: skip
-        self.rec_count[chs] += counts
-
     def _flush(self, pending: RecordBatch) -> None:
         """Evaluate all scheduled records of one advance and append them per channel."""
         pending.flush(self.bank.tables, self.noise_key, self.noise, self.buffers)

@@ -21,7 +21,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from voltloop.drivers.sim.phases import AGED_ROWS, GRID, NC, Phase
+from voltloop.drivers.sim.cell_model import ROW
+from voltloop.drivers.sim.degradation import apply_ageing, sei_growth
+from voltloop.drivers.sim.phases import (
+    AGED_ROWS,
+    GRID,
+    NC,
+    C,
+    Phase,
+    end_state,
+    segment_ageing,
+)
+
+_Q, _THROUGHPUT = ROW["q"], ROW["throughput"]
 
 #: Longest phase (s): a step longer than this (a long rest, a slow CC, an EIS wait) is
 #: planned in parts of this length counted from the step's own start, so the parts do
@@ -59,6 +71,37 @@ class PhasePlan:
             ageing=self.ageing[:, idx], age_inc=self.age_inc[:, :, idx],
             aged=self.aged[:, :, idx], aged_end=self.aged_end[:, idx],
         )  # fmt: skip
+
+    def _segment_at(self, el: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Segment starts (S, m) and the segment under way ``el`` s into each plan (m,)."""
+        offset = np.cumsum(self.seg_t, axis=0) - self.seg_t
+        reached = (offset <= el) & (np.arange(offset.shape[0])[:, None] <= self.seg_end)
+        return offset, np.maximum(reached.sum(axis=0) - 1, 0)
+
+    def state_at(self, el: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(q, T, v1, v2, h), each (m,), ``el`` s into the plans (from the closed form of
+        the segment under way, which starts from the aged end of the one before)."""
+        offset, cur = self._segment_at(el)
+        rows = np.arange(cur.size)
+        return end_state(self.coefs[cur, :, rows].T, el - offset[cur, rows])
+
+    def age_until(self, d: np.ndarray, el: float) -> np.ndarray:
+        """End one plan (m = 1) ``el`` s into it: apply to the cell's fields ``d`` (NF, 1),
+        whose state is already there, the aged fields at the start of the segment under
+        way and that segment's ageing up to ``el``; returns the charge (Ah, + charging)
+        passed in every segment up to ``el``, shape (S, 1)."""
+        offset, cur_ = self._segment_at(np.array([el]))
+        cur = int(cur_[0])
+        seg_el = np.minimum(np.maximum(el - offset, 0.0), self.seg_t)  # (S, 1)
+        d[AGED_ROWS] = self.aged[cur]
+        ageing = sei_growth(d, segment_ageing(self.age_inc[:, cur], self.t_max[cur], seg_el[cur]))
+        c = self.coefs
+        g = (1.0 - np.exp(c[:, 0] * seg_el)) * c[:, C["inv_a"]]
+        g += c[:, C["is_lin"]] * seg_el
+        passed = c[:, C["kq"]] * g
+        d[_THROUGHPUT] += np.abs(passed[cur])
+        apply_ageing(d, d[_Q].copy(), *ageing)
+        return passed
 
 
 class OpenPhases:

@@ -17,6 +17,7 @@ errors <= 2e-6 V, 1e-6 A, 4e-6 K and 1e-7 Ah against 1e-4 V of sensor noise.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from voltloop.drivers.records import SAMPLE_DTYPE
 from voltloop.drivers.sim.chemistry import OcpTable
 from voltloop.drivers.sim.phases import NC, C, trajectory
 from voltloop.drivers.sim.record_buffer import RecordBuffer
+
+if TYPE_CHECKING:
+    from voltloop.drivers.sim.open_phases import PhasePlan
 
 #: Records evaluated together at most (about; whole segments), see RecordBatch.flush.
 FLUSH_RECORDS = 8192
@@ -91,6 +95,48 @@ class RecordBatch:
 
     def __init__(self) -> None:
         self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def schedule_plan(
+        self,
+        p: PhasePlan,
+        chs: np.ndarray,
+        first: np.ndarray,
+        t0: np.ndarray,
+        dt: np.ndarray,
+        where: tuple[np.ndarray, ...],
+        part: tuple[Any, np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Schedule the records of the phase plans ``p`` of channels ``chs`` (m,) whose
+        first record numbers are ``first``, test times at the phase start ``t0``, record
+        intervals ``dt`` and (cycle, step, charge, discharge) at the phase start
+        ``where``: all of every phase, or with ``part`` = (el, new_el, fin) the stretch
+        from ``el`` (None: the start) to ``new_el`` s into each, ``fin`` where that is the
+        phase's end. Returns the number of records of each channel (m,)."""
+        seg_t = p.seg_t
+        n_seg = seg_t.shape[0]
+        offset = np.cumsum(seg_t, axis=0) - seg_t  # segment starts (S, m)
+        gained = np.maximum(p.passed, 0.0)
+        cycle, step, chg, dis = where
+        # charge and discharge counters at every segment's start (summed in order)
+        counters = np.empty((2, n_seg, chs.size))
+        counters[0, 0], counters[1, 0] = chg, dis
+        counters[0, 1:] = gained[:-1]
+        np.subtract(gained[:-1], p.passed[:-1], out=counters[1, 1:])
+        np.cumsum(counters, axis=1, out=counters)
+        if part is None:
+            start, upto, ends = None, seg_t, p.seg_done
+        else:
+            el, new_el, fin = part
+            stop = offset + seg_t
+            ends = p.seg_done & (fin | (stop <= new_el))
+            if el is not None:
+                ends &= stop > el
+            start = np.minimum(np.maximum((0.0 if el is None else el) - offset, 0.0), seg_t)
+            upto = np.minimum(np.maximum(new_el - offset, 0.0), seg_t)
+        steps = step + np.arange(n_seg)[:, None]
+        cycles = np.broadcast_to(cycle, steps.shape)
+        return self.schedule(p.coefs, chs, first, t0 + offset, dt, upto, ends,
+                             (cycles, steps, counters[0], counters[1]), start)  # fmt: skip
 
     def schedule(
         self,
