@@ -80,6 +80,8 @@ _INV2 = slice(C["inv_cpos"], C["inv_cneg"] + 1)
 _RB_EA = slice(C["r0"], C["r2_ea"] + 1)  # mirrors CellBank rows r0 .. r2_ea
 _EA = slice(C["r0_ea"], C["r2_ea"] + 1)
 _RB = slice(C["r0"], C["r2"] + 1)
+_A12 = slice(C["a1"], C["a2"] + 1)
+assert C["a2"] == C["a1"] + 1
 
 # rows of CellBank.data used here
 _Q, _TEMP, _H, _V1, _V2 = ROW["q"], ROW["temp"], ROW["h"], ROW["v1"], ROW["v2"]
@@ -154,8 +156,10 @@ def trajectory(
     inv_t *= _INV_R
     r = c[_RB] * np.exp(c[_EA] * inv_t)
     r0 = r[0] + c[C["r_film"]]
-    v1 = current * (r[1] * soc) + c[C["a1"]] * e[2]
-    v2 = current * (r[2] * soc) + c[C["a2"]] * e[3]
+    rc = r[1:] * soc  # both RC branches at once: I R_k soc + a_k e_k
+    rc *= current
+    rc += c[_A12] * e[2:4]
+    v1, v2 = rc
     h = c[C["ht"]] + c[C["dh"]] * e[4]
     v = u[0] - u[1] + h + current * r0 + v1 + v2
     return v, current, temp, q, v1, v2, h, r0, u[1], s[1], inv_t
