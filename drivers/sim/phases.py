@@ -227,6 +227,14 @@ class Phase:
         coefs[:, _CONST_ROWS] = d[_D_CONST_ROWS]  # rows that no step changes
         coefs[:, C["cv"]] = cv
         coefs[:, C["v_set"]] = v_set
+        # rows set by the current alone, for every segment at once (a CV segment's
+        # current comes from its start state: _segment rewrites them there)
+        coefs[:, C["i0"]] = i_set
+        np.multiply(d[ROW["hyst_rate"]], -np.abs(i_set), out=coefs[:, 4])
+        np.divide(i_set, 3600.0, out=coefs[:, C["kq"]])
+        np.multiply(d[ROW["hyst_m"]], np.sign(i_set), out=coefs[:, C["ht"]])
+        coefs[:, _LIN_ROWS] = _LIN_VALUES
+        t_lims = np.minimum(t_avail, t_left)
         cv_any = np.count_nonzero(cv, axis=1).tolist()
         act = np.ones(n, dtype=bool)
         ds = d  # the cells' fields at the start of segment s
@@ -235,7 +243,7 @@ class Phase:
         for s in range(n_seg):
             aged[s] = ds[AGED_ROWS]
             t_seg, code = _segment(tables, ds, state, coefs[s], cv[s], i_set[s], v_set[s],
-                                   i_cut[s], t_avail, t_left[s], cv_any[s] > 0)  # fmt: skip
+                                   i_cut[s], t_lims[s], t_left[s], cv_any[s] > 0)  # fmt: skip
             active[s] = act
             codes[s] = code
             if s:
@@ -393,21 +401,21 @@ def _segment(
     i_set: np.ndarray,
     v_set: np.ndarray,
     i_cut: np.ndarray,
-    t_avail: np.ndarray,
+    t_lim: np.ndarray,
     t_left: np.ndarray,
     any_cv: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the coefficient matrix ``c`` (NC, n) of one step starting from ``state``
     (q, T, h, v1, v2) of the cells with fields ``d``; returns (duration, end code)
-    where the duration is bounded by the budget, the step's time left, the electrode
-    range and (CV) the current cut-off. The rows that do not change within a phase
-    (``_CONST_ROWS``, ``cv``, ``v_set``) are filled by the caller."""
+    where the duration is bounded by ``t_lim`` (the budget or the step's time left
+    ``t_left``), the electrode range and (CV) the current cut-off. The rows that do not
+    change within a phase (``_CONST_ROWS``, ``cv``, ``v_set``) and those of a constant
+    current (``i0``, ``neg_hr``, ``kq``, ``ht``, ``_LIN_ROWS``) are filled by the caller."""
     q0, temp0, h0, v10, v20 = state
     nominal = d[_NOM]
     rs = point_resistances(d, q0, temp0)
     r_eff = rs[0] + rs[1]
     r_eff += rs[2]
-    t_lim = np.minimum(t_avail, t_left)
     if any_cv:
         n = cv.shape[0]
         i0 = i_set.copy()
@@ -446,20 +454,18 @@ def _segment(
     heat += i_mean * (temp0 + 273.15) * entropic
     heat += abs_mean * d[ROW["heat_per_A"]]
     t_inf = d[ROW["t_chamber"]] + heat / d[ROW["h_area"]]
-    ht = d[ROW["hyst_m"]] * np.sign(i0)
-    np.multiply(d[ROW["hyst_rate"]], -abs_i, out=c[4])
-    c[C["i0"]] = i0
     if any_cv:
+        np.multiply(d[ROW["hyst_m"]], np.sign(i0), out=c[C["ht"]])
+        np.multiply(d[ROW["hyst_rate"]], -abs_i, out=c[4])
+        c[C["i0"]] = i0
         c[0] = -a
         np.divide(1.0, a, out=c[C["inv_a"]], where=a > 0.0)
         lin = a <= 0.0
         c[C["inv_a"]][lin] = 0.0
         c[C["is_lin"]] = lin
+        np.divide(i0, 3600.0, out=c[C["kq"]])
         transient = 1.0 - cv
-    else:
-        c[_LIN_ROWS] = _LIN_VALUES  # a = 0: -a, 1/a (unused), linear charge
     c[C["q0"]] = q0
-    np.divide(i0, 3600.0, out=c[C["kq"]])
     c[C["t_inf"]] = t_inf
     np.subtract(temp0, t_inf, out=c[C["dtemp"]])
     np.subtract(v10, i0 * rs[1], out=c[C["a1"]])
@@ -467,8 +473,7 @@ def _segment(
     if any_cv:
         c[C["a1"]] *= transient
         c[C["a2"]] *= transient
-    c[C["ht"]] = ht
-    np.subtract(h0, ht, out=c[C["dh"]])
+    np.subtract(h0, c[C["ht"]], out=c[C["dh"]])
     np.divide(1.0, d[_D_CAPS], out=c[_INV2])
     np.multiply(d[_NLI], c[C["inv_cpos"]], out=c[C["y0"]])
     c[C["r_film"]] = d[ROW["r_film"]]
