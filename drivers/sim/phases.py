@@ -252,7 +252,9 @@ class Phase:
             # the segment's grid: voltage and temperature for the cut-off and safety
             # searches, and the ageing integral of every grid interval
             np.multiply(t_seg[:, None], _G, out=tau[s])
-            c = coefs[s][:, :, None]
+            # coefficients copied across the grid: same-shape operands are ~2x cheaper
+            # per numpy call than broadcasting (NC, n, 1) against (n, K+1)
+            c = np.repeat(coefs[s][:, :, None], GRID + 1, axis=2)
             constant = not cv_any[s]
             v, current, temp, q, v1, v2, h, r0, u_n, x, inv_t = trajectory(
                 tables, c, tau[s], constant
