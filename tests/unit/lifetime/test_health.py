@@ -91,6 +91,18 @@ def test_one_class_svm_flags_planted_anomalies() -> None:
     assert np.all(detector.score(odd) < 0)
 
 
+def test_one_class_false_alarms_on_new_healthy_cells_are_about_nu() -> None:
+    """The threshold is the ν-quantile of held-out healthy scores: on fresh cells of
+    the same population about ν are flagged (the bare SVM boundary flags ~2ν)."""
+    names = ["a", "b", "c", "d"]
+    rates = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        detector = AnomalyDetector(names, nu=0.05).fit(rng.normal(size=(144, 4)))
+        rates.append(np.mean(detector.score(rng.normal(size=(4000, 4))) < 0))
+    assert 0.02 <= np.mean(rates) <= 0.07, rates
+
+
 def test_assess_turns_scores_into_actions() -> None:
     X, y = _planted(60, 12, seed=5)
     clf = FailureRiskClassifier(NAMES).fit(X, y)
