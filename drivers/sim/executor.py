@@ -4,7 +4,7 @@ The executor keeps, per channel, a program counter into the channel's op table,
 the time spent in the current step, loop counters, the cycle index and the
 record counter. ``advance(dt)`` moves every running channel forward by ``dt``
 seconds of virtual time: it repeatedly lets every live channel finish (or continue)
-its current timed step — or a chain of steps (decision 0033) — in one vectorised
+its current timed step — or a chain of steps (decisions 0033, 0037) — in one vectorised
 phase solve for all channels and step kinds (phases.py), and handles zero-time ops
 (tags, loops, end of protocol, entering an EIS pause) in between. The records of an
 advance are scheduled during the solves and evaluated at its end (record_batch.py).
@@ -52,7 +52,8 @@ __all__ = ["Executor", "RunState", "SensorNoise"]
 #: A voltage scan runs as this many constant-voltage stairs.
 SCAN_SEGMENTS = 20
 #: Most steps one phase solve chains (a CC, CV or rest step whose end is known, then
-#: rest and discharging CC steps; docs/decisions/0033).
+#: CC and rest steps; decisions 0033, 0037). An Attia cycle is three chains: CC1 ..
+#: CC4 -> 1C CC, CV -> rest -> 4C discharge, CV -> rest.
 MAX_CHAIN = 6
 #: Most consecutive iterations a channel waits while longer chains are planned.
 WAIT_LIMIT = 2

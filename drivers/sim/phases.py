@@ -12,25 +12,29 @@ gives the exponential decay of a CC-CV tail. With that, every state has a closed
 form in t: charge q(t), RC voltages (the fast one quasi-steady, the slow one
 relaxing with tau_2 towards a moving target), hysteresis, and temperature (lumped
 with the phase's mean heat). The trajectory is evaluated on a grid dense towards
-its far end, where cut-offs happen; the voltage cut-off crossing is interpolated
-on the grid and refined by one regula falsi step on the closed form; safety limits
+its far end, where cut-offs happen; the voltage cut-off crossing is bracketed on
+the grid and refined on the closed form (phase_end.py, decision 0038); safety limits
 are checked on the grid; ageing rates are integrated along the grid up to the end
 (the parabolic SEI law exactly: (Q + Q0)^2 grows by 2 * integral of its drive).
 
-A phase may chain several steps (decision 0033): a step whose end is known before
-the solve (a time-limited CC or rest, a CV hold) continues into the following rest
-and discharging CC steps; each step is one *segment* with its own coefficients,
-started from the closed-form end state of the previous one, and all segments share
-one grid evaluation. Charging steps never follow within a chain, so the lithium
-plated in one charging step has left the graphite before the next one starts.
+A phase may chain several steps (decisions 0033, 0037): a step whose end is known
+before the solve (a time-limited CC or rest, a CV hold) continues into the following
+CC and rest steps, charging or not; each step is one *segment* with its own
+coefficients, grid and ageing integral, started from the closed-form end state of
+the previous one with that one's whole ageing applied to the cell's fields (SEI,
+plating, LAM, film), so a chain is the same as solving its steps one by one (to
+float rounding) at the cost of one solve's bookkeeping.
 
-The solver is written for few numpy calls per phase (decision 0033): all fields of
-the selected cells come in one gather (``CellBank.data``), the closed form's
-constants are packed in one coefficient matrix ``coef`` (NC, n) whose rows are the
-``COLUMNS`` below, same-shaped quantities share one call (three Arrhenius factors
-in one ``exp``, both electrodes in one table lookup), and the CV linearisation runs
-only on the CV channels. Records are not produced here: the executor evaluates any
-number of record times later in one batch with :func:`trajectory` on ``coef``.
+The solver is written for few numpy calls per phase (decisions 0033, 0039): all
+fields of the selected cells come in one gather (``CellBank.data``), the closed
+form's constants are packed in one coefficient matrix ``coef`` (NC, n) whose rows
+are the ``COLUMNS`` below (rows that do not depend on the start state are filled
+for all segments at once), same-shaped quantities share one call (three Arrhenius
+factors in one ``exp``, both electrodes in one table lookup, both RC branches), the
+CV linearisation runs only on the CV channels, constant-current segments skip the
+exponential-current terms and non-charging ones the plating and cracking terms.
+Records are not produced here: the executor evaluates any number of record times
+later in one batch with :func:`trajectory` on ``coef``.
 
 End codes per slot: ``BUDGET`` (time budget used up, the step continues), ``TIME``
 (step time limit), ``CUTOFF`` (voltage or current cut-off), ``SAFETY``, ``RANGE``
@@ -117,9 +121,25 @@ AGED_ROWS = [
 assert ROW["r2_ea"] - ROW["r0_ea"] == 2 and ROW["r2"] - ROW["r0"] == 2
 
 
+#: The SOC factor's two exponentials with their weights folded into the exponents:
+#: 0.8 exp(-x/0.08) = exp(-x/0.08 + ln 0.8), 0.3 exp(-(1-x)/0.06) = exp(x/0.06 - 1/0.06
+#: + ln 0.3); shape (2, 1) to broadcast against x of shape (m,), float64 and float32.
+_SOC_K = np.array([[-1.0 / 0.08], [1.0 / 0.06]])
+_SOC_B = np.array([[np.log(0.8)], [np.log(0.3) - 1.0 / 0.06]])
+_SOC = {np.dtype(np.float64): (_SOC_K, _SOC_B)}
+_SOC[np.dtype(np.float32)] = (_SOC_K.astype(np.float32), _SOC_B.astype(np.float32))
+
+
 def _soc_factor(x: np.ndarray) -> np.ndarray:
-    """Charge-transfer/diffusion SOC factor 1 + 0.8 exp(-x/0.08) + 0.3 exp(-(1-x)/0.06)."""
-    return 1.0 + 0.8 * np.exp(x * (-1.0 / 0.08)) + 0.3 * np.exp((x - 1.0) * (1.0 / 0.06))
+    """Charge-transfer/diffusion SOC factor 1 + 0.8 exp(-x/0.08) + 0.3 exp(-(1-x)/0.06)
+    at graphite lithiation ``x`` (any shape; both exponentials in one call)."""
+    k, b = _SOC[x.dtype]
+    if x.ndim != 1:
+        k, b = k.reshape((2,) + (1,) * x.ndim), b.reshape((2,) + (1,) * x.ndim)
+    e = np.exp(x * k + b)
+    soc = e[0] + e[1]
+    soc += 1.0
+    return soc
 
 
 def trajectory(
@@ -235,7 +255,7 @@ class Phase:
         np.multiply(d[ROW["hyst_m"]], np.sign(i_set), out=coefs[:, C["ht"]])
         coefs[:, _LIN_ROWS] = _LIN_VALUES
         t_lims = np.minimum(t_avail, t_left)
-        cv_any = np.count_nonzero(cv, axis=1).tolist()
+        cv_any = cv.sum(axis=1).tolist()
         act = np.ones(n, dtype=bool)
         ds = d  # the cells' fields at the start of segment s
         state = d[_Q], d[_TEMP], d[_H], d[_V1], d[_V2]
