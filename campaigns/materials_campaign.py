@@ -22,6 +22,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 from voltloop.campaigns.base import (
     CampaignBase,
     CampaignKind,
+    CellDefinition,
     FixedCycle,
     Metric,
     SpecFieldError,
@@ -143,10 +144,29 @@ MATERIALS_METRICS = frozenset(
 )
 
 
+class MaterialsCell(CellDefinition):
+    """The test cell of a materials campaign: the common cell keys, plus the mass of
+    cathode active material in each cell (every material is cast at the same loading).
+
+    ``cathode_mass_g`` turns a cell's discharge energy into ``specific_energy`` (Wh per
+    kg of cathode). A real run (``voltloop run``) whose objectives or constraints use
+    specific energy needs it; a dry run without it uses the simulated cell's own mass,
+    and with it builds its simulated cells at that mass (docs/decisions/0083).
+    """
+
+    cathode_mass_g: float | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="Cathode active-material mass per cell, g (specific energy = Wh / this).",
+    )
+
+
 class MaterialsCampaign(CampaignBase):
     """Which material from ``pool`` gives the best objectives under ``test_protocol``?"""
 
     kind: Literal[CampaignKind.MATERIALS] = CampaignKind.MATERIALS
+    cell: MaterialsCell
     pool: MaterialsPool
     test_protocol: MaterialsTestProtocol
     _source_dir: Path | None = PrivateAttr(default=None)
@@ -162,6 +182,12 @@ class MaterialsCampaign(CampaignBase):
                 f"must not exceed the cell's max_charge_rate_C ({self.cell.max_charge_rate_C} C)",
             )
         return self
+
+    @property
+    def needs_cathode_mass(self) -> bool:
+        """True if an objective or constraint is ``specific_energy`` (Wh/kg of cathode)."""
+        metrics = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        return Metric.SPECIFIC_ENERGY in metrics
 
     @property
     def source_dir(self) -> Path:

@@ -1,10 +1,11 @@
 # ruff: noqa: N802 - unit-suffixed names (nominal_capacity_Ah)
-"""The materials parts of a dry run: pool, simulated cells, test protocol, true value.
+"""The simulator's part of a materials dry run: simulated cells and the true value.
 
-- **Pool.** A campaign seen before reads its pool from the database
-  (``materials_pool`` event); a new one builds it from the spec and checks it before
-  anything is stored: every structure readable, every material one the simulated lab
-  can build, at least one material left after the ``thermal_risk`` filter.
+The pool, the proposer and the test protocol are shared with real runs
+(orchestrator/materials_run.py, :class:`~voltloop.orchestrator.materials_run.MaterialsRun`);
+:class:`MaterialsDryRun` adds:
+
+- **Pool check.** Every material must be one the simulated lab can build.
 - **Cells.** The simulated lab turns a structure into an 18650-format cell
   (drivers/sim/materials_mapping.py: 6.9 g of cathode). A campaign tests its own cell
   format (``[cell]``: e.g. a 3 mAh coin cell), so every material is built with the
@@ -13,9 +14,9 @@
   capacity and cooling ×scale, resistances ÷scale, ageing rate constants so that the
   relative fade per cycle is unchanged (docs/decisions/0007). A LiFePO4 cell then has
   the campaign's nominal capacity; a layered oxide more, a high-voltage olivine cut
-  off early less — as in a lab that casts the same electrode loading for each.
-- **Test.** ``drivers.protocols.compile_material_test`` (formation + fixed cycles),
-  checked against the cell's and the simulated cycler's limits.
+  off early less — as in a lab that casts the same electrode loading for each. With
+  ``[cell] cathode_mass_g`` the cells are built with that mass instead
+  (``scale`` = mass / 6.9 g; docs/decisions/0083), and the summary says which.
 - **True value.** The recommended material's objective averaged over fresh cells run
   through the test without the wire (no checkpoints, no noise from the host).
 """
@@ -24,18 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from typing import Any
 
 from voltloop.campaigns.materials_campaign import MaterialsCampaign
-from voltloop.orchestrator.materials_proposing import (
-    MaterialsPoolError,
-    MaterialsProposer,
-    PoolMember,
-    SurrogateSettings,
-    register_pool,
-    stored_pool,
-)
+from voltloop.orchestrator.materials_proposing import MaterialsPoolError, SurrogateSettings
+from voltloop.orchestrator.materials_run import CATHODE_MASS_FIELD, MaterialsRun, PoolMember
 
 #: Fresh simulated cells averaged for the recommendation's true value.
 TRUTH_CELLS = 4
@@ -75,7 +69,11 @@ def scaled_chemistry(chemistry: Any, scale: float) -> Any:
 
 class SimulatedCellFormat:
     """The campaign's cell format in the simulated lab: a ``MaterialMapping`` plugin
-    (``SimulatedLab(material_mapping=...)``) and the cathode mass of every cell."""
+    (``SimulatedLab(material_mapping=...)``) and the cathode mass of every cell.
+
+    Every cell gets the same cathode mass: ``[cell] cathode_mass_g`` if the spec gives
+    it, else the mass at which a LiFePO4 cell has the campaign's nominal capacity
+    (``from_spec`` says which)."""
 
     def __init__(self, spec: MaterialsCampaign):
         from voltloop.campaigns.materials_campaign import Prototype
@@ -83,8 +81,14 @@ class SimulatedCellFormat:
         from voltloop.drivers.sim.materials_mapping import CATHODE_MASS_G, default_mapping
 
         reference = default_mapping(prototype_structure(Prototype.OLIVINE_LIFEPO4).as_dict())
-        self.scale = spec.cell.nominal_capacity_Ah / reference.nominal_capacity_Ah
+        self.from_spec = spec.cell.cathode_mass_g is not None
+        if spec.cell.cathode_mass_g is not None:
+            self.scale = spec.cell.cathode_mass_g / CATHODE_MASS_G
+        else:
+            self.scale = spec.cell.nominal_capacity_Ah / reference.nominal_capacity_Ah
         self.cathode_mass_g = CATHODE_MASS_G * self.scale
+        #: nominal capacity of this format's LiFePO4 cell, Ah
+        self.lifepo4_capacity_Ah = reference.nominal_capacity_Ah * self.scale
         self._cache: dict[str, Any] = {}
 
     def __call__(self, structure: dict[str, Any]) -> Any:
@@ -98,59 +102,30 @@ class SimulatedCellFormat:
         return self._cache[key]
 
 
-class MaterialsDryRun:
-    """What ``run_dry_run`` needs for a materials campaign (see the module docstring)."""
-
-    predictor = None  # the objective is measured at the fixed test cycle
+class MaterialsDryRun(MaterialsRun):
+    """What ``run_dry_run`` needs for a materials campaign: the shared parts
+    (orchestrator/materials_run.py) plus the simulated cell format, the simulated lab
+    and the recommendation's true value (see the module docstring)."""
 
     def __init__(self, spec: MaterialsCampaign, settings: SurrogateSettings | None = None):
-        self.spec = spec
-        self.settings = settings
         self.cell_format = SimulatedCellFormat(spec)
-        self.pool: list[Any] = []
-        self._proposer: MaterialsProposer | None = None
-        self._limits: Any = None
+        super().__init__(spec, cathode_mass_g=self.cell_format.cathode_mass_g, settings=settings)
 
-    def prepare(self, db: Any) -> None:
-        """The stored pool of a known campaign, else the spec's, checked (raises
-        ``PoolError``/``MaterialsPoolError`` with exit code 2 before anything is stored)."""
-        from voltloop.campaigns.materials_pool import build_pool
-        from voltloop.db.errors import UnknownCampaignError
+    def check_material(self, candidate: Any) -> None:
+        """The simulated lab must be able to build a cell of ``candidate``."""
         from voltloop.drivers.sim.materials_mapping import MaterialError
-        from voltloop.orchestrator.engine import find_campaign
 
         try:
-            campaign_id, _ = find_campaign(db, self.spec.name)
-        except UnknownCampaignError:
-            campaign_id = None
-        stored = stored_pool(db, campaign_id) if campaign_id is not None else None
-        self.pool = stored if stored is not None else build_pool(self.spec)
-        if not self.pool:
-            raise MaterialsPoolError(f"campaign {self.spec.name!r}: the materials pool is empty")
-        for candidate in self.pool:
-            try:
-                self.cell_format(candidate.structure)
-            except MaterialError as exc:
-                raise MaterialsPoolError(
-                    f"the simulated lab cannot build a cell of {candidate.label}: {exc}"
-                ) from None
-        members = [PoolMember(0, c.label, c.formula, c.structure) for c in self.pool]
-        self._check(members)
-
-    def _check(self, members: list[PoolMember], **options: Any) -> MaterialsProposer:
-        return MaterialsProposer(
-            self.spec,
-            members,
-            cathode_mass_g=self.cell_format.cathode_mass_g,
-            settings=self.settings,
-            **options,
-        )
+            self.cell_format(candidate.structure)
+        except MaterialError as exc:
+            raise MaterialsPoolError(
+                f"the simulated lab cannot build a cell of {candidate.label}: {exc}"
+            ) from None
 
     def lab(self, channels: int, limits: Any) -> Any:
         from voltloop.drivers.sim.lab import SimulatedLab
         from voltloop.orchestrator.dry_run import EIS_WAIT_S
 
-        self._limits = limits
         return SimulatedLab(
             channel_count=channels,
             seed=self.spec.seed,
@@ -159,47 +134,26 @@ class MaterialsDryRun:
             material_mapping=self.cell_format,
         )
 
-    def proposer(self, db: Any, campaign_id: int) -> MaterialsProposer:
-        """Store the pool (idempotent) and build the proposer over its rows."""
-        if not isinstance(self.pool[0], PoolMember):
-            self.pool = register_pool(db, campaign_id, self.pool)
-        from voltloop.surrogates.registry import ModelRegistry, SqlModelStore
-
-        self._proposer = self._check(
-            self.pool,
-            warm_up=True,
-            registry=ModelRegistry(SqlModelStore(db)),
-            campaign_id=campaign_id,
+    def cathode_mass_note(self) -> str:
+        mass = f"cathode mass {self.cathode_mass_g * 1000:.4g} mg per cell"
+        if not self.cell_format.from_spec:
+            return (
+                f"{mass}: the simulated cell format's, at which a LiFePO4 cell has the nominal "
+                f"capacity ({CATHODE_MASS_FIELD} not set)"
+            )
+        return (
+            f"{mass} ({CATHODE_MASS_FIELD}); the simulated cells are built with it: a "
+            f"LiFePO4 cell holds {self.cell_format.lifepo4_capacity_Ah * 1000:.4g} mAh "
+            f"(nominal {self.spec.cell.nominal_capacity_Ah * 1000:.4g} mAh)"
         )
-        return self._proposer
-
-    def compiler(self, limits: Any) -> Callable[[dict, bool], dict]:
-        """Candidate parameters → the fixed test protocol JSON for its material."""
-        from voltloop.drivers.protocols import compile_material_test
-
-        spec = self.spec
-
-        def compile_protocol(parameters: dict[str, float], run_on: bool) -> dict[str, Any]:
-            assert self._proposer is not None
-            cycles = spec.lifetime.max_cycles if run_on else spec.lifetime.stop_cycle
-            label = self._proposer.label_of(parameters)
-            compiled = compile_material_test(spec, label, cycles=cycles)
-            compiled.ensure_dispatchable(limits)
-            return compiled.model_dump(mode="json")
-
-        return compile_protocol
 
     def finish(self, summary: Any) -> None:
+        super().finish(summary)
         rec = summary.recommendation
-        summary.notes.append(
-            "materials: no early-life predictor; objectives measured at test cycle "
-            f"{self.spec.lifetime.stop_cycle - 1} (docs/decisions/0007)"
-        )
         if not rec or self._proposer is None:
             return
-        member = self._proposer.pool[self._proposer.position[int(rec["material_id"])]]
         summary.true_value_of_recommendation = true_material_value(
-            self.spec, member, self.cell_format, rec["metric"]
+            self.spec, self.member(int(rec["material_id"])), self.cell_format, rec["metric"]
         )
 
 

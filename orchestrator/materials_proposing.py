@@ -3,7 +3,8 @@
 - The pool (campaigns/materials_pool.py) is stored once per campaign: one ``material``
   row per structure (shared by hash across campaigns) and a ``materials_pool`` event
   listing the campaign's material ids in pool order, so a resumed campaign reads its
-  pool from the database — the stored spec does not keep the TOML file's directory.
+  pool from the database — the stored spec does not keep the TOML file's directory
+  (orchestrator/materials_run.py stores and reads it).
 - Each round the proposer retrains on every observation: a CGCNN deep ensemble
   (surrogates/materials/gnn.py) learns the first objective from the crystal graphs,
   and one GP per modelled outcome on the ensemble's pooled embeddings
@@ -38,15 +39,17 @@ import torch
 from botorch.models.model import Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voltloop.campaigns.base import Direction, Metric
 from voltloop.campaigns.materials_campaign import MaterialsCampaign
-from voltloop.db.engine import read_session, write_session
-from voltloop.db.enums import EventLevel
-from voltloop.db.ingest import record_event
-from voltloop.db.models import Candidate, Event, Material
+from voltloop.db.models import Candidate
+from voltloop.orchestrator.materials_run import (  # noqa: F401 - re-exported
+    POOL_EVENT,
+    PoolMember,
+    register_pool,
+    stored_pool,
+)
 from voltloop.orchestrator.observations import (
     CampaignKnowledge,
     OutcomeLimit,
@@ -56,7 +59,6 @@ from voltloop.orchestrator.observations import (
 )
 from voltloop.orchestrator.ports import Observation, Proposal, ProposalBatch
 
-POOL_EVENT = "materials_pool"
 MATERIAL_ID = "material_id"
 #: The ensemble needs two training and two calibration graphs.
 MIN_OBSERVATIONS = 4
@@ -69,16 +71,6 @@ class MaterialsPoolError(ValueError):
 
 
 @dataclass(frozen=True)
-class PoolMember:
-    """One material of a campaign's pool, as stored (``structure``: ``Structure.as_dict()``)."""
-
-    material_id: int
-    label: str
-    formula: str
-    structure: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class SurrogateSettings:
     """GNN ensemble size and training length (defaults: decision 0064's, sized for CPU)."""
 
@@ -86,64 +78,6 @@ class SurrogateSettings:
     epochs: int = 30
     hidden: int = 32
     gp_max_iter: int = 100
-
-
-# --- the pool in the database ------------------------------------------------------------
-
-
-def register_pool(db, campaign_id: int, candidates: Sequence[Any]) -> list[PoolMember]:
-    """Store ``candidates`` (``materials_pool.PoolCandidate``) as material rows and the
-    campaign's pool event; idempotent (an existing pool event wins)."""
-    existing = stored_pool(db, campaign_id)
-    if existing is not None:
-        return existing
-    with write_session(db) as session:
-        ids: list[int] = []
-        for c in candidates:
-            row = session.scalar(
-                select(Material).where(Material.structure_hash == c.structure_hash)
-            )
-            if row is None:
-                row = Material(
-                    formula=c.formula,
-                    structure=c.structure,
-                    structure_hash=c.structure_hash,
-                    source=c.source[:256],
-                )
-                session.add(row)
-                session.flush()
-            ids.append(row.id)
-        labels = [c.label for c in candidates]
-        record_event(
-            session,
-            EventLevel.INFO,
-            POOL_EVENT,
-            f"pool of {len(ids)} materials stored",
-            campaign_id=campaign_id,
-            payload={"material_ids": ids, "labels": labels},
-        )
-    return [
-        PoolMember(i, c.label, c.formula, c.structure) for i, c in zip(ids, candidates, strict=True)
-    ]
-
-
-def stored_pool(db, campaign_id: int) -> list[PoolMember] | None:
-    """The campaign's pool from the database, or None if it was never stored."""
-    with read_session(db) as session:
-        event = session.scalar(
-            select(Event)
-            .where(Event.campaign_id == campaign_id, Event.kind == POOL_EVENT)
-            .order_by(Event.id)
-            .limit(1)
-        )
-        if event is None:
-            return None
-        ids, labels = event.payload["material_ids"], event.payload["labels"]
-        rows = {m.id: m for m in session.scalars(select(Material).where(Material.id.in_(ids)))}
-        return [
-            PoolMember(i, label, rows[i].formula, dict(rows[i].structure))
-            for i, label in zip(ids, labels, strict=True)
-        ]
 
 
 # --- goals ---------------------------------------------------------------------------------
@@ -378,13 +312,16 @@ class MaterialsProposer:
         ``rows`` are the observations' pool indices. Returns a ``ModelList`` over pool
         indices: the objective (in maximisation sign), then each of ``limits``.
         """
+        # The graphs first: this waits for the warm-up thread, whose import of
+        # torch-geometric must finish before this thread imports torch_geometric.nn
+        # (concurrent imports of its circular modules fail with a partial module).
+        graphs = self.graphs()
         from voltloop.surrogates.materials.embedding_gp import embedding_gp_predict
         from voltloop.surrogates.materials.gnn import GnnSettings, GraphEnsemble
 
         sign = 1.0 if self.options.maximise else -1.0
         y = sign * np.array([o.objective for o in observations])
         fit = np.isfinite(y)
-        graphs = self.graphs()
         settings = GnnSettings(
             hidden=self.settings.hidden,
             members=self.settings.members,

@@ -4,15 +4,17 @@ In a real lab people build the cells and put them into channels. When the engine
 asks to load a round's slots, :class:`LoadingDesk` (an ``orchestrator.ports.Operator``)
 issues the round's loading sheet once — a ``loading_sheet`` event holding the sheet,
 a CSV file (the report's loading-sheet columns plus an empty ``outcome`` column) and
-a printed list — then answers ``WAITING`` until the operator's answer is stored.
-Answers come from ``voltloop confirm`` (every cell loaded, or a cells file saying per
-cell ``loaded`` / ``not_built`` / ``damaged``) or from the Prefect input form
-(orchestrator/flows.py); both are stored by :func:`store_confirmation` as one
-``loading_confirmed`` event. While cells wait, a ``loading_reminder`` event and a log
-line come every ``reminder_every_s``; after ``timeout_s`` the cells still unanswered
-count as not built (a ``loading_timeout`` event). The database is the only memory:
-a resumed run reads the sheet, its deadline and every answer back from the events
-(orchestrator/loading_confirmation.py reads and stores them).
+a printed list; for a materials campaign each cell names the material to build it
+from (pool label and formula, docs/decisions/0083) — then answers ``WAITING`` until
+the operator's answer is stored. Answers come from ``voltloop confirm`` (every cell
+loaded, or a cells file saying per cell ``loaded`` / ``not_built`` / ``damaged``) or
+from the Prefect input form (orchestrator/flows.py); both are stored by
+:func:`store_confirmation` as one ``loading_confirmed`` event. While cells wait, a
+``loading_reminder`` event and a log line come every ``reminder_every_s``; after
+``timeout_s`` the cells still unanswered count as not built (a ``loading_timeout``
+event). The database is the only memory: a resumed run reads the sheet, its deadline
+and every answer back from the events (orchestrator/loading_confirmation.py reads and
+stores them).
 See docs/real-runs.md and docs/decisions/0003-operator-step-as-events.md.
 """
 
@@ -36,7 +38,7 @@ from sqlalchemy.orm import Session
 from voltloop.db.engine import read_session, write_session
 from voltloop.db.enums import EventLevel
 from voltloop.db.ingest import record_event
-from voltloop.db.models import Candidate, Experiment, Round
+from voltloop.db.models import Campaign, Candidate, Experiment, Round
 from voltloop.db.types import utcnow
 from voltloop.orchestrator.loading_confirmation import (
     REMINDER_EVENT,
@@ -48,6 +50,7 @@ from voltloop.orchestrator.loading_confirmation import (
     iso_time,
     issued_sheet,
 )
+from voltloop.orchestrator.materials_run import SheetMaterial, sheet_materials
 from voltloop.orchestrator.ports import LoadingSlot, LoadOutcome
 
 log = logging.getLogger("voltloop.operator")
@@ -88,18 +91,41 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def sheet_csv(session: Session, campaign: str, round_index: int) -> str:
     """The report's loading-sheet CSV (docs/decisions/0082) plus an empty ``outcome``
-    column for the operator to fill in and pass to ``voltloop confirm --cells``."""
+    column for the operator to fill in and pass to ``voltloop confirm --cells``.
+
+    Materials campaigns get a ``material_label`` column after ``material`` (the
+    formula): the pool label of the material to build each cell from (docs/decisions/0083).
+    """
     from voltloop.orchestrator.report import loading_sheet_csv
     from voltloop.orchestrator.report_data import gather_report
 
     data = gather_report(session, campaign, event_limit=0, spectra_experiments=0)
     rows = list(csv.reader(io.StringIO(loading_sheet_csv(data, round_index))))
+    header = rows[0]
+    experiment = header.index("experiment_id")
+    campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == campaign))
+    materials = sheet_materials(session, campaign_id, [r[experiment] for r in rows[1:]])
+    at = header.index("material") + 1 if materials else None
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*rows[0], "outcome"])
+    writer.writerow(_with_label(header, at, "material_label") + ["outcome"])
     for row in rows[1:]:
-        writer.writerow([*row, ""])
+        found = materials.get(row[experiment])
+        writer.writerow(_with_label(row, at, found.label if found else "") + [""])
     return out.getvalue()
+
+
+def _with_label(row: list[str], at: int | None, label: str) -> list[str]:
+    return row if at is None else [*row[:at], label, *row[at:]]
+
+
+def sheet_parameters(slot: LoadingSlot, material: SheetMaterial | None) -> dict[str, Any]:
+    """What a sheet cell says about its candidate: the material to build it from
+    (``material_label``, ``formula``) first, for materials campaigns, then the
+    candidate's parameters."""
+    if material is None:
+        return dict(slot.parameters)
+    return {"material_label": material.label, "formula": material.formula, **slot.parameters}
 
 
 class LoadingDesk:
@@ -216,6 +242,9 @@ class LoadingDesk:
             known = [] if current is None else [dataclasses.asdict(c) for c in current.cells]
             late = [s for s in slots if s.experiment_id not in {c["experiment_id"] for c in known}]
             if late:
+                materials = sheet_materials(
+                    session, self.campaign_id, [s.experiment_id for s in late]
+                )
                 if self.settings.sheet_dir is not None:
                     target = Path(self.settings.sheet_dir)
                     target.mkdir(parents=True, exist_ok=True)
@@ -227,7 +256,7 @@ class LoadingDesk:
                         "cell_id": s.cell_id,
                         "cycler_url": s.cycler_url,
                         "channel": s.channel,
-                        "parameters": dict(s.parameters),
+                        "parameters": sheet_parameters(s, materials.get(s.experiment_id)),
                     }
                     for s in late
                 ]

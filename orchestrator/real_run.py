@@ -9,6 +9,14 @@ the dry run with a :class:`~voltloop.orchestrator.operator_desk.LoadingDesk` as 
 operator: each round's loading sheet goes out, and cells start once ``voltloop
 confirm`` (or the Prefect input form) says they are in their channels.
 
+Materials campaigns run the same way with the parts they share with dry runs
+(orchestrator/materials_run.py): the pool (built and checked, or read back), the
+crystal-graph proposer, the fixed test protocol (checked against the cyclers' limits
+before anything is written), no early-life predictor. The cells' cathode mass comes
+from ``[cell] cathode_mass_g``; a campaign that measures specific energy without it is
+refused first. Each loading sheet names the material every cell is built from
+(docs/decisions/0083).
+
 :func:`resume_real_campaign` continues a stored campaign the same way (the
 instruments are checked again: a swapped instrument is refused on resume too).
 See docs/real-runs.md.
@@ -23,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from voltloop.campaigns.base import CampaignBase
+from voltloop.campaigns.materials_campaign import MaterialsCampaign
 from voltloop.campaigns.protocol_campaign import ProtocolCampaign
 from voltloop.orchestrator.context import StepResult
 from voltloop.orchestrator.operator_desk import OperatorSettings
@@ -294,22 +303,26 @@ def run_real_campaign(
     early-prediction cycle and count only if they reach end of life). ``must_exist``:
     refuse unless the campaign is already stored (resume). ``run_options`` (the
     command's own options, JSON) are stored as a ``run_options`` event, so a resume
-    continues with them (:func:`stored_run_options`)."""
+    continues with them (:func:`stored_run_options`). Materials campaigns never use a
+    predictor (``predictor``, ``history_cells`` and ``early_prediction`` are ignored);
+    their summary has ``kind = "materials"`` and a recommendation naming the material."""
     from voltloop.db.engine import mask_url
     from voltloop.db.migrate import init_database, open_database
     from voltloop.orchestrator.context import EngineContext, EngineSettings
     from voltloop.orchestrator.dry_run import default_predictor, protocol_compiler, summarise
     from voltloop.orchestrator.engine import CampaignEngine, register_campaign
     from voltloop.orchestrator.operator_desk import LoadingDesk
-    from voltloop.orchestrator.proposing import ProtocolProposer
 
-    if not isinstance(spec, ProtocolCampaign):
-        raise RealRunError("materials campaigns cannot run yet; use a protocol campaign")
+    materials = materials_parts(spec)  # refuses a missing cathode mass before any I/O
     router = potentiostat_router(eis_switch)
     started = time.perf_counter()
     instruments = connect_and_check(spec)  # refuses before anything is written
     try:
-        if (
+        if materials is not None:
+            materials.prepare_from_url(db_url)  # the pool, checked; writes nothing
+            materials.check_test(instruments.limits)
+            predictor = None  # objectives are measured at the test's last cycle
+        elif (
             predictor is None
             and early_prediction
             and spec.lifetime.early_prediction_cycle is not None
@@ -341,6 +354,14 @@ def run_real_campaign(
                 announce=announce,
                 potentiostat_router=router,
             )
+            if materials is not None:
+                proposer = materials.proposer(db, campaign_id)  # stores the pool once
+                compile_protocol = materials.compiler(instruments.limits)
+            else:
+                from voltloop.orchestrator.proposing import ProtocolProposer
+
+                proposer = ProtocolProposer(spec)
+                compile_protocol = protocol_compiler(spec, instruments.limits)
             ctx = EngineContext(
                 db=db,
                 campaign_id=campaign_id,
@@ -349,10 +370,10 @@ def run_real_campaign(
                 cyclers=instruments.cyclers,
                 potentiostat=instruments.potentiostat,
                 eis_spec=instruments.eis_spec,
-                proposer=ProtocolProposer(spec),
+                proposer=proposer,
                 predictor=predictor,
                 operator=desk,
-                compile_protocol=protocol_compiler(spec, instruments.limits),
+                compile_protocol=compile_protocol,
                 settings=EngineSettings(),
             )
             engine = CampaignEngine(ctx)
@@ -370,13 +391,30 @@ def run_real_campaign(
                     drive(engine, poll_interval_s=poll_interval_s, on_step=on_step)
             finally:
                 engine.release()
-            return summarise(
+            summary = summarise(
                 db, campaign_id, spec.name, mask_url(db.url), time.perf_counter() - started
             )
+            summary.kind = spec.kind.value
+            if materials is not None:
+                materials.finish(summary)
+            return summary
         finally:
             db.dispose()
     finally:
         instruments.close()
+
+
+def materials_parts(spec: CampaignBase) -> Any:
+    """The materials parts of a real run (``orchestrator.materials_run.MaterialsRun``
+    with the spec's cathode mass), None for a protocol campaign. Refuses, before any
+    I/O, a campaign that measures specific energy without ``[cell] cathode_mass_g``."""
+    if isinstance(spec, ProtocolCampaign):
+        return None
+    if not isinstance(spec, MaterialsCampaign):
+        raise RealRunError(f"no real run for campaigns of kind {spec.kind!r}")
+    from voltloop.orchestrator.materials_run import MaterialsRun, require_cathode_mass
+
+    return MaterialsRun(spec, cathode_mass_g=require_cathode_mass(spec))
 
 
 def resume_real_campaign(spec: CampaignBase, db_url: str, **options: Any) -> Any:

@@ -2,7 +2,9 @@
 
 * ``voltloop run CONFIG`` checks every instrument of the campaign (identity,
   self-test, limits) and refuses to start on a mismatch; then runs the loop, issuing
-  each round's loading sheet and waiting for the operator.
+  each round's loading sheet and waiting for the operator. Protocol and materials
+  campaigns (a materials campaign measuring specific energy needs
+  ``[cell] cathode_mass_g``).
 * ``voltloop confirm CAMPAIGN [--cells FILE]`` records that the waiting cells are
   loaded, or per cell ``loaded`` / ``not_built`` / ``damaged`` from a CSV file.
 
@@ -123,7 +125,8 @@ def run(
         typer.Option(
             "--early-prediction/--no-early-prediction",
             help="Predict each cell's life at the early-prediction cycle with the model "
-            "pretrained on simulated cells; without it cells just stop there.",
+            "pretrained on simulated cells; without it cells just stop there. Protocol "
+            "campaigns only: materials campaigns measure at the test's last cycle.",
         ),
     ] = True,
     json_out: JsonOption = False,
@@ -201,7 +204,9 @@ def _report(summary: Any, json_out: bool) -> None:
     table.add_column(style="bold")
     table.add_column()
     rec = summary.recommendation
-    if rec:
+    if summary.kind == "materials":
+        _materials_rows(table, rec)
+    elif rec:
         params = ", ".join(f"{k}={v:g}" for k, v in rec["parameters"].items())
         table.add_row("recommended protocol", params)
         table.add_row("its observed/predicted life", f"{rec['objective']:.0f} cycles")
@@ -215,7 +220,23 @@ def _report(summary: Any, json_out: bool) -> None:
     table.add_row("channel time", f"{summary.channel_hours:,.1f} h")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
     table.add_row("database", summary.database)
+    for note in summary.notes:
+        table.add_row("note", note)
     stdout.print(table)
+
+
+def _materials_rows(table: Any, rec: dict[str, Any] | None) -> None:
+    if not rec:
+        table.add_row("recommended material", "none (no material was measured)")
+        return
+    metric = rec["metric"].replace("_", " ")
+    table.add_row("recommended material", f"{rec['label']} ({rec['formula']})")
+    if not rec.get("meets_limits", True):
+        table.add_row("", "no tested material met every limit; best measured shown")
+    table.add_row(f"its measured {metric}", f"{rec['objective']:.4g}")
+    others = {k: v for k, v in rec.get("outcomes", {}).items() if k != rec["metric"]}
+    if others:
+        table.add_row("its other outcomes", ", ".join(f"{k} {v:.4g}" for k, v in others.items()))
 
 
 def confirm(

@@ -49,6 +49,37 @@ def test_lifepo4_cell_has_the_campaigns_nominal_capacity(ci_spec) -> None:
     )
 
 
+def test_a_spec_cathode_mass_builds_the_simulated_cells(ci_spec) -> None:
+    """Without ``cell.cathode_mass_g`` the dry run uses the format's mass and says so;
+    with it, the simulated cells are built with that mass (decision 0083)."""
+    from types import SimpleNamespace
+
+    from voltloop.campaigns.materials_pool import build_pool
+    from voltloop.orchestrator.materials_dry_run import MaterialsDryRun
+
+    default = MaterialsDryRun(ci_spec)
+    note = default.cathode_mass_note()
+    assert default.cathode_mass_g == pytest.approx(0.0202, rel=0.01)  # 20.2 mg, 3 mAh
+    assert "20.2 mg per cell: the simulated cell format's" in note
+    assert "cell.cathode_mass_g not set" in note
+
+    data = ci_spec.model_dump(mode="json")
+    data["cell"]["cathode_mass_g"] = 0.0101  # half the loading
+    spec = type(ci_spec).model_validate(data)
+    heavy = MaterialsDryRun(spec)
+    assert heavy.cathode_mass_g == pytest.approx(0.0101)
+    assert heavy.cell_format.scale == pytest.approx(default.cell_format.scale / 2, rel=0.01)
+    lfp = build_pool(spec)[0]
+    assert lfp.label == "LiFePO4"
+    built = heavy.cell_format(lfp.structure)
+    assert built.nominal_capacity_Ah == pytest.approx(0.0015, rel=0.01)  # half of 3 mAh
+    note = heavy.cathode_mass_note()
+    assert "10.1 mg per cell (cell.cathode_mass_g)" in note and "holds 1.5 mAh" in note
+    summary = SimpleNamespace(kind="", notes=[], recommendation=None)
+    heavy.finish(summary)
+    assert summary.kind == "materials" and note in summary.notes
+
+
 def test_the_example_in_the_docs_validates(tmp_path) -> None:
     from pathlib import Path
 
