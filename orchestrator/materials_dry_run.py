@@ -29,7 +29,12 @@ from typing import Any
 
 from voltloop.campaigns.materials_campaign import MaterialsCampaign
 from voltloop.orchestrator.materials_proposing import MaterialsPoolError, SurrogateSettings
-from voltloop.orchestrator.materials_run import CATHODE_MASS_FIELD, MaterialsRun, PoolMember
+from voltloop.orchestrator.materials_run import (
+    CATHODE_MASS_FIELD,
+    MaterialsRun,
+    PoolMember,
+    grams,
+)
 
 #: Fresh simulated cells averaged for the recommendation's true value.
 TRUTH_CELLS = 4
@@ -135,7 +140,7 @@ class MaterialsDryRun(MaterialsRun):
         )
 
     def cathode_mass_note(self) -> str:
-        mass = f"cathode mass {self.cathode_mass_g * 1000:.4g} mg per cell"
+        mass = f"cathode mass {grams(self.cathode_mass_g)} per cell"
         if not self.cell_format.from_spec:
             return (
                 f"{mass}: the simulated cell format's, at which a LiFePO4 cell has the nominal "

@@ -190,6 +190,11 @@ def sheet_materials(
 # --- the cathode mass ----------------------------------------------------------------------
 
 
+def grams(mass_g: float) -> str:
+    """A cathode mass for people: ``6.9 g``, ``20.2 mg``."""
+    return f"{mass_g:.4g} g" if mass_g >= 1.0 else f"{mass_g * 1000:.4g} mg"
+
+
 def require_cathode_mass(spec: MaterialsCampaign) -> float | None:
     """The cells' cathode mass (g) for a real run; CathodeMassError naming the field if
     an objective or constraint is ``specific_energy`` and the spec has none."""
@@ -321,7 +326,7 @@ class MaterialsRun:
     def cathode_mass_note(self) -> str:
         if self.cathode_mass_g is None:
             return "cathode mass: not given, so specific_energy is not measured"
-        return f"cathode mass {self.cathode_mass_g * 1000:.4g} mg per cell ({CATHODE_MASS_FIELD})"
+        return f"cathode mass {grams(self.cathode_mass_g)} per cell ({CATHODE_MASS_FIELD})"
 
     def finish(self, summary: Any) -> None:
         """Notes on the summary: no predictor, where the cathode mass came from."""
@@ -342,6 +347,7 @@ __all__ = [
     "SheetMaterial",
     "campaign_pool",
     "campaign_pool_at",
+    "grams",
     "register_pool",
     "require_cathode_mass",
     "sheet_materials",

@@ -24,7 +24,7 @@ from voltloop.db.models import Candidate, Cycle, Event, Experiment, Material
 from voltloop.drivers.sim.loader_control import LoaderControlClient
 from voltloop.drivers.sim.virtual_lab import CellSpec
 
-from .test_run_cli import VOLTLOOP, env, voltloop, wait_for
+from .test_run_cli import VOLTLOOP, env, event_count, voltloop, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -198,7 +198,7 @@ def test_materials_run_with_the_test_as_operator(lab, tmp_path) -> None:
     summary = json.loads(out)
     assert summary["kind"] == "materials" and summary["rounds_completed"] == 2
     assert summary["experiments"] == {"completed": 2 * CHANNELS}
-    assert any("cathode mass 6900 mg per cell (cell.cathode_mass_g)" in n for n in summary["notes"])
+    assert any("cathode mass 6.9 g per cell (cell.cathode_mass_g)" in n for n in summary["notes"])
     said = " ".join(err.split())
     assert "material_label=" in said  # the printed sheet names each cell's material
 
@@ -258,3 +258,28 @@ def test_materials_run_with_the_test_as_operator(lab, tmp_path) -> None:
     assert rec["label"] == labels[rec["material_id"]] and rec["label"] in pool
     # an olivine 18650 stores a few hundred Wh per kg of cathode at 2 C
     assert 200.0 < rec["objective"] < 800.0
+
+    # `voltloop resume` reads the stored spec and pool (the stored spec has no TOML
+    # directory), checks the instrument again and finds nothing left to do
+    dispatched = event_count(url, "dispatched")
+    again = voltloop(["resume", name, "--db", url, "--no-prefect", "--json"], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads(again.stdout)
+    assert resumed["kind"] == "materials" and resumed["experiments"] == summary["experiments"]
+    assert resumed["recommendation"]["label"] == rec["label"]
+    assert event_count(url, "dispatched") == dispatched == 2 * CHANNELS
+    assert event_count(url, "loading_sheet") == 2 and event_count(url, "materials_pool") == 1
+
+
+def test_a_bad_pool_is_refused_before_anything_is_written(lab, tmp_path) -> None:
+    config = campaign_file(tmp_path, lab["cycler"], "bad-pool", 6.9)
+    config.write_text(config.read_text().replace("[pool]\n", '[pool]\nstructures = ["gone.cif"]\n'))
+    result = voltloop(
+        ["run", str(config), "--db", f"sqlite:///{tmp_path / 'run.db'}", "--no-prefect",
+         "--sheets", "sheets"],
+        tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "gone.cif" in message and "Traceback" not in message
+    assert not (tmp_path / "run.db").exists() and not (tmp_path / "sheets").exists()
