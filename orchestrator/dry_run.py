@@ -242,6 +242,11 @@ def run_dry_run(
     from voltloop.drivers.sim.serve import serve_lab
 
     started = time.perf_counter()
+    prefect_ready: Callable[[], None] = lambda: None  # noqa: E731
+    if use_prefect:
+        from voltloop.orchestrator.flows import prestart_temporary_server
+
+        prefect_ready = prestart_temporary_server()  # starts while the lab is set up
     init_database(db_url)
     db = open_database(db_url)
     try:
@@ -287,9 +292,13 @@ def run_dry_run(
             settings=EngineSettings(),
         )
         engine = CampaignEngine(ctx)
+        warm_up = getattr(kind_run.predictor, "warm_up", None)
+        if callable(warm_up):
+            warm_up()  # the pretraining history, meanwhile Prefect's server starts
         if use_prefect:
             from voltloop.orchestrator.flows import campaign_flow
 
+            prefect_ready()
             campaign_flow(engine, poll_interval_s=poll_interval_s, on_step=on_step)
         else:
             engine.run(poll_interval_s=poll_interval_s, on_step=on_step)

@@ -77,6 +77,29 @@ class LoadingAnswer(RunInput):
     cells: list[CellAnswerInput] = []
 
 
+def prestart_temporary_server() -> Callable[[], None]:
+    """Start Prefect's temporary local server in the background, if the flows will use
+    one (no ``PREFECT_API_URL``), so its start (5-20 s of another process) overlaps
+    the campaign's own set-up. Returns a function that waits until it answers; call
+    it before the first flow. If the start fails here, the first flow tries again and
+    reports the error itself."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return lambda: None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    def start() -> None:
+        try:
+            SubprocessASGIServer().start()
+        except Exception as exc:  # noqa: BLE001 - the flow's own start reports it
+            log.debug("starting Prefect's temporary server early: %s", exc)
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    return thread.join
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def engine_step(engine: CampaignEngine) -> StepResult:
     """One unit of campaign work (retried on unexpected errors; instrument faults are

@@ -94,6 +94,11 @@ class EarlyLifeModel:
         #: asks them for a verdict after every EIS checkpoint
         self.health = CellHealthMonitor(self.history, early_cycle) if monitor_health else None
 
+    def warm_up(self) -> None:
+        """Load (or simulate) the pretraining history now rather than at the first
+        proposal."""
+        self.history()
+
     def prepare(self, session: Session, campaign_id: int) -> str:
         """Pretrain if no model exists yet, then retrain on the campaign's finished cells."""
         from voltloop.surrogates.lifetime.training import (
