@@ -43,8 +43,8 @@ class CellHealthMonitor:
             except LifetimeDataError as exc:
                 notes.append(f"no pretrained cell-health models: {exc}")
         try:
-            fit_health(session, campaign_id, up_to_cycle=self.up_to_cycle)
-            notes.append("cell-health models refit on the campaign")
+            fit_health(session, campaign_id, up_to_cycle=self.up_to_cycle, history=self.history())
+            notes.append("cell-health models refit on the campaign and the history")
         except LifetimeDataError as exc:
             notes.append(f"cell-health models not refit: {exc}")
         self.last_note = "; ".join(notes)

@@ -112,7 +112,9 @@ class EarlyLifeModel:
             latest_version_id(session, campaign_id, self.index)
         except UnknownModelError:
             pretrain(session, self.history(), self.index)
-        report = fit(session, campaign_id, self.index)
+        # the campaign's cells that reached end of life join the history: a few dozen
+        # campaign cells alone would replace a model of many more with a worse one
+        report = fit(session, campaign_id, self.index, history=self.history())
         self.last_note = report.message
         if self.health is not None:
             self.last_note += "; " + self.health.prepare(session, campaign_id)

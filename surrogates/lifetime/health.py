@@ -12,7 +12,8 @@
 
 :func:`assess` turns both scores into an explicit :class:`HealthAction` the
 orchestrator can act on: ``STOP`` when the classifier puts the cell on the failing
-side by more than ``stop_margin``, ``REVIEW`` when it is anomalous (or failing
+side by more than ``stop_margin`` and its cross-validated balanced accuracy is at
+least ``MIN_STOP_ACCURACY``, ``REVIEW`` when it is anomalous (or failing
 within the margin), else ``CONTINUE``.
 Both models serialise through skops (no pickle) via :mod:`.artifacts`.
 """
@@ -217,6 +218,12 @@ class AnomalyDetector:
         return model
 
 
+#: A failure classifier stops cells only if its cross-validated balanced accuracy
+#: reaches this; a weaker one (a few dozen cells, overlapping classes) only flags
+#: cells for review: stopping a healthy cell loses it for good.
+MIN_STOP_ACCURACY = 0.8
+
+
 def assess(
     cell_ids: Sequence[str],
     X: np.ndarray,
@@ -228,9 +235,14 @@ def assess(
     n = len(cell_ids)
     fail = classifier.score(X) if classifier else np.full(n, -np.inf)
     anomaly = detector.score(X) if detector else np.full(n, np.inf)
+    may_stop = (
+        classifier is not None
+        and classifier.cv_score is not None
+        and classifier.cv_score >= MIN_STOP_ACCURACY
+    )
     out = []
     for cid, f, a in zip(cell_ids, fail, anomaly, strict=True):
-        if f > stop_margin:
+        if f > stop_margin and may_stop:
             action = HealthAction.STOP
         elif f > 0 or a < 0:
             action = HealthAction.REVIEW

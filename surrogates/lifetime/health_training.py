@@ -106,9 +106,14 @@ def failure_labels(
 
 
 def fit_health(
-    session: Session, campaign: str | int, up_to_cycle: int = 100, short_life_fraction: float = 0.6
+    session: Session,
+    campaign: str | int,
+    up_to_cycle: int = 100,
+    short_life_fraction: float = 0.6,
+    history: Sequence[dict[str, Any]] | None = None,
 ) -> int:
-    """Fit both SVMs on the campaign's finished cells with spectra; returns the version id."""
+    """Fit both SVMs on the campaign's finished cells with spectra, and on ``history``
+    (plain dicts, as for ``pretrain_health``) if given; returns the version id."""
     row = resolve_campaign(session, campaign)
     experiments = session.execute(
         select(Experiment.id, Experiment.status).where(Experiment.campaign_id == row.id)
@@ -127,11 +132,28 @@ def fit_health(
             f"campaign {row.name!r} has {len(cells)} finished cells with an EIS spectrum up to "
             f"cycle {up_to_cycle}; the health models need at least 5"
         )
+    for cell in _history_cells(history or (), up_to_cycle):
+        cells.append(cell)
+        failed.append(False)
     labels = failure_labels(cells, failed, short_life_fraction)
     return _store(
         session, cells, labels, f"{row.name}/cell-health@{up_to_cycle}", row.id, up_to_cycle,
         short_life_fraction,
     )  # fmt: skip
+
+
+def _history_cells(history: Sequence[dict[str, Any]], up_to_cycle: int) -> list[CellHistory]:
+    """Historical cells with a spectrum up to ``up_to_cycle`` and an end of life."""
+    cells = [CellHistory.from_dict(c) for c in history]
+    cells = [
+        c
+        for c in cells
+        if any(s.cycle <= up_to_cycle for s in c.spectra)
+        and (c.end_of_life_cycle or c.observed_end_of_life()) is not None
+    ]
+    for cell in cells:
+        cell.end_of_life_cycle = cell.end_of_life_cycle or cell.observed_end_of_life()
+    return cells
 
 
 def pretrain_health(

@@ -116,6 +116,17 @@ def test_assess_turns_scores_into_actions() -> None:
         det.score(np.array([[np.nan, 1.0, 1.0]]))
 
 
+def test_a_classifier_that_cross_validates_poorly_flags_but_never_stops() -> None:
+    X, y = _planted(60, 12, seed=5)
+    clf = FailureRiskClassifier(NAMES).fit(X, y)
+    failing = np.array([[16.0, 18.0, 2.5]]) * 1e-3
+    assert clf.cv_score >= 0.8
+    assert assess(["c"], failing, clf, None)[0].action is HealthAction.STOP
+    clf.cv_score = 0.7  # e.g. a dozen campaign cells with overlapping classes
+    verdict = assess(["c"], failing, clf, None)[0]
+    assert verdict.failure_score > 0.5 and verdict.action is HealthAction.REVIEW
+
+
 def test_single_class_falls_back_to_the_anomaly_detector_with_a_note() -> None:
     from voltloop.surrogates.lifetime.health_training import CellHealthModels
 
