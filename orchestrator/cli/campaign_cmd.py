@@ -152,7 +152,7 @@ def _print_summary(summary) -> None:
     table.add_column(style="bold")
     table.add_column()
     if summary.kind == "materials":
-        _materials_rows(table, summary)
+        materials_rows(table, summary)
     else:
         _protocol_rows(table, summary)
     table.add_row(
@@ -188,7 +188,8 @@ def _protocol_rows(table, summary) -> None:
         )
 
 
-def _materials_rows(table, summary) -> None:
+def materials_rows(table, summary) -> None:
+    """The recommended material and its outcomes, for dry-run and real-run summaries."""
     rec = summary.recommendation
     if not rec:
         table.add_row("recommended material", "none (no material was measured)")

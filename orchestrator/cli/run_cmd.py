@@ -205,7 +205,9 @@ def _report(summary: Any, json_out: bool) -> None:
     table.add_column()
     rec = summary.recommendation
     if summary.kind == "materials":
-        _materials_rows(table, rec)
+        from voltloop.orchestrator.cli.campaign_cmd import materials_rows
+
+        materials_rows(table, summary)  # no true value: that row is simulation only
     elif rec:
         params = ", ".join(f"{k}={v:g}" for k, v in rec["parameters"].items())
         table.add_row("recommended protocol", params)
@@ -223,20 +225,6 @@ def _report(summary: Any, json_out: bool) -> None:
     for note in summary.notes:
         table.add_row("note", note)
     stdout.print(table)
-
-
-def _materials_rows(table: Any, rec: dict[str, Any] | None) -> None:
-    if not rec:
-        table.add_row("recommended material", "none (no material was measured)")
-        return
-    metric = rec["metric"].replace("_", " ")
-    table.add_row("recommended material", f"{rec['label']} ({rec['formula']})")
-    if not rec.get("meets_limits", True):
-        table.add_row("", "no tested material met every limit; best measured shown")
-    table.add_row(f"its measured {metric}", f"{rec['objective']:.4g}")
-    others = {k: v for k, v in rec.get("outcomes", {}).items() if k != rec["metric"]}
-    if others:
-        table.add_row("its other outcomes", ", ".join(f"{k} {v:.4g}" for k, v in others.items()))
 
 
 def confirm(

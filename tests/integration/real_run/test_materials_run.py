@@ -24,7 +24,7 @@ from voltloop.db.models import Candidate, Cycle, Event, Experiment, Material
 from voltloop.drivers.sim.loader_control import LoaderControlClient
 from voltloop.drivers.sim.virtual_lab import CellSpec
 
-from .test_run_cli import VOLTLOOP, env, event_count, voltloop, wait_for
+from .test_run_cli import VOLTLOOP, env, event_count, sim_serve, voltloop, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -91,22 +91,8 @@ record_interval_s = 60.0
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """``voltloop sim serve`` in a subprocess: its URLs (cycler, potentiostat, loader)."""
-    tmp = tmp_path_factory.mktemp("materials-lab")
-    proc = subprocess.Popen(
-        [str(VOLTLOOP), "sim", "serve", "--channels", str(CHANNELS), "--speed", "20000",
-         "--no-load", "--control-port", "0", "--max-current", "30", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=tmp,
-        env=env(tmp),
-    )  # fmt: skip
-    try:
-        yield json.loads(proc.stdout.readline())
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    with sim_serve(tmp_path_factory.mktemp("materials-lab"), CHANNELS, 20_000) as info:
+        yield info
 
 
 def campaign_file(tmp: Path, cycler: str, name: str, mass_g: float | None) -> Path:

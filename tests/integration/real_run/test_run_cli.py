@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,12 +89,12 @@ def voltloop(args: list[str], tmp: Path, timeout: float = 60) -> subprocess.Comp
     )
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """``voltloop sim serve`` in a subprocess: its URLs (cycler, potentiostat, loader)."""
-    tmp = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def sim_serve(tmp: Path, channels: int, speed: int) -> Iterator[dict]:
+    """``voltloop sim serve`` in a subprocess, no cells loaded: its URLs (cycler,
+    potentiostat, loader control)."""
     proc = subprocess.Popen(
-        [str(VOLTLOOP), "sim", "serve", "--channels", str(CHANNELS), "--speed", "10000",
+        [str(VOLTLOOP), "sim", "serve", "--channels", str(channels), "--speed", str(speed),
          "--no-load", "--control-port", "0", "--max-current", "30", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -102,11 +103,16 @@ def lab(tmp_path_factory):
         env=env(tmp),
     )  # fmt: skip
     try:
-        info = json.loads(proc.stdout.readline())
-        yield info
+        yield json.loads(proc.stdout.readline())
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with sim_serve(tmp_path_factory.mktemp("lab"), CHANNELS, 10_000) as info:
+        yield info
 
 
 def campaign_file(tmp: Path, lab: dict, name: str, identity: str, rounds: int = 2) -> Path:
