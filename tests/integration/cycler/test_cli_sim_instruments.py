@@ -18,6 +18,14 @@ from voltloop.orchestrator.cli import main
 pytestmark = pytest.mark.integration
 
 VOLTLOOP = [sys.executable, "-c", "from voltloop.orchestrator.cli import main; main()"]
+#: The same, with Ctrl-C answered even when the test run itself ignores SIGINT (a suite
+#: started in the background by a non-interactive shell passes SIG_IGN on to every child).
+VOLTLOOP_CTRL_C = [
+    sys.executable,
+    "-c",
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from voltloop.orchestrator.cli import main; main()",
+]
 
 
 def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -30,7 +38,7 @@ def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 @pytest.fixture(params=["--tcp", "--pty"])
 def served(request: pytest.FixtureRequest):
     proc = subprocess.Popen(
-        [*VOLTLOOP, "sim", "serve", "--channels", "3", "--speed", "600", "--json",
+        [*VOLTLOOP_CTRL_C, "sim", "serve", "--channels", "3", "--speed", "600", "--json",
          request.param, "--seed", "4"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

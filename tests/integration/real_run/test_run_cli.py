@@ -30,6 +30,14 @@ from voltloop.drivers.sim.virtual_lab import CellSpec
 pytestmark = pytest.mark.timeout(180)
 
 VOLTLOOP = Path(sys.executable).with_name("voltloop")
+#: ``voltloop`` that answers Ctrl-C even when the test run itself ignores SIGINT (a suite
+#: started in the background by a non-interactive shell passes SIG_IGN on to every child).
+VOLTLOOP_CTRL_C = [
+    sys.executable,
+    "-c",
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from voltloop.orchestrator.cli import main; main()",
+]
 CHANNELS = 3
 
 CAMPAIGN = """
@@ -183,7 +191,7 @@ def test_run_with_an_operator_and_a_damaged_cell(lab, tmp_path) -> None:
     config = campaign_file(tmp_path, lab, name, "VOLTLOOP,VLC-3")
     hands = LoaderControlClient(lab["loader"])
     run = subprocess.Popen(
-        [str(VOLTLOOP), "run", str(config), "--db", url, "--no-prefect", "--sheets", "sheets",
+        [*VOLTLOOP_CTRL_C, "run", str(config), "--db", url, "--no-prefect", "--sheets", "sheets",
          "--no-early-prediction", "--poll-interval", "0.1", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -283,7 +291,7 @@ def test_stop_and_resume_a_real_campaign(lab, tmp_path) -> None:
     config = campaign_file(tmp_path, lab, name, "VOLTLOOP", rounds=1)
     hands = LoaderControlClient(lab["loader"])
     run = subprocess.Popen(
-        [str(VOLTLOOP), "run", str(config), "--db", url, "--no-prefect", "--sheets", "sheets",
+        [*VOLTLOOP_CTRL_C, "run", str(config), "--db", url, "--no-prefect", "--sheets", "sheets",
          "--no-early-prediction", "--poll-interval", "0.1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
