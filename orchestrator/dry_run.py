@@ -28,6 +28,7 @@ from voltloop.campaigns.protocol_campaign import ProtocolCampaign
 from voltloop.db.engine import mask_url, read_session
 from voltloop.db.migrate import init_database, open_database
 from voltloop.db.models import Cycle, Event, Experiment, Round
+from voltloop.drivers.sim.history import CHUNK_S as HISTORY_STEP_S
 from voltloop.orchestrator.context import EngineContext, EngineSettings, StepKind, StepResult
 from voltloop.orchestrator.engine import CampaignEngine, experiments_by_status, register_campaign
 from voltloop.orchestrator.ports import LifetimePredictor
@@ -48,7 +49,7 @@ EIS_WAIT_S = 7 * 86_400.0
 #: pretraining history is simulated with (drivers/sim/history.py ``CHUNK_S``): a cell
 #: then rests at an EIS checkpoint, and runs past its early-prediction cycle, as long
 #: as the history's cells did (up to one step).
-DRY_RUN_STEP_S = 4 * 3600.0
+DRY_RUN_STEP_S = HISTORY_STEP_S
 
 
 class DryRunError(ValueError):
@@ -242,7 +243,10 @@ def run_dry_run(
     from voltloop.drivers.sim.serve import serve_lab
 
     started = time.perf_counter()
-    prefect_ready: Callable[[], None] = lambda: None  # noqa: E731
+
+    def prefect_ready() -> None:
+        """Nothing to wait for without Prefect."""
+
     if use_prefect:
         from voltloop.orchestrator.flows import prestart_temporary_server
 
