@@ -126,5 +126,32 @@ def test_analysed_spectrum_keeps_check_and_fit_through_json() -> None:
 def test_numpy2_patch_is_applied_in_one_place() -> None:
     from impedance.validation import circuit_elements
 
-    lin_kk(noisy_spectrum())
+    fit_circuit(noisy_spectrum(), DEFAULT_CIRCUIT)
     assert circuit_elements["np"] is np
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_lin_kk_equals_impedance_py_linkk(seed: int) -> None:
+    """Same element count, mu and residuals as impedance.py's own ``linKK`` (whose
+    fitted-model evaluation we replace), on a causal and a drifting spectrum."""
+    import contextlib
+    import io
+
+    from impedance.validation import linKK
+
+    from voltloop.drivers.eis import _patch_impedance_for_numpy2
+
+    _patch_impedance_for_numpy2()  # linKK's own evaluation needs it under NumPy 2
+    spectrum = noisy_spectrum(seed=seed)
+    z = spectrum.impedance
+    drifting = EisSpectrum.from_arrays(spectrum.frequencies, z + np.linspace(0, 0.01, z.size))
+    for case in (spectrum, drifting):
+        ours = lin_kk(case)
+        with contextlib.redirect_stdout(io.StringIO()):
+            m, mu, _, res_real, res_imag = linKK(
+                case.frequencies, case.impedance, c=0.85, max_M=100, fit_type="complex",
+                add_cap=True,
+            )  # fmt: skip
+        assert (ours.M, ours.mu) == (m, pytest.approx(mu, rel=1e-12))
+        np.testing.assert_allclose(ours.residuals_real, res_real, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours.residuals_imag, res_imag, rtol=1e-9, atol=1e-12)
