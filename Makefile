@@ -24,7 +24,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH) $(UV)
-	$(VENV)/bin/uv pip install -q --python $(PY) -c constraints.txt -e ".[all]" \
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e ".[all]" \
 	  || $(PIP) install -q -c constraints.txt -e ".[all]"
 	@touch $(STAMP)
 

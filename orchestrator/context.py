@@ -108,6 +108,9 @@ class EngineContext:
     #: cell-health verdicts after EIS checkpoints; None: the predictor's own monitor
     #: (its ``health`` attribute), if it has one
     health: HealthMonitor | None = None
+    #: per experiment: (step kinds, checkpoint steps) of its compiled protocol, parsed
+    #: once (orchestrator/polling.py)
+    step_info: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     @property
     def health_monitor(self) -> HealthMonitor | None:

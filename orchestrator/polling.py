@@ -17,12 +17,20 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from voltloop.db.engine import write_session
+from voltloop.db.engine import read_session, write_session
 from voltloop.db.enums import CandidateStatus, EventLevel, ExperimentStatus
 from voltloop.db.errors import LeaseLostError
 from voltloop.db.ingest import append_cycles, store_eis_spectrum
 from voltloop.db.leases import channel_key, release_lease, renew_lease
-from voltloop.db.models import Candidate, Channel, Cycle, Event, Experiment, Prediction
+from voltloop.db.models import (
+    Candidate,
+    Channel,
+    Cycle,
+    Event,
+    Experiment,
+    Instrument,
+    Prediction,
+)
 from voltloop.drivers.cycle_summary import SummaryOptions, checkpoint_steps, step_kinds
 from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentError
 from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus, RecordBatch
@@ -48,34 +56,71 @@ def _stored_cycles(session, experiment_id: str) -> int:
     return 0 if last is None else int(last) + 1
 
 
-def _where(experiment: Experiment, session) -> tuple[str, int]:
-    """The cycler URL and channel index an experiment runs on."""
-    channel = session.get(Channel, experiment.channel_id)
-    return channel.instrument.url, channel.channel_index
+@dataclass(frozen=True)
+class _Place:
+    """Where an experiment runs and how far its records are stored."""
+
+    url: str  # the cycler's URL
+    index: int  # channel index
+    since: int  # records stored (the next record index to fetch)
+
+
+def _locate(session, experiment_ids: list[str]) -> dict[str, _Place]:
+    """The place of each experiment (those on a channel), in one query."""
+    rows = session.execute(
+        select(Experiment.id, Instrument.url, Channel.channel_index, Experiment.records_ingested)
+        .join(Channel, Channel.id == Experiment.channel_id)
+        .join(Instrument, Instrument.id == Channel.instrument_id)
+        .where(Experiment.id.in_(experiment_ids))
+    )
+    return {e: _Place(url, index, since) for e, url, index, since in rows}
+
+
+@dataclass(frozen=True)
+class _Ingested:
+    """What an ingest stored, and the experiment's stored state after it."""
+
+    new: int  # cycles added
+    cycles: int  # cycles stored in all
+    records_ingested: int
+    end_of_life: int | None  # first stored cycle below the end-of-life capacity
+
+
+def _step_info(ctx: EngineContext, experiment_id: str) -> tuple:
+    """(step kinds, checkpoint steps) of the experiment's compiled protocol, read and
+    parsed once per experiment (a dispatched protocol never changes)."""
+    info = ctx.step_info.get(experiment_id)
+    if info is None:
+        with read_session(ctx.db) as session:
+            compiled = session.get(Experiment, experiment_id).protocol or {}
+        protocol = compiled.get("protocol") or {}
+        info = (
+            (step_kinds(protocol), checkpoint_steps(protocol))
+            if "method" in protocol
+            else (None, None)
+        )
+        ctx.step_info[experiment_id] = info
+    return info
 
 
 def _ingest(
     ctx: EngineContext,
     experiment_id: str,
-    since: int,
+    place: _Place,
     status: CyclerChannelStatus,
-    url: str,
-    index: int,
     batch: RecordBatch | None = None,
-) -> int:
-    """Store the complete cycles among the records from ``since`` (``batch`` if they were
-    fetched already, with the sweep's other channels)."""
-    cycler = ctx.cyclers[url]
+) -> _Ingested:
+    """Store the complete cycles among the records from ``place.since`` (``batch`` if
+    they were fetched already, with the sweep's other channels), in one transaction
+    that also reads back the experiment's stored cycles and end of life."""
+    cycler = ctx.cyclers[place.url]
+    since = place.since
     if batch is None or batch.since != since:
         batch = cycler.fetch(
-            index, since, experiment_id=experiment_id, limit=ctx.settings.fetch_limit
+            place.index, since, experiment_id=experiment_id, limit=ctx.settings.fetch_limit
         )
     final = status.state.is_final and batch.next_index >= status.record_count
-    with write_session(ctx.db) as session:
-        compiled = session.get(Experiment, experiment_id).protocol or {}
-    protocol = compiled.get("protocol") or {}
-    kinds = step_kinds(protocol) if "method" in protocol else None
-    checkpoint = checkpoint_steps(protocol) if "method" in protocol else None
+    kinds, checkpoint = _step_info(ctx, experiment_id)
     assembled = assemble_cycles(
         batch.records,
         since,
@@ -88,7 +133,12 @@ def _ingest(
         new = append_cycles(
             session, experiment_id, assembled.cycles, records_ingested=assembled.next_record
         )
-    return new
+        return _Ingested(
+            new=new,
+            cycles=_stored_cycles(session, experiment_id),
+            records_ingested=max(since, assembled.next_record),
+            end_of_life=end_of_life_cycle(session, experiment_id, ctx.eol_threshold_ah),
+        )
 
 
 def _eis_checkpoint(
@@ -191,7 +241,7 @@ def _resume(ctx: EngineContext, cycler, index: int) -> bool:
         return False
 
 
-def _predict_if_due(ctx: EngineContext, experiment: Experiment, cycles: int) -> bool:
+def _predict_if_due(ctx: EngineContext, experiment_id: str, cycles: int) -> bool:
     """Early prediction at the configured cycle; returns True if the cell should stop."""
     due_cycle = ctx.spec.lifetime.early_prediction_cycle
     if ctx.predictor is None or due_cycle is None or cycles < due_cycle:
@@ -200,14 +250,14 @@ def _predict_if_due(ctx: EngineContext, experiment: Experiment, cycles: int) -> 
         done = session.scalar(
             select(func.count())
             .select_from(Prediction)
-            .where(Prediction.experiment_id == experiment.id, Prediction.cycles_seen == due_cycle)
+            .where(Prediction.experiment_id == experiment_id, Prediction.cycles_seen == due_cycle)
         )
         estimate = None
         if not done:
-            estimate = ctx.predictor.predict(session, experiment.id, due_cycle)  # stores it
-        row = session.get(Experiment, experiment.id)
+            estimate = ctx.predictor.predict(session, experiment_id, due_cycle)  # stores it
+        row = session.get(Experiment, experiment_id)
         run_on = runs_to_end_of_life(
-            ctx.spec.seed, experiment.id, ctx.spec.lifetime.run_to_end_of_life
+            ctx.spec.seed, experiment_id, ctx.spec.lifetime.run_to_end_of_life
         )
         if row.status == ExperimentStatus.RUNNING:
             row.status = ExperimentStatus.EARLY_PREDICTED
@@ -223,7 +273,7 @@ def _predict_if_due(ctx: EngineContext, experiment: Experiment, cycles: int) -> 
                 f"predicted at cycle {due_cycle}; "
                 + ("runs on to end of life" if run_on else "cell stopped")
                 + note,
-                experiment_id=experiment.id,
+                experiment_id=experiment_id,
                 payload={
                     "run_on": run_on,
                     "extrapolated": bool(estimate is not None and estimate.extrapolated),
@@ -282,6 +332,7 @@ class _Read:
     """What one sweep read from an experiment's channel before handling it."""
 
     status: CyclerChannelStatus
+    place: _Place
     batch: RecordBatch | None = None  # its new records, if fetched with other channels
 
 
@@ -290,23 +341,19 @@ def _read_channels(ctx: EngineContext, experiment_ids: list[str]) -> dict[str, _
     channels in one request where the driver offers ``fetch_many`` (one round trip in
     place of one per channel). Anything that fails here is simply read again, channel by
     channel, by :func:`_poll_one`, which reports it."""
-    where: dict[str, tuple[str, int, int]] = {}
     with write_session(ctx.db) as session:
-        for experiment_id in experiment_ids:
-            experiment = session.get(Experiment, experiment_id)
-            url, index = _where(experiment, session)
-            where[experiment_id] = (url, index, experiment.records_ingested)
+        where = _locate(session, experiment_ids)
     read: dict[str, _Read] = {}
-    for experiment_id, (url, index, _) in where.items():
+    for experiment_id, place in where.items():
         try:
-            read[experiment_id] = _Read(ctx.cyclers[url].status(index))
+            read[experiment_id] = _Read(ctx.cyclers[place.url].status(place.index), place)
         except InstrumentError:
             continue
     by_cycler: dict[str, dict[str, tuple[int, int]]] = {}
     for experiment_id, r in read.items():
-        url, index, since = where[experiment_id]
+        place = r.place
         if r.status.experiment_id is not None and str(r.status.experiment_id) == experiment_id:
-            by_cycler.setdefault(url, {})[experiment_id] = (index, since)
+            by_cycler.setdefault(place.url, {})[experiment_id] = (place.index, place.since)
     for url, channels in by_cycler.items():
         fetch_many = getattr(ctx.cyclers[url], "fetch_many", None)
         if fetch_many is None or ctx.settings.fetch_limit is not None or len(channels) < 2:
@@ -324,10 +371,12 @@ def _read_channels(ctx: EngineContext, experiment_ids: list[str]) -> dict[str, _
 
 
 def _poll_one(ctx: EngineContext, experiment_id: str, read: _Read | None = None) -> list[str]:
-    with write_session(ctx.db) as session:
-        experiment = session.get(Experiment, experiment_id)
-        url, index = _where(experiment, session)
-        since = experiment.records_ingested
+    if read is not None:
+        place = read.place
+    else:
+        with write_session(ctx.db) as session:
+            place = _locate(session, [experiment_id])[experiment_id]
+    url, index = place.url, place.index
     cycler = ctx.cyclers[url]
     status = read.status if read is not None else cycler.status(index)
     if status.experiment_id is None or str(status.experiment_id) != experiment_id:
@@ -351,24 +400,19 @@ def _poll_one(ctx: EngineContext, experiment_id: str, read: _Read | None = None)
         ]
     did = []
     batch = read.batch if read is not None else None
-    if _ingest(ctx, experiment_id, since, status, url, index, batch):
+    stored = _ingest(ctx, experiment_id, place, status, batch)
+    if stored.new:
         did.append("ingested")
-    with write_session(ctx.db) as session:
-        experiment = session.get(Experiment, experiment_id)
-        cycles = _stored_cycles(session, experiment_id)
-        ingested_all = experiment.records_ingested >= status.record_count
-    stop = _predict_if_due(ctx, experiment, cycles)
+    stop = _predict_if_due(ctx, experiment_id, stored.cycles)
     if status.state.is_final:
-        if ingested_all:
+        if stored.records_ingested >= status.record_count:
             did.append(_finish(ctx, experiment_id, status))
         return did
     if status.state == ChannelState.WAITING_EIS:
         did.append(_eis_checkpoint(ctx, experiment_id, status, url, index))
         if did[-1] == "health_stopped":
             return did
-    with write_session(ctx.db) as session:
-        reached_eol = end_of_life_cycle(session, experiment_id, ctx.eol_threshold_ah) is not None
-    if stop or reached_eol:
+    if stop or stored.end_of_life is not None:
         cycler.stop(index)
         did.append("stopped")
     return did
