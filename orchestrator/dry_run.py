@@ -12,6 +12,7 @@ fixed test's last cycle, without an early-life predictor (docs/decisions/0007).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from voltloop.drivers.sim.history import CHUNK_S as HISTORY_STEP_S
 from voltloop.orchestrator.context import EngineContext, EngineSettings, StepKind, StepResult
 from voltloop.orchestrator.engine import CampaignEngine, experiments_by_status, register_campaign
 from voltloop.orchestrator.ports import LifetimePredictor
+from voltloop.orchestrator.prefect_server import TemporaryServer, start_temporary_server
 from voltloop.orchestrator.simulated_operator import SimulatedOperator, cell_seed
 
 DEFAULT_EXAMPLE = "protocol.toml"
@@ -220,6 +222,7 @@ def run_dry_run(
     history_cells: int | None = None,
     on_history: Callable[[int, int], None] | None = None,
     surrogate: Any = None,
+    prefect_server: TemporaryServer | None = None,
 ) -> DryRunSummary:
     """Run ``spec`` against simulated instruments into ``db_url``; resumable.
 
@@ -228,7 +231,45 @@ def run_dry_run(
     ``history_cells`` simulated cells (cached on disk after the first run).
     Materials campaigns: no predictor; ``surrogate`` (``SurrogateSettings``) sizes the
     GNN ensemble. Bad input (an unreadable structure file, an empty pool) raises before
-    the campaign is stored."""
+    the campaign is stored. With ``use_prefect`` the flows use ``prefect_server`` (a
+    caller that starts it first gives it longer to boot), else a temporary server
+    started here (orchestrator/prefect_server.py), stopped at the end."""
+    own_server = None
+    if use_prefect and prefect_server is None:
+        own_server = prefect_server = start_temporary_server()
+    try:
+        return _run_dry_run(
+            spec,
+            db_url,
+            faults=faults,
+            predictor=predictor,
+            on_step=on_step,
+            prefect_server=prefect_server if use_prefect else None,
+            use_prefect=use_prefect,
+            poll_interval_s=poll_interval_s,
+            history_cells=history_cells,
+            on_history=on_history,
+            surrogate=surrogate,
+        )
+    finally:
+        if own_server is not None:
+            own_server.stop()
+
+
+def _run_dry_run(
+    spec: CampaignBase,
+    db_url: str,
+    *,
+    faults: float,
+    predictor: LifetimePredictor | None,
+    on_step: Callable[[StepResult], None] | None,
+    prefect_server: TemporaryServer | None,
+    use_prefect: bool,
+    poll_interval_s: float,
+    history_cells: int | None,
+    on_history: Callable[[int, int], None] | None,
+    surrogate: Any,
+) -> DryRunSummary:
     if isinstance(spec, MaterialsCampaign):
         from voltloop.orchestrator.materials_dry_run import MaterialsDryRun
 
@@ -243,14 +284,6 @@ def run_dry_run(
     from voltloop.drivers.sim.serve import serve_lab
 
     started = time.perf_counter()
-
-    def prefect_ready() -> None:
-        """Nothing to wait for without Prefect."""
-
-    if use_prefect:
-        from voltloop.orchestrator.flows import prestart_temporary_server
-
-        prefect_ready = prestart_temporary_server()  # starts while the lab is set up
     init_database(db_url)
     db = open_database(db_url)
     try:
@@ -302,8 +335,8 @@ def run_dry_run(
         if use_prefect:
             from voltloop.orchestrator.flows import campaign_flow
 
-            prefect_ready()
-            campaign_flow(engine, poll_interval_s=poll_interval_s, on_step=on_step)
+            with prefect_server.serving() if prefect_server else contextlib.nullcontext():
+                campaign_flow(engine, poll_interval_s=poll_interval_s, on_step=on_step)
         else:
             engine.run(poll_interval_s=poll_interval_s, on_step=on_step)
         engine.release()

@@ -24,7 +24,6 @@ caching or state: every task is ``NO_CACHE`` and re-reads the database.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,20 +31,10 @@ from typing import Any, Literal
 
 from voltloop.orchestrator.context import StepKind, StepResult
 from voltloop.orchestrator.engine import CampaignEngine
+from voltloop.orchestrator.prefect_server import apply_defaults
 from voltloop.orchestrator.real_run import step_is_idle
 
-#: Defaults that keep Prefect quiet and offline unless the user configured otherwise.
-PREFECT_DEFAULTS = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
-    "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
-    "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",  # the temporary server's own chatter
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-    # the temporary server needs ~5-9 s on 2 idle cores; allow for a busy machine
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-}
-for _name, _value in PREFECT_DEFAULTS.items():
-    os.environ.setdefault(_name, _value)
+apply_defaults()  # before Prefect reads its settings
 
 from prefect import flow, task  # noqa: E402 - after the environment defaults
 from prefect.cache_policies import NO_CACHE  # noqa: E402
@@ -75,29 +64,6 @@ class LoadingAnswer(RunInput):
 
     round: int = 0
     cells: list[CellAnswerInput] = []
-
-
-def prestart_temporary_server() -> Callable[[], None]:
-    """Start Prefect's temporary local server in the background, if the flows will use
-    one (no ``PREFECT_API_URL``), so its start (5-20 s of another process) overlaps
-    the campaign's own set-up. Returns a function that waits until it answers; call
-    it before the first flow. If the start fails here, the first flow tries again and
-    reports the error itself."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return lambda: None
-    from prefect.server.api.server import SubprocessASGIServer
-
-    def start() -> None:
-        try:
-            SubprocessASGIServer().start()
-        except Exception as exc:  # noqa: BLE001 - the flow's own start reports it
-            log.debug("starting Prefect's temporary server early: %s", exc)
-
-    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-    thread.start()
-    return thread.join
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)

@@ -96,7 +96,11 @@ class EarlyLifeModel:
 
     def warm_up(self) -> None:
         """Load (or simulate) the pretraining history now rather than at the first
-        proposal."""
+        proposal, and import the health models' serialiser: skops scans every loaded
+        module for NumPy's ufuncs when it is imported (``skops.io._utils.whichmodule``),
+        which costs about a second more once Prefect's modules are loaded too."""
+        import skops.io  # noqa: F401
+
         self.history()
 
     def prepare(self, session: Session, campaign_id: int) -> str:

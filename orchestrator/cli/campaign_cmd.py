@@ -60,6 +60,28 @@ def dry_run(
     json_out: JsonOption = False,
 ) -> None:
     """Run a campaign against the simulated lab (resumes it if it exists)."""
+    from voltloop.orchestrator.prefect_server import start_temporary_server
+
+    # Prefect's temporary server boots on the other core while the campaign loads
+    server = start_temporary_server() if prefect else None
+    try:
+        _dry_run(config, kind, db, faults, seed, prefect, history_cells, json_out, server)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _dry_run(
+    config: Path | None,
+    kind: Any,
+    db: str | None,
+    faults: float,
+    seed: int | None,
+    prefect: bool,
+    history_cells: int | None,
+    json_out: bool,
+    server: Any,
+) -> None:
     from voltloop.campaigns.base import CampaignKind
     from voltloop.orchestrator.dry_run import load_dry_run_spec, run_dry_run
 
@@ -79,6 +101,7 @@ def dry_run(
             use_prefect=prefect,
             history_cells=history_cells,
             on_history=progress.history,
+            prefect_server=server,
         )
     if json_out:
         print_json(summary.as_dict())
