@@ -4,10 +4,14 @@ Runs the default dry run (``voltloop dry-run``: 4 rounds × 48 channels of the A
 space over TCP, early prediction at cycle 100, EIS every 50 cycles) and reports:
 
 - ``wall_s``: the dry run's wall time with Prefect (the default), and ``wall_s_plain``
-  for the same campaign (same seed, fresh database) run by the engine alone;
-  ``prefect_overhead`` = (with − without) / with. The first run simulates the
-  pretraining history if it is not cached yet; that time is reported apart
-  (``history_s``) and both timed runs use the cache.
+  for the same campaign (same seed, fresh database) run by the engine alone, each as
+  its own ``voltloop dry-run --json`` process, in the order plain, Prefect, Prefect,
+  plain (medians of 2; one process per run, so neither inherits the other's imports
+  or caches). ``wall_s`` is what the dry run reports (from the campaign's set-up to
+  its summary); ``command_s`` is the whole command as a user waits for it (imports,
+  Prefect's server start and stop included). ``prefect_overhead`` = (with − without)
+  / with, of each. Before the timed runs the pretraining history is simulated if it
+  is not cached yet; that time is reported apart (``history_s``).
 - ``recommendation``: the recommended protocol, its true simulated life (mean of
   ``TRUTH_CELLS`` fresh virtual cells under the aging cycle alone) and the ratio to
   the best true life among all protocols of the campaign's pool, computed the same
@@ -114,6 +118,57 @@ def _median_cycle_hours(db_url: str, campaign: str) -> float:
     return float(np.median(durations)) / 3600.0
 
 
+class _Summary:
+    """The fields of a ``voltloop dry-run --json`` summary used here."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.wall_s = float(data["wall_s"])
+        self.experiments = data["experiments"]
+        self.cycles_stored = data["cycles_stored"]
+        self.recommendation = data.get("recommendation")
+        self.true_life_of_recommendation = data.get("true_life_of_recommendation")
+        self.channel_hours = float(data["channel_hours"])
+
+
+def _dry_run_command(db: Path, prefect: bool) -> tuple[dict[str, Any], float]:
+    """One ``voltloop dry-run --json`` process: its summary and the command's wall time."""
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable, "-c", "from voltloop.orchestrator.cli import main; main()",
+        "dry-run", "--json", "--db", f"sqlite:///{db}", "--prefect" if prefect else "--no-prefect",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    command_s = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[3:])} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout), command_s
+
+
+def _timings(wall_s: float, runs: dict[bool, list[tuple[float, float]]]) -> dict[str, Any]:
+    if not runs:
+        return {"wall_s": wall_s, "wall_s_plain": None, "prefect_overhead": None}
+    med = {
+        (prefect, k): float(np.median([r[k] for r in runs[prefect]]))
+        for prefect in (True, False)
+        for k in (0, 1)
+    }
+    return {
+        "wall_s": med[True, 0],
+        "wall_s_plain": med[False, 0],
+        "prefect_overhead": (med[True, 0] - med[False, 0]) / med[True, 0],
+        "command_s": med[True, 1],
+        "command_s_plain": med[False, 1],
+        "prefect_overhead_command": (med[True, 1] - med[False, 1]) / med[True, 1],
+        "runs": {
+            "prefect": [[round(w, 2), round(c, 2)] for w, c in runs[True]],
+            "plain": [[round(w, 2), round(c, 2)] for w, c in runs[False]],
+        },
+    }
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     from voltloop.orchestrator.dry_run import example_path, load_dry_run_spec, run_dry_run
 
@@ -128,16 +183,17 @@ def run(quick: bool = False) -> dict[str, Any]:
     predictor.history()  # simulate (or load) the pretraining history outside the timing
     history_s = time.perf_counter() - started
 
-    def dry_run(name: str, prefect: bool) -> Any:
-        return run_dry_run(
-            spec,
-            f"sqlite:///{work / name}",
-            use_prefect=prefect,
-            history_cells=history_cells,
-        )
-
-    timed = dry_run("prefect.db", prefect=not quick)
-    plain = None if quick else dry_run("plain.db", prefect=False)
+    if quick:  # in-process, no Prefect: only shows that the figures are computed
+        timed = run_dry_run(spec, f"sqlite:///{work / 'prefect.db'}", history_cells=8)
+        runs: dict[bool, list[tuple[float, float]]] = {}
+    else:
+        runs = {True: [], False: []}
+        for i, prefect in enumerate((False, True, True, False)):
+            summary, command_s = _dry_run_command(work / f"run{i}.db", prefect)
+            runs[prefect].append((summary["wall_s"], command_s))
+            if prefect:
+                timed_dict = summary
+        timed = _Summary(timed_dict)
 
     pool = _pool(spec)
     if quick:
@@ -153,16 +209,15 @@ def run(quick: bool = False) -> dict[str, Any]:
         for p, life in zip(pool, lives, strict=True):
             if all(abs(p[k] - float(params.get(k, np.nan))) < 1e-9 for k in p):
                 recommended = float(life)
-    hours_per_cycle = _median_cycle_hours(f"sqlite:///{work / 'prefect.db'}", spec.name)
+    db_name = "prefect.db" if quick else "run2.db"
+    hours_per_cycle = _median_cycle_hours(f"sqlite:///{work / db_name}", spec.name)
     exhaustive_h = float(np.nansum(lives)) * hours_per_cycle
     figures: dict[str, Any] = {
         "campaign": spec.name,
         "rounds": spec.rounds,
         "batch_size": spec.batch_size,
         "history_s": history_s,
-        "wall_s": timed.wall_s,
-        "wall_s_plain": plain.wall_s if plain else None,
-        "prefect_overhead": (timed.wall_s - plain.wall_s) / timed.wall_s if plain else None,
+        **_timings(timed.wall_s, runs),
         "experiments": timed.experiments,
         "cycles_stored": timed.cycles_stored,
         "recommendation": {
@@ -183,10 +238,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
     figures["targets"] = {
         "dry_run_s": 120.0,
-        "dry_run_met": timed.wall_s <= 120.0,
+        "dry_run_met": figures["wall_s"] <= 120.0,
         "prefect_overhead": 0.15,
+        # of the dry run's own wall time, and of the whole command's
         "prefect_overhead_met": (
-            None if figures["prefect_overhead"] is None else figures["prefect_overhead"] <= 0.15
+            None
+            if figures["prefect_overhead"] is None
+            else figures["prefect_overhead"] <= 0.15 and figures["prefect_overhead_command"] <= 0.15
         ),
         "ratio_to_best": 0.95,
         "ratio_to_best_met": None if recommended is None else bool(recommended / best >= 0.95),

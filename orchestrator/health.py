@@ -6,7 +6,9 @@ healthy cells) score its latest spectrum. ``review`` puts a warning in the audit
 trail for a person to look at; ``stop`` stops the cell, which ends ``aborted``
 with the scores in its reason. Before a campaign has five finished cells with a
 spectrum, the models come from the same simulated history that pretrains the
-lifetime predictor, so the first round is already watched.
+lifetime predictor, so the first round is already watched. The models learn spectra
+up to the early-prediction cycle; checkpoints after it (cells that run on to end of
+life) get no verdict, as the models know nothing of cells that old.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ class CellHealthMonitor:
         return self.last_note
 
     def assess(self, session: Session, experiment_id: str) -> HealthVerdict | None:
-        from voltloop.db.models import Experiment
+        from sqlalchemy import func, select
+
+        from voltloop.db.models import EisSpectrum, Experiment
         from voltloop.surrogates.lifetime.health_training import (
             assess_experiments,
             latest_health_version,
@@ -60,6 +64,16 @@ class CellHealthMonitor:
         experiment = session.get(Experiment, experiment_id)
         version = latest_health_version(session, experiment.campaign_id)
         if version is None:
+            return None
+        latest = session.scalar(
+            select(func.max(EisSpectrum.cycle_index)).where(
+                EisSpectrum.experiment_id == experiment_id
+            )
+        )
+        if latest is not None and latest > self.up_to_cycle:
+            # the models learned what spectra look like up to ``up_to_cycle``: a cell
+            # that runs on to end of life ages past that, and every later spectrum
+            # would look anomalous (one run flagged 359 such checkpoints for review)
             return None
         (verdict,) = assess_experiments(session, [experiment_id], version)
         return HealthVerdict(

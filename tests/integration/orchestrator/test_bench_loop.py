@@ -25,3 +25,13 @@ def test_quick_loop_benchmark_figures(tmp_path, monkeypatch) -> None:
     assert figures["targets"]["prefect_overhead_met"] is None  # side by side in full runs only
     # the truth table is cached for the next run
     assert list((tmp_path / "cache").glob("truth-*.npy"))
+
+
+def test_side_by_side_timings_are_medians_of_each_mode() -> None:
+    runs = {True: [(60.0, 70.0), (64.0, 76.0)], False: [(50.0, 58.0), (54.0, 60.0)]}
+    t = loop._timings(0.0, runs)
+    assert (t["wall_s"], t["wall_s_plain"]) == (62.0, 52.0)
+    assert (t["command_s"], t["command_s_plain"]) == (73.0, 59.0)
+    assert math.isclose(t["prefect_overhead"], 10 / 62)
+    assert math.isclose(t["prefect_overhead_command"], 14 / 73)
+    assert t["runs"]["prefect"] == [[60.0, 70.0], [64.0, 76.0]]
