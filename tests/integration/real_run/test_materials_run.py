@@ -147,7 +147,10 @@ def _simulator_counts(sheet: list[dict[str, str]], hands: LoaderControlClient) -
     return out
 
 
-def test_materials_run_with_the_test_as_operator(lab, tmp_path) -> None:
+@pytest.mark.parametrize("prefect", [False, True], ids=["engine", "prefect-form"])
+def test_materials_run_with_the_test_as_operator(lab, tmp_path, prefect: bool) -> None:
+    """With ``--prefect`` (the default, with the input form) each round's flow pauses
+    for the loading form; ``voltloop confirm`` settles the sheet and the run resumes."""
     name = "materials-real-ci"
     url = f"sqlite:///{tmp_path / 'run.db'}"
     config = campaign_file(tmp_path, lab["cycler"], name, 6.9)
@@ -155,8 +158,8 @@ def test_materials_run_with_the_test_as_operator(lab, tmp_path) -> None:
     pool = {c.label: c for c in build_pool(spec)}
     hands = LoaderControlClient(lab["loader"])
     run = subprocess.Popen(
-        [str(VOLTLOOP), "run", str(config), "--db", url, "--no-prefect", "--sheets", "sheets",
-         "--poll-interval", "0.1", "--json"],
+        [str(VOLTLOOP), "run", str(config), "--db", url, "--sheets", "sheets",
+         "--prefect" if prefect else "--no-prefect", "--poll-interval", "0.1", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
