@@ -20,6 +20,7 @@ import typer
 from rich.text import Text
 
 from voltloop.orchestrator.cli.common import console
+from voltloop.orchestrator.cli.memory import keep_freed_memory
 
 app = typer.Typer(
     name="voltloop",
@@ -88,6 +89,7 @@ def _quiet_numerical_notices() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
+    keep_freed_memory()
     if "--debug" not in args:
         _quiet_numerical_notices()
     try:

@@ -82,3 +82,13 @@ def test_an_error_naming_a_long_path_is_printed_on_one_line(tmp_path) -> None:
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert str(deep) in result.stderr  # not broken across lines at the terminal's width
+
+
+def test_large_freed_blocks_are_kept_for_reuse_on_glibc() -> None:
+    """Decision 0084: the entry point raises glibc's mmap and trim thresholds."""
+    import platform
+
+    from voltloop.orchestrator.cli.memory import keep_freed_memory
+
+    applied = keep_freed_memory()
+    assert applied is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
