@@ -225,7 +225,7 @@ def _loading_sheets(data: ReportData) -> str:
         rows = [[f"<code>{_e(s.cell_id)}</code>", _e(s.candidate_id), _e(s.cycler_url or "–"),
                  _e("–" if s.channel is None else s.channel), _status(s.status),
                  *(_e(_fmt_param(s.parameters.get(n))) for n in names),
-                 *([_e(s.material or "–")] if any(x.material for x in sheet) else []),
+                 *([_e(s.material_text or "–")] if any(x.material for x in sheet) else []),
                  f"<code>{_e(s.experiment_id[:8])}</code>"] for s in sheet]  # fmt: skip
         material = ["material"] if any(x.material for x in sheet) else []
         headers = ["cell id", "candidate", "cycler", "channel", "status", *names, *material,
@@ -252,7 +252,8 @@ def _candidates(data: ReportData) -> str:
         measured = [e.measured_life for e in mine if e.measured_life is not None]
         rows.append([_e(c.id), _e(c.round_index),
                      *(_e(_fmt_param(c.parameters.get(n))) for n in names),
-                     *([_e(c.material or "–")] if any(x.material for x in data.candidates) else []),
+                     *([_e(c.material_text or "–")] if any(x.material for x in data.candidates)
+                       else []),
                      _num(c.acquisition_value, 3), _num(c.predicted_mean), _num(c.predicted_std),
                      _e(", ".join(f"{p.predicted_life:.0f} ± {p.std or 0:.0f} @{p.cycles_seen}"
                                   for p in predictions) or "–"),
@@ -426,11 +427,11 @@ def loading_sheet_csv(data: ReportData, round_index: int) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["round", "cell_id", "candidate_id", "cycler_url", "channel", "experiment_id",
-                     "status", "material", *names])  # fmt: skip
+                     "status", "material", "material_label", *names])  # fmt: skip
     for r in rows:
         writer.writerow([r.round_index, r.cell_id, r.candidate_id, r.cycler_url or "",
                          "" if r.channel is None else r.channel, r.experiment_id, r.status,
-                         r.material or "",
+                         r.material or "", r.material_label or "",
                          *(_csv_value(r.parameters.get(n)) for n in names)])  # fmt: skip
     return buffer.getvalue()
 

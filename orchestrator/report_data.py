@@ -183,6 +183,7 @@ def _candidates(
     for experiment in experiments:
         if experiment.candidate_id is not None:
             by_candidate.setdefault(experiment.candidate_id, []).append(experiment)
+    labels = _material_labels(session, campaign_id)
     out = []
     for candidate, round_index, formula in rows:
         mine = by_candidate.get(candidate.id, [])
@@ -198,6 +199,7 @@ def _candidates(
                 round_index=round_index,
                 parameters=dict(candidate.parameters or {}),
                 material=formula,
+                material_label=labels.get(candidate.material_id),
                 acquisition_value=finite_or_none(candidate.acquisition_value),
                 predicted_mean=finite_or_none(candidate.predicted_mean),
                 predicted_std=finite_or_none(candidate.predicted_std),
@@ -269,6 +271,20 @@ def _events(
         for e in reversed(rows)
     ]
     return events, int(sum(counts.values())), {k: int(v) for k, v in counts.items()}, levels
+
+
+def _material_labels(session: Session, campaign_id: int) -> dict[int, str]:
+    """Material id -> the pool's label, from the campaign's ``materials_pool`` event
+    (orchestrator/materials_run.py); empty for protocol campaigns."""
+    event = session.scalar(
+        select(Event)
+        .where(Event.campaign_id == campaign_id, Event.kind == "materials_pool")
+        .order_by(Event.id.desc())
+        .limit(1)
+    )
+    payload = event.payload if event is not None and event.payload else {}
+    ids, names = payload.get("material_ids") or [], payload.get("labels") or []
+    return {int(i): str(name) for i, name in zip(ids, names, strict=False)}
 
 
 def _recommendation(session: Session, campaign_id: int) -> Recommendation | None:

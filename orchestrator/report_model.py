@@ -90,6 +90,13 @@ class CandidateRow:
     observed_life: float | None  # measured if available, else the latest prediction
     observed_source: str | None  # "measured", "predicted" or None
     metrics: dict[str, float] = field(default_factory=dict)  # objective metric -> value
+    #: the pool's name for the material (materials campaigns): formulas may repeat
+    material_label: str | None = None
+
+    @property
+    def material_text(self) -> str | None:
+        """ "label (formula)", or whichever of the two is known."""
+        return _label_and_formula(self.material_label, self.material)
 
 
 @dataclass(frozen=True)
@@ -365,6 +372,17 @@ class LoadingSheetRow:
     status: str
     parameters: dict[str, Any]
     material: str | None
+    material_label: str | None = None
+
+    @property
+    def material_text(self) -> str | None:
+        return _label_and_formula(self.material_label, self.material)
+
+
+def _label_and_formula(label: str | None, formula: str | None) -> str | None:
+    if label and formula and label != formula:
+        return f"{label} ({formula})"
+    return label or formula
 
 
 def loading_sheet(data: ReportData, round_index: int) -> list[LoadingSheetRow]:
@@ -385,6 +403,7 @@ def loading_sheet(data: ReportData, round_index: int) -> list[LoadingSheetRow]:
                 status=e.status,
                 parameters={} if candidate is None else dict(candidate.parameters),
                 material=None if candidate is None else candidate.material,
+                material_label=None if candidate is None else candidate.material_label,
             )
         )
     return sorted(rows, key=lambda r: (r.cell_id, r.experiment_id))

@@ -241,9 +241,11 @@ def test_full_size_campaign_page_stays_small(tmp_path, capsys):
 
 def test_materials_campaign_without_a_parameter_space(sqlite_db_url, tmp_path, capsys):
     """Candidates that are materials (no numeric parameters), two objectives one of
-    which the database cannot give: notes, and the formula in tables and sheets."""
+    which the database cannot give: notes, and the pool's label with the formula in
+    tables and sheets (the first two materials are labelled; a third is not)."""
     from voltloop.db.engine import write_session
-    from voltloop.db.models import Campaign, Material
+    from voltloop.db.enums import EventLevel
+    from voltloop.db.models import Campaign, Event, Material
 
     objectives = [
         {"metric": "specific_energy", "direction": "maximize"},
@@ -253,12 +255,17 @@ def test_materials_campaign_without_a_parameter_space(sqlite_db_url, tmp_path, c
     db = open_database(sqlite_db_url)
     with write_session(db) as s:
         s.scalar(select(Campaign)).kind = "materials"
+        ids = []
         for i, candidate in enumerate(s.scalars(select(Candidate))):
             material = Material(formula=f"LiFe{i}PO4", structure={}, structure_hash=f"h{i}")
             s.add(material)
             s.flush()
             candidate.material_id, candidate.parameters = material.id, {}
+            ids.append(material.id)
         campaign = s.scalar(select(Campaign))
+        labels = {"material_ids": ids[:2], "labels": ["olivine-0", "olivine-1"]}
+        s.add(Event(campaign_id=campaign.id, kind="materials_pool", level=EventLevel.INFO,
+                    message="pool", payload=labels))  # fmt: skip
         campaign.spec = {k: v for k, v in campaign.spec.items() if k != "space"}
     db.dispose()
     out = tmp_path / "r.html"
@@ -269,10 +276,16 @@ def test_materials_campaign_without_a_parameter_space(sqlite_db_url, tmp_path, c
     assert "no numeric parameters" in text
     assert "No candidate has values for both specific_energy and capacity_retention" in text
     report = ReportPage(text)
-    formulas = {row["material"] for row in report.table("candidates")}
-    assert formulas == {f"LiFe{i}PO4" for i in range(6)}
+    shown = {row["material"] for row in report.table("candidates")}
+    assert shown == {"olivine-0 (LiFe0PO4)", "olivine-1 (LiFe1PO4)"} | {
+        f"LiFe{i}PO4" for i in range(2, 6)
+    }
     code, _, _ = cli(capsys, "report", built.name, "--db", sqlite_db_url, "--loading-sheet", "0",
                      "--out", str(sheet))  # fmt: skip
     with open(sheet, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert code == 0 and {r["material"] for r in rows} == {"LiFe0PO4", "LiFe1PO4", "LiFe2PO4"}
+    assert code == 0 and {(r["material"], r["material_label"]) for r in rows} == {
+        ("LiFe0PO4", "olivine-0"),
+        ("LiFe1PO4", "olivine-1"),
+        ("LiFe2PO4", ""),
+    }
