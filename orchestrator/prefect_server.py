@@ -76,8 +76,9 @@ def _free_port() -> int:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the server gets SIGTERM when the process that started it dies, also by
-    SIGKILL, so a killed dry run leaves no server behind."""
+    """Linux: the server gets SIGTERM when the thread that started it ends, also by
+    SIGKILL of the process, so a killed dry run leaves no server behind (voltloop starts
+    it from the main thread, which lives as long as the process)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -114,7 +115,7 @@ class TemporaryServer:
                 "error",
                 "--lifespan",
                 "on",
-            ],  # fmt: skip
+            ],
             env={**os.environ, **_SERVER_ENV},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -133,8 +134,8 @@ class TemporaryServer:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                self._stderr.seek(0)
-                err = self._stderr.read().decode(errors="replace")[-2000:]
+                self._stderr.seek(max(0, self._stderr.seek(0, os.SEEK_END) - 2000))
+                err = self._stderr.read().decode(errors="replace")
                 raise PrefectServerError(
                     f"the temporary Prefect server exited with code {process.returncode}"
                     + (f": {err.strip()}" if err.strip() else "")
@@ -155,9 +156,10 @@ class TemporaryServer:
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[bool]:
-        """Flows run inside use this server, unless Prefect is configured with its own
-        API or without ephemeral mode (then this server is stopped and Prefect does as
-        configured). Yields whether this server is used."""
+        """Flows run inside use this server. If Prefect is configured with its own API
+        or without ephemeral mode, this server is stopped and Prefect does as
+        configured; if this server failed to start, Prefect starts its own. Yields
+        whether this server is used."""
         from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
         settings = get_current_settings()
@@ -165,7 +167,13 @@ class TemporaryServer:
             self.stop()
             yield False
             return
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except PrefectServerError as exc:  # Prefect starts its own and reports its errors
+            log.warning("%s; Prefect starts its own temporary server", exc)
+            self.stop()
+            yield False
+            return
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
             try:
                 yield True

@@ -75,6 +75,26 @@ def test_a_server_that_dies_is_reported_with_its_exit_code() -> None:
     server.stop()
 
 
+def test_flows_fall_back_to_prefects_own_server_if_the_early_one_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    server = TemporaryServer()
+    assert server.process is not None
+    server.process.kill()
+    server.process.wait()
+    from prefect import flow
+
+    @flow
+    def answer() -> int:
+        return 42
+
+    with server.serving() as used:
+        assert not used
+        assert answer() == 42  # on Prefect's own temporary server
+    assert server.process is None
+
+
 def test_the_server_dies_with_a_killed_owner() -> None:
     owner = subprocess.Popen(
         [
