@@ -118,18 +118,6 @@ def _median_cycle_hours(db_url: str, campaign: str) -> float:
     return float(np.median(durations)) / 3600.0
 
 
-class _Summary:
-    """The fields of a ``voltloop dry-run --json`` summary used here."""
-
-    def __init__(self, data: dict[str, Any]):
-        self.wall_s = float(data["wall_s"])
-        self.experiments = data["experiments"]
-        self.cycles_stored = data["cycles_stored"]
-        self.recommendation = data.get("recommendation")
-        self.true_life_of_recommendation = data.get("true_life_of_recommendation")
-        self.channel_hours = float(data["channel_hours"])
-
-
 def _dry_run_command(db: Path, prefect: bool) -> tuple[dict[str, Any], float]:
     """One ``voltloop dry-run --json`` process: its summary and the command's wall time."""
     import subprocess
@@ -170,7 +158,12 @@ def _timings(wall_s: float, runs: dict[bool, list[tuple[float, float]]]) -> dict
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from voltloop.orchestrator.dry_run import example_path, load_dry_run_spec, run_dry_run
+    from voltloop.orchestrator.dry_run import (
+        DryRunSummary,
+        example_path,
+        load_dry_run_spec,
+        run_dry_run,
+    )
 
     spec = load_dry_run_spec(example_path("protocol-ci.toml") if quick else None)
     history_cells = 8 if quick else None
@@ -193,7 +186,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             runs[prefect].append((summary["wall_s"], command_s))
             if prefect:
                 timed_dict = summary
-        timed = _Summary(timed_dict)
+        timed = DryRunSummary(**timed_dict)
 
     pool = _pool(spec)
     if quick:

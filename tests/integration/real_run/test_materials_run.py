@@ -106,14 +106,19 @@ def campaign_file(tmp: Path, cycler: str, name: str, mass_g: float | None) -> Pa
     return path
 
 
-def test_missing_cathode_mass_is_refused_before_anything_is_written(tmp_path) -> None:
-    # nothing listens on this port: the refusal must come before any instrument I/O
-    config = campaign_file(tmp_path, "socket://127.0.0.1:9", "no-mass", None)
-    result = voltloop(
+def _run_refused(config, tmp_path) -> subprocess.CompletedProcess:
+    """``voltloop run`` of a campaign that must be refused before any I/O."""
+    return voltloop(
         ["run", str(config), "--db", f"sqlite:///{tmp_path / 'run.db'}", "--no-prefect",
          "--sheets", "sheets"],
         tmp_path,
     )  # fmt: skip
+
+
+def test_missing_cathode_mass_is_refused_before_anything_is_written(tmp_path) -> None:
+    # nothing listens on this port: the refusal must come before any instrument I/O
+    config = campaign_file(tmp_path, "socket://127.0.0.1:9", "no-mass", None)
+    result = _run_refused(config, tmp_path)
     assert result.returncode == 2, result.stderr
     message = " ".join(result.stderr.split())  # rich wraps long lines
     assert "objectives[0] = specific_energy" in message
@@ -263,11 +268,7 @@ def test_materials_run_with_the_test_as_operator(lab, tmp_path, prefect: bool) -
 def test_a_bad_pool_is_refused_before_anything_is_written(lab, tmp_path) -> None:
     config = campaign_file(tmp_path, lab["cycler"], "bad-pool", 6.9)
     config.write_text(config.read_text().replace("[pool]\n", '[pool]\nstructures = ["gone.cif"]\n'))
-    result = voltloop(
-        ["run", str(config), "--db", f"sqlite:///{tmp_path / 'run.db'}", "--no-prefect",
-         "--sheets", "sheets"],
-        tmp_path,
-    )  # fmt: skip
+    result = _run_refused(config, tmp_path)
     assert result.returncode == 2, result.stderr
     message = " ".join(result.stderr.split())
     assert "gone.cif" in message and "Traceback" not in message
