@@ -247,10 +247,12 @@ def _predict_if_due(ctx: EngineContext, experiment_id: str, cycles: int) -> bool
     if ctx.predictor is None or due_cycle is None or cycles < due_cycle:
         return False
     with write_session(ctx.db) as session:
+        # once per cell: a predictor may store the index of the last cycle it read
+        # (EarlyLifeModel: due_cycle - 1) rather than the count, so any row counts
         done = session.scalar(
             select(func.count())
             .select_from(Prediction)
-            .where(Prediction.experiment_id == experiment_id, Prediction.cycles_seen == due_cycle)
+            .where(Prediction.experiment_id == experiment_id)
         )
         estimate = None
         if not done:

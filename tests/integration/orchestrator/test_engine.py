@@ -14,7 +14,15 @@ from voltloop.campaigns.loading import load_campaign
 from voltloop.db.engine import read_session
 from voltloop.db.enums import CampaignStatus, ExperimentStatus
 from voltloop.db.migrate import init_database, open_database
-from voltloop.db.models import Campaign, Candidate, Cycle, EisSpectrum, Event, Experiment
+from voltloop.db.models import (
+    Campaign,
+    Candidate,
+    Cycle,
+    EisSpectrum,
+    Event,
+    Experiment,
+    Prediction,
+)
 from voltloop.orchestrator.context import EngineContext, EngineSettings, StepKind
 from voltloop.orchestrator.engine import CampaignBusyError, CampaignEngine, register_campaign
 from voltloop.orchestrator.ports import HealthAction
@@ -169,6 +177,33 @@ def test_share_of_cells_runs_to_end_of_life(setup):
     assert eol and early and len(eol) + len(early) == len(ended)
     for reason, params in eol:  # fake capacity crosses 80 % at its life (float32 capacities)
         assert abs(int(reason.rsplit(" ", 1)[1]) - 0.1 * fake_life(params)) <= 1.0
+
+
+def test_a_cell_that_runs_on_is_predicted_once(setup):
+    """EarlyLifeModel stores a prediction under the index of the last cycle it read
+    (cycles_seen - 1); a cell that runs on past that cycle is not predicted again at
+    every poll."""
+    db, spec, campaign_id, cycler, make_engine = setup
+    lifetime = spec.lifetime.model_copy(update={"run_to_end_of_life": 1.0})
+    engine = make_engine(spec=spec.model_copy(update={"lifetime": lifetime}), life_scale=0.2)
+    predictor = engine.ctx.predictor
+    calls = []
+    plain = predictor.predict
+
+    def predict_by_index(session, experiment_id, cycles_seen):
+        calls.append(experiment_id)
+        estimate = plain(session, experiment_id, cycles_seen)
+        row = session.scalar(select(Prediction).where(Prediction.experiment_id == experiment_id))
+        row.cycles_seen = cycles_seen - 1
+        return estimate
+
+    predictor.predict = predict_by_index
+    assert engine.run(poll_interval_s=0.0, max_steps=1000).finished
+    with read_session(db) as s:
+        reasons = [e.end_reason for e in s.scalars(select(Experiment))]
+        rows = s.scalar(select(func.count()).select_from(Prediction))
+    assert all(r.startswith("end of life") for r in reasons), reasons
+    assert sorted(calls) == sorted(set(calls)) and rows == len(reasons)
 
 
 def test_damaged_cell_is_skipped_and_the_round_goes_on(setup):
