@@ -410,6 +410,27 @@ PROTOCOL_METRICS = frozenset(
 )
 
 
+class ConfirmationSettings(StrictModel):
+    """After the last round, the best tested protocols are tested again to end of life.
+
+    Early predictions rank protocols well but carry a bias that can differ from one
+    region of the space to another by more than the best protocols differ from each
+    other. So, as Attia et al. validated their top protocols: the ``protocols`` tested
+    protocols with the best posterior-mean life (among those likely to meet every
+    limit) get ``cells`` fresh cells each, run to end of life, and the campaign
+    recommends the one with the longest mean *measured* life.
+    """
+
+    protocols: int = Field(
+        ge=1, le=256, description="How many of the best tested protocols are confirmed."
+    )
+    cells: int = Field(default=1, ge=1, le=64, description="Fresh cells per confirmed protocol.")
+
+    @property
+    def experiments(self) -> int:
+        return self.protocols * self.cells
+
+
 class ProtocolCampaign(CampaignBase):
     """Which charging protocol (from ``space``) gives the best objective for ``cell``?"""
 
@@ -425,9 +446,16 @@ class ProtocolCampaign(CampaignBase):
         ),
     )
 
+    confirmation: ConfirmationSettings | None = Field(
+        default=None,
+        description="Confirm the best protocols on fresh cells run to end of life "
+        "after the last round; omit to recommend from early predictions alone.",
+    )
+
     @model_validator(mode="after")
     def _protocol_rules(self) -> Self:
         self.check_metrics(PROTOCOL_METRICS, "protocol")
+        self._check_confirmation()
         self.cycling.check_against(self.cell, "cycling")
         cell = self.cell
         for i, step in enumerate(self.space.charge):
@@ -457,3 +485,24 @@ class ProtocolCampaign(CampaignBase):
                         f"({cell.max_voltage_V} V)",
                     )
         return self
+
+    def _check_confirmation(self) -> None:
+        confirmation = self.confirmation
+        if confirmation is None:
+            return
+        if self.lifetime.early_prediction_cycle is None:
+            raise SpecFieldError(
+                "confirmation",
+                confirmation.model_dump(),
+                "needs lifetime.early_prediction_cycle: without early prediction every "
+                "cell already runs to end of life",
+            )
+        channels = self.instruments.total_channels
+        if confirmation.experiments > channels:
+            raise SpecFieldError(
+                "confirmation.protocols",
+                confirmation.protocols,
+                f"{confirmation.protocols} protocols x {confirmation.cells} cells = "
+                f"{confirmation.experiments} cells, more than the {channels} channels of "
+                "the campaign's cyclers",
+            )

@@ -38,6 +38,11 @@ class RoundStatus(enum.StrEnum):
     ABORTED = "aborted"
 
 
+class RoundKind(enum.StrEnum):
+    SEARCH = "search"  # the optimiser proposes new candidates
+    CONFIRMATION = "confirmation"  # the best tested protocols again, run to end of life
+
+
 class CandidateStatus(enum.StrEnum):
     PROPOSED = "proposed"  # suggested by the optimiser
     REJECTED = "rejected"  # failed a constraint/safety check before dispatch

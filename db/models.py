@@ -34,6 +34,7 @@ from .enums import (
     EventLevel,
     ExperimentStatus,
     InstrumentKind,
+    RoundKind,
     RoundStatus,
 )
 from .types import BigId, PortableJSON, UTCDateTime, str_enum, utcnow
@@ -86,6 +87,11 @@ class Round(Base):
     round_index: Mapped[int] = mapped_column(Integer)  # 0, 1, 2, ... per campaign
     status: Mapped[RoundStatus] = mapped_column(
         str_enum(RoundStatus, "round_status"), default=RoundStatus.PLANNED
+    )
+    kind: Mapped[RoundKind] = mapped_column(
+        str_enum(RoundKind, "round_kind"),
+        default=RoundKind.SEARCH,
+        server_default=RoundKind.SEARCH.value,
     )
     #: ids of the model_version rows whose surrogates proposed this round's batch
     model_version_ids: Mapped[list[int]] = mapped_column(PortableJSON, default=list)

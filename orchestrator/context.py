@@ -111,6 +111,9 @@ class EngineContext:
     #: per experiment: (step kinds, checkpoint steps) of its compiled protocol, parsed
     #: once (orchestrator/polling.py)
     step_info: dict[str, tuple] = field(default_factory=dict, repr=False)
+    #: per experiment, once it has its early prediction: does it run on to end of
+    #: life (orchestrator/polling.py)
+    run_on: dict[str, bool] = field(default_factory=dict, repr=False)
 
     @property
     def health_monitor(self) -> HealthMonitor | None:

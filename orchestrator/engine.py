@@ -33,8 +33,10 @@ from voltloop.orchestrator.rounds import (
     OPEN_ROUND_STATUSES,
     candidates_proposed,
     close_round_if_done,
+    confirmation_due,
     experiment_budget,
     finalise,
+    next_round_kind,
     open_round,
     propose,
     rounds_started,
@@ -72,7 +74,7 @@ def register_campaign(db, spec: CampaignBase) -> int:
                 seed=spec.seed,
             )
             session.add(campaign)
-        elif campaign.spec != spec_json:
+        elif campaign.spec != spec_json and _normalised(campaign.spec) != spec_json:
             raise SpecMismatchError(
                 f"campaign {spec.name!r} already exists with a different spec; "
                 "choose a new name or resume it with `voltloop resume`"
@@ -93,6 +95,17 @@ def register_campaign(db, spec: CampaignBase) -> int:
                     session.add(Channel(instrument_id=instrument.id, channel_index=index))
         session.flush()
         return campaign.id
+
+
+def _normalised(stored: dict) -> dict | None:
+    """A stored spec as the code now writes it (a spec stored before a new optional
+    field existed lacks that field's default), or None if it no longer validates."""
+    from voltloop.campaigns.loading import CampaignSpecError, validate_campaign_data
+
+    try:
+        return validate_campaign_data(dict(stored)).model_dump(mode="json")
+    except CampaignSpecError:
+        return None
 
 
 def find_campaign(db, name: str) -> tuple[int, dict]:
@@ -190,7 +203,7 @@ class CampaignEngine:
         if self.ctx.spec.mode == LoopMode.ASYNC:
             return self._due_async()
         if round_id is None:
-            if rounds_started(self.ctx) < self.ctx.spec.rounds:
+            if rounds_started(self.ctx) < self.ctx.spec.rounds or confirmation_due(self.ctx):
                 return StepKind.OPEN_ROUND, None
             return StepKind.FINALISE, None
         if round_status in (RoundStatus.PLANNED, RoundStatus.TRAINING, RoundStatus.PROPOSING):
@@ -222,6 +235,8 @@ class CampaignEngine:
             return StepKind.OPEN_ROUND, None
         if rounds:
             return StepKind.POLL, rounds[0][0]
+        if confirmation_due(self.ctx):  # the search budget is spent and every cell ended
+            return StepKind.OPEN_ROUND, None
         return StepKind.FINALISE, None
 
     def _close_done_rounds(self) -> StepResult | None:
@@ -243,7 +258,7 @@ class CampaignEngine:
         self._heartbeat()
         kind, round_id = self.due()
         if kind == StepKind.OPEN_ROUND:
-            return open_round(self.ctx, rounds_started(self.ctx))
+            return open_round(self.ctx, rounds_started(self.ctx), next_round_kind(self.ctx))
         if kind == StepKind.FINALISE:
             return finalise(self.ctx)
         if kind == StepKind.PROPOSE:

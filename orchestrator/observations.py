@@ -14,14 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from voltloop.campaigns.base import Direction, Metric
 from voltloop.campaigns.materials_campaign import MaterialsCampaign
-from voltloop.db.enums import ExperimentStatus
-from voltloop.db.models import Candidate, Cycle, Experiment, Prediction
+from voltloop.db.enums import ExperimentStatus, RoundKind
+from voltloop.db.models import Candidate, Cycle, Experiment, Prediction, Round
 from voltloop.orchestrator.ports import Observation
 
 #: Std of a measured end-of-life cycle count: the life is read at cycle resolution
@@ -109,6 +110,140 @@ def gather(session: Session, campaign_id: int, eol_threshold_ah: float) -> Campa
         elif not experiment.status.is_terminal:
             pending.append(parameters)
     return CampaignKnowledge(observations, pending, tested)
+
+
+def in_confirmation_round(session: Session, candidate_id: int | None) -> bool:
+    """Was this candidate proposed by a confirmation round (its cell runs to end of life)?"""
+    if candidate_id is None:
+        return False
+    kind = session.scalar(
+        select(Round.kind)
+        .join(Candidate, Candidate.round_id == Round.id)
+        .where(Candidate.id == candidate_id)
+    )
+    return kind == RoundKind.CONFIRMATION
+
+
+@dataclass(frozen=True)
+class ConfirmedProtocol:
+    """One protocol of a confirmation round: its fresh cells, run to end of life."""
+
+    parameters: dict[str, float]
+    candidate_ids: list[int]
+    lives: list[int]  # measured end-of-life cycles of the cells that reached it
+    peak_temperatures_C: list[float]
+    unfinished: int  # cells still running, or ended without reaching end of life
+    safety_stopped: int
+    predicted_mean: float | None  # posterior-mean life when it was chosen
+    predicted_std: float | None
+
+    @property
+    def mean_life(self) -> float:
+        return float(sum(self.lives) / len(self.lives)) if self.lives else float("nan")
+
+    def as_dict(self) -> dict:
+        return {
+            "parameters": self.parameters,
+            "lives": self.lives,
+            "mean_life": self.mean_life if self.lives else None,
+            "cells": len(self.candidate_ids),
+            "unfinished": self.unfinished,
+            "safety_stopped": self.safety_stopped,
+            "peak_temperature_C": max(self.peak_temperatures_C, default=None),
+            "predicted_mean": self.predicted_mean,
+            "predicted_std": self.predicted_std,
+        }
+
+
+def confirmed_protocols(
+    session: Session, campaign_id: int, eol_threshold_ah: float
+) -> list[ConfirmedProtocol]:
+    """The protocols of the campaign's confirmation round, in the order chosen."""
+    rows = session.execute(
+        select(Candidate, Experiment)
+        .join(Experiment, Experiment.candidate_id == Candidate.id)
+        .join(Round, Round.id == Candidate.round_id)
+        .where(Candidate.campaign_id == campaign_id, Round.kind == RoundKind.CONFIRMATION)
+        .order_by(Candidate.id)
+    ).all()
+    groups: dict[tuple, dict] = {}
+    for candidate, experiment in rows:
+        parameters = {k: float(v) for k, v in candidate.parameters.items()}
+        group = groups.setdefault(
+            tuple(sorted(parameters.items())),
+            {
+                "parameters": parameters,
+                "candidate_ids": [],
+                "lives": [],
+                "peaks": [],
+                "unfinished": 0,
+                "safety_stopped": 0,
+                "predicted": (candidate.predicted_mean, candidate.predicted_std),
+            },
+        )
+        group["candidate_ids"].append(candidate.id)
+        peak = peak_temperature(session, experiment.id)
+        if peak is not None:
+            group["peaks"].append(float(peak))
+        life = end_of_life_cycle(session, experiment.id, eol_threshold_ah)
+        if life is not None:
+            group["lives"].append(int(life))
+        else:
+            group["unfinished"] += 1
+        if experiment.status == ExperimentStatus.SAFETY_STOPPED:
+            group["safety_stopped"] += 1
+    return [
+        ConfirmedProtocol(
+            parameters=g["parameters"],
+            candidate_ids=g["candidate_ids"],
+            lives=g["lives"],
+            peak_temperatures_C=g["peaks"],
+            unfinished=g["unfinished"],
+            safety_stopped=g["safety_stopped"],
+            predicted_mean=g["predicted"][0],
+            predicted_std=g["predicted"][1],
+        )
+        for g in groups.values()
+    ]
+
+
+def _meets_limits(spec: Any, confirmed: ConfirmedProtocol) -> bool:
+    """Every cell of a confirmed protocol stayed within the campaign's limits as
+    measured: no safety stop, peak temperature inside each peak-temperature constraint."""
+    if confirmed.safety_stopped:
+        return False
+    for c in spec.constraints:
+        if c.metric != Metric.PEAK_TEMPERATURE:
+            continue
+        for peak in confirmed.peak_temperatures_C:
+            if (c.max is not None and peak > c.max) or (c.min is not None and peak < c.min):
+                return False
+    return True
+
+
+def confirmed_recommendation(spec: Any, session: Session, campaign_id: int) -> dict | None:
+    """After a confirmation round: the confirmed protocol with the longest mean measured
+    life among those that met every limit (decision 0085); None without one."""
+    eol_ah = spec.lifetime.end_of_life_capacity * spec.cell.nominal_capacity_Ah
+    confirmed = confirmed_protocols(session, campaign_id, eol_ah)
+    eligible = [c for c in confirmed if c.lives and _meets_limits(spec, c)]
+    if not eligible:
+        return None
+    best = max(eligible, key=lambda c: c.mean_life)
+    cells = "/".join(str(n) for n in sorted({len(c.candidate_ids) for c in confirmed}))
+    return {
+        "candidate_id": best.candidate_ids[0],
+        "parameters": best.parameters,
+        "objective": best.mean_life,
+        "rule": f"longest mean measured life among the {len(eligible)} of {len(confirmed)} "
+        f"protocols confirmed on fresh cells run to end of life ({cells} cell(s) each) "
+        "that met every limit",
+        "measured_lives": best.lives,
+        "predicted_mean": best.predicted_mean,
+        "predicted_std": best.predicted_std,
+        "meets_limits": True,
+        "confirmed": [c.as_dict() for c in confirmed],
+    }
 
 
 # --- materials campaigns ----------------------------------------------------------------

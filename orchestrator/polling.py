@@ -36,7 +36,7 @@ from voltloop.drivers.errors import InstrumentCommunicationError, InstrumentErro
 from voltloop.drivers.interfaces import ChannelState, CyclerChannelStatus, RecordBatch
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, runs_to_end_of_life
 from voltloop.orchestrator.cycle_assembly import assemble_cycles
-from voltloop.orchestrator.observations import end_of_life_cycle
+from voltloop.orchestrator.observations import end_of_life_cycle, in_confirmation_round
 from voltloop.orchestrator.ports import HealthAction
 
 #: Event kind of a cell stopped on the cell-health models' verdict
@@ -246,6 +246,9 @@ def _predict_if_due(ctx: EngineContext, experiment_id: str, cycles: int) -> bool
     due_cycle = ctx.spec.lifetime.early_prediction_cycle
     if ctx.predictor is None or due_cycle is None or cycles < due_cycle:
         return False
+    known = ctx.run_on.get(experiment_id)
+    if known is not None:  # predicted (here or before a restart) and decided
+        return not known
     with write_session(ctx.db) as session:
         # once per cell: a predictor may store the index of the last cycle it read
         # (EarlyLifeModel: due_cycle - 1) rather than the count, so any row counts
@@ -260,7 +263,7 @@ def _predict_if_due(ctx: EngineContext, experiment_id: str, cycles: int) -> bool
         row = session.get(Experiment, experiment_id)
         run_on = runs_to_end_of_life(
             ctx.spec.seed, experiment_id, ctx.spec.lifetime.run_to_end_of_life
-        )
+        ) or in_confirmation_round(session, row.candidate_id)
         if row.status == ExperimentStatus.RUNNING:
             row.status = ExperimentStatus.EARLY_PREDICTED
             candidate = session.get(Candidate, row.candidate_id)
@@ -281,6 +284,7 @@ def _predict_if_due(ctx: EngineContext, experiment_id: str, cycles: int) -> bool
                     "extrapolated": bool(estimate is not None and estimate.extrapolated),
                 },
             )
+    ctx.run_on[experiment_id] = run_on
     return not run_on
 
 

@@ -131,15 +131,60 @@ class ProtocolProposer:
         ]
         return ProposalBatch(proposals, reason=result.reason or result.acquisition)
 
+    def confirmation_choice(self, observations: Sequence[Observation], k: int) -> list[Proposal]:
+        """The ``k`` tested protocols a confirmation round retests: those
+        :meth:`recommend` would rank first (best posterior mean among the protocols
+        with probability ≥ ``RECOMMEND_MIN_FEASIBLE`` of meeting every limit). With too
+        few observations for a model, the best observed ones."""
+        from voltloop.surrogates.proposer import ProposalInputError, RecommendFrom, rank_designs
+
+        try:
+            ranked = rank_designs(
+                self.space,
+                self._measured(observations),
+                self.options,
+                k=k,
+                among=RecommendFrom.TESTED,
+                min_probability_feasible=RECOMMEND_MIN_FEASIBLE,
+            )
+        except ProposalInputError:
+            best_first = sorted(
+                (o for o in observations if np.isfinite(o.objective)),
+                key=lambda o: o.objective,
+                reverse=True,
+            )
+            chosen: dict[tuple, Proposal] = {}
+            for o in best_first:
+                key = tuple(o.parameters[n] for n in self.names)
+                if key not in chosen and len(chosen) < k:
+                    chosen[key] = Proposal(
+                        parameters={n: float(o.parameters[n]) for n in self.names},
+                        predicted_mean=o.objective,
+                        predicted_std=o.noise_std,
+                    )
+            return list(chosen.values())
+        return [
+            Proposal(
+                parameters={n: float(v) for n, v in r.parameters.items() if n in self.names},
+                predicted_mean=r.mean,
+                predicted_std=r.std,
+            )
+            for r in ranked
+        ]
+
     def recommend(self, session: Any, campaign_id: int) -> dict[str, Any] | None:
         """The campaign's answer: the tested protocol with the best posterior-mean life
         among those the constraint models give ≥ ``RECOMMEND_MIN_FEASIBLE`` probability
         of meeting every limit (``surrogates.proposer.recommend``, decision 0068) — not
         the best single observation, which favours a lucky early prediction. With too
-        few observations for a model, the best observed one."""
-        from voltloop.orchestrator.observations import gather
+        few observations for a model, the best observed one. After a confirmation
+        round, the confirmed protocol with the longest mean measured life."""
+        from voltloop.orchestrator.observations import confirmed_recommendation, gather
         from voltloop.surrogates.proposer import ProposalInputError, RecommendFrom, recommend
 
+        confirmed = confirmed_recommendation(self.spec, session, campaign_id)
+        if confirmed is not None:
+            return confirmed
         eol_ah = self.spec.lifetime.end_of_life_capacity * self.spec.cell.nominal_capacity_Ah
         observations = gather(session, campaign_id, eol_ah).observations
         finite = [o for o in observations if np.isfinite(o.objective)]

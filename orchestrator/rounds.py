@@ -27,6 +27,7 @@ from voltloop.db.enums import (
     CandidateStatus,
     EventLevel,
     ExperimentStatus,
+    RoundKind,
     RoundStatus,
 )
 from voltloop.db.models import Campaign, Candidate, Experiment, Round
@@ -38,7 +39,11 @@ from voltloop.orchestrator.context import (
     runs_to_end_of_life,
 )
 from voltloop.orchestrator.dispatch import free_channels, round_experiments
-from voltloop.orchestrator.observations import CampaignKnowledge, gather
+from voltloop.orchestrator.observations import (
+    CampaignKnowledge,
+    confirmed_recommendation,
+    gather,
+)
 
 OPEN_ROUND_STATUSES = (
     RoundStatus.PLANNED,
@@ -49,20 +54,50 @@ OPEN_ROUND_STATUSES = (
 )
 
 
-def open_round(ctx: EngineContext, index: int) -> StepResult:
+def open_round(ctx: EngineContext, index: int, kind: RoundKind = RoundKind.SEARCH) -> StepResult:
+    what = "confirmation round" if kind == RoundKind.CONFIRMATION else "round"
     with write_session(ctx.db) as session:
         session.add(
             Round(
                 campaign_id=ctx.campaign_id,
                 round_index=index,
+                kind=kind,
                 status=RoundStatus.PROPOSING,
                 started_at=utcnow(),
             )
         )
         campaign = session.get(Campaign, ctx.campaign_id)
         campaign.status = CampaignStatus.RUNNING
-        ctx.event(session, "round_opened", f"round {index} opened", payload={"round": index})
-    return StepResult(StepKind.OPEN_ROUND, f"round {index} opened")
+        ctx.event(
+            session,
+            "round_opened",
+            f"{what} {index} opened",
+            payload={"round": index, "kind": kind.value},
+        )
+    return StepResult(StepKind.OPEN_ROUND, f"{what} {index} opened")
+
+
+def confirmation_due(ctx: EngineContext) -> bool:
+    """Does the campaign confirm its best protocols, and has it not started to yet?"""
+    if getattr(ctx.spec, "confirmation", None) is None:
+        return False
+    with write_session(ctx.db) as session:
+        opened = session.scalar(
+            select(func.count())
+            .select_from(Round)
+            .where(Round.campaign_id == ctx.campaign_id, Round.kind == RoundKind.CONFIRMATION)
+        )
+    return not opened
+
+
+def next_round_kind(ctx: EngineContext) -> RoundKind:
+    """A search round while the search budget lasts, then the confirmation round."""
+    if ctx.spec.mode == LoopMode.ASYNC:
+        with write_session(ctx.db) as session:
+            searching = candidates_proposed(session, ctx) < experiment_budget(ctx)
+    else:
+        searching = rounds_started(ctx) < ctx.spec.rounds
+    return RoundKind.SEARCH if searching else RoundKind.CONFIRMATION
 
 
 def knowledge_of(ctx: EngineContext, session) -> CampaignKnowledge:
@@ -80,6 +115,10 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
     reason; the others get an experiment each. All in one transaction with the move
     to ``dispatching``, so a crash never leaves half a batch.
     """
+    with write_session(ctx.db) as session:
+        confirming = session.get(Round, round_id).kind == RoundKind.CONFIRMATION
+    if confirming:
+        return propose_confirmation(ctx, round_id)
     if ctx.predictor is not None:
         with write_session(ctx.db) as session:
             note = ctx.predictor.prepare(session, ctx.campaign_id)
@@ -159,6 +198,83 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
     )
 
 
+def propose_confirmation(ctx: EngineContext, round_id: int) -> StepResult:
+    """The confirmation round's batch: the best tested protocols by posterior mean
+    (``ProtocolProposer.confirmation_choice``), ``confirmation.cells`` fresh cells each,
+    every one compiled to run to end of life. Chosen and stored in one transaction
+    with the move to ``dispatching``, so a resumed run confirms the same protocols."""
+    settings = ctx.spec.confirmation
+    with write_session(ctx.db) as session:
+        observations = knowledge_of(ctx, session).observations
+    chosen = ctx.proposer.confirmation_choice(observations, settings.protocols)
+    created = rejected = 0
+    with write_session(ctx.db) as session:
+        rnd = session.get(Round, round_id)
+        for number, proposal in enumerate(p for p in chosen for _ in range(settings.cells)):
+            candidate = Candidate(
+                campaign_id=ctx.campaign_id,
+                round_id=round_id,
+                parameters=proposal.parameters,
+                predicted_mean=_finite(proposal.predicted_mean),
+                predicted_std=_finite(proposal.predicted_std),
+                status=CandidateStatus.SCHEDULED,
+            )
+            session.add(candidate)
+            session.flush()
+            try:
+                protocol = ctx.compile_protocol(proposal.parameters, True)
+            except ValueError as exc:
+                candidate.status = CandidateStatus.REJECTED
+                rejected += 1
+                ctx.event(
+                    session,
+                    "candidate_rejected",
+                    str(exc),
+                    level=EventLevel.WARNING,
+                    payload={"candidate_id": candidate.id},
+                )
+                continue
+            session.add(
+                Experiment(
+                    id=str(uuid.uuid4()),
+                    campaign_id=ctx.campaign_id,
+                    candidate_id=candidate.id,
+                    cell_id=f"{ctx.campaign_name}-c{rnd.round_index}-{number:03d}",
+                    protocol=protocol,
+                    status=ExperimentStatus.PROPOSED,
+                )
+            )
+            created += 1
+        rnd.status = RoundStatus.DISPATCHING if created else RoundStatus.COMPLETED
+        if not created:
+            rnd.ended_at = utcnow()
+        ctx.event(
+            session,
+            "confirmation_proposed",
+            f"round {rnd.round_index}: confirming {len(chosen)} protocol(s) on "
+            f"{settings.cells} fresh cell(s) each, run to end of life"
+            + (f", {rejected} rejected" if rejected else "")
+            + ("" if chosen else " (nothing tested to confirm)"),
+            payload={
+                "round": rnd.round_index,
+                "cells": settings.cells,
+                "protocols": [
+                    {
+                        "parameters": p.parameters,
+                        "predicted_mean": _finite(p.predicted_mean),
+                        "predicted_std": _finite(p.predicted_std),
+                    }
+                    for p in chosen
+                ],
+            },
+        )
+    return StepResult(
+        StepKind.PROPOSE,
+        f"{len(chosen)} protocols to confirm",
+        counts={"proposed": created, "rejected": rejected},
+    )
+
+
 def close_round_if_done(ctx: EngineContext, round_id: int) -> StepResult | None:
     with write_session(ctx.db) as session:
         experiments = round_experiments(session, round_id)
@@ -231,6 +347,10 @@ def recommendation(ctx: EngineContext, session) -> dict | None:
     own = getattr(ctx.proposer, "recommend", None)
     if callable(own):
         return own(session, ctx.campaign_id)
+    if getattr(ctx.spec, "confirmation", None) is not None:
+        confirmed = confirmed_recommendation(ctx.spec, session, ctx.campaign_id)
+        if confirmed is not None:
+            return confirmed
     finite = [o for o in knowledge_of(ctx, session).observations if math.isfinite(o.objective)]
     if not finite:
         return None

@@ -193,6 +193,16 @@ class AttiaPoolProposer:
         picks = [self.pool[i] for i in order if tuple(sorted(self.pool[i].items())) not in seen]
         return ProposalBatch([Proposal(p) for p in picks[:q]], reason="random")
 
+    def confirmation_choice(self, observations, k):
+        """The ``k`` protocols with the best observed objective."""
+        best_first = sorted(observations, key=lambda o: o.objective, reverse=True)
+        chosen: dict[tuple, Proposal] = {}
+        for o in best_first:
+            key = tuple(sorted(o.parameters.items()))
+            if key not in chosen and len(chosen) < k:
+                chosen[key] = Proposal(dict(o.parameters), predicted_mean=o.objective)
+        return list(chosen.values())
+
 
 class StoredLifePredictor:
     """Predicts from the stored cycles: extrapolates the capacity fade line."""

@@ -265,26 +265,15 @@ def proposal_summary(p: Proposal) -> Mapping[str, object]:
     }
 
 
-def recommend(
+def _posterior_table(
     space: SearchSpace,
     observations: Observations,
-    options: ProposalOptions | None = None,
-    *,
-    among: RecommendFrom = RecommendFrom.TESTED,
-    min_probability_feasible: float = 0.5,
-    model: torch.nn.Module | None = None,
-) -> Recommendation:
-    """The design to recommend: the best posterior mean of the objective among the
-    designs whose constraint models give probability ≥ ``min_probability_feasible`` of
-    meeting every outcome constraint (0.5: the posterior mean within the limits).
-
-    The posterior mean, not the best single observation, so one lucky early prediction
-    does not win (docs/decisions/0068). ``among=TESTED`` considers the observed inputs,
-    ``POOL`` every candidate of a discrete pool. If no design reaches the threshold the
-    one most likely to be feasible is returned with ``feasible=False`` and a reason.
-    Raises :class:`ProposalInputError` with fewer than ``min_observations`` usable values.
-    """
-    options = options or ProposalOptions()
+    options: ProposalOptions,
+    among: RecommendFrom,
+    model: torch.nn.Module | None,
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Designs considered (``among``), their posterior means and stds per outcome
+    (objective first) and their probability of meeting every outcome constraint."""
     X_obs, _, _ = _validate(space, observations, None, options, 1)
     y = np.asarray(observations.y, dtype=float).reshape(-1)
     finite = np.isfinite(y)
@@ -312,7 +301,71 @@ def recommend(
         upper = normal.cdf(torch.tensor(c.upper)) if c.upper is not None else 1.0
         lower = normal.cdf(torch.tensor(c.lower)) if c.lower is not None else 0.0
         prob = prob * (upper - lower)
+    return X, mean, std, prob
+
+
+def _recommendation(
+    space: SearchSpace,
+    X: np.ndarray,
+    i: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    prob: torch.Tensor,
+    ok: torch.Tensor,
+    options: ProposalOptions,
+    among: RecommendFrom,
+    reason: str | None,
+) -> Recommendation:
     sign = 1.0 if options.maximise else -1.0
+    index = None
+    label = None
+    if isinstance(space, DiscreteSpace):
+        index = int(space.index_of(X[i : i + 1])[0])
+        index = index if index >= 0 else None
+        if index is not None and space.labels:
+            label = space.labels[index]
+    if not isinstance(space, DiscreteSpace):
+        params = space.parameters(X[i : i + 1])[0]
+    elif index is not None:
+        params = space.parameters([index])[0]
+    else:  # an observed input outside the pool
+        params = dict(zip(space.names, map(float, X[i]), strict=True))
+    return Recommendation(
+        candidate=X[i].tolist(),
+        parameters=params,
+        index=index,
+        label=label,
+        mean=float(sign * mean[i, 0]),
+        std=float(std[i, 0]),
+        probability_feasible=float(prob[i]) if options.constraints else None,
+        feasible=bool(ok[i]),
+        among=among,
+        considered=len(X),
+        reason=reason,
+    )
+
+
+def recommend(
+    space: SearchSpace,
+    observations: Observations,
+    options: ProposalOptions | None = None,
+    *,
+    among: RecommendFrom = RecommendFrom.TESTED,
+    min_probability_feasible: float = 0.5,
+    model: torch.nn.Module | None = None,
+) -> Recommendation:
+    """The design to recommend: the best posterior mean of the objective among the
+    designs whose constraint models give probability ≥ ``min_probability_feasible`` of
+    meeting every outcome constraint (0.5: the posterior mean within the limits).
+
+    The posterior mean, not the best single observation, so one lucky early prediction
+    does not win (docs/decisions/0068). ``among=TESTED`` considers the observed inputs,
+    ``POOL`` every candidate of a discrete pool. If no design reaches the threshold the
+    one most likely to be feasible is returned with ``feasible=False`` and a reason.
+    Raises :class:`ProposalInputError` with fewer than ``min_observations`` usable values.
+    """
+    options = options or ProposalOptions()
+    X, mean, std, prob = _posterior_table(space, observations, options, among, model)
     ok = prob >= min_probability_feasible
     reason = None
     if ok.any():
@@ -323,32 +376,28 @@ def recommend(
             f"no design reaches probability {min_probability_feasible:g} of meeting the "
             f"constraints; the most likely one has {float(prob[best]):.3g}"
         )
-    index = None
-    label = None
-    if isinstance(space, DiscreteSpace):
-        index = int(space.index_of(X[best : best + 1])[0])
-        index = index if index >= 0 else None
-        if index is not None and space.labels:
-            label = space.labels[index]
-    if not isinstance(space, DiscreteSpace):
-        params = space.parameters(X[best : best + 1])[0]
-    elif index is not None:
-        params = space.parameters([index])[0]
-    else:  # an observed input outside the pool
-        params = dict(zip(space.names, map(float, X[best]), strict=True))
-    return Recommendation(
-        candidate=X[best].tolist(),
-        parameters=params,
-        index=index,
-        label=label,
-        mean=float(sign * mean[best, 0]),
-        std=float(std[best, 0]),
-        probability_feasible=float(prob[best]) if options.constraints else None,
-        feasible=bool(ok[best]),
-        among=among,
-        considered=len(X),
-        reason=reason,
-    )
+    return _recommendation(space, X, best, mean, std, prob, ok, options, among, reason)
+
+
+def rank_designs(
+    space: SearchSpace,
+    observations: Observations,
+    options: ProposalOptions | None = None,
+    *,
+    k: int,
+    among: RecommendFrom = RecommendFrom.TESTED,
+    min_probability_feasible: float = 0.5,
+    model: torch.nn.Module | None = None,
+) -> list[Recommendation]:
+    """The ``k`` designs :func:`recommend` would rank first: best posterior mean first,
+    among those with probability ≥ ``min_probability_feasible`` of meeting every
+    constraint (fewer than ``k`` if fewer qualify). What a confirmation round retests."""
+    options = options or ProposalOptions()
+    X, mean, std, prob = _posterior_table(space, observations, options, among, model)
+    ok = prob >= min_probability_feasible
+    order = torch.argsort(torch.where(ok, mean[:, 0], -torch.inf), descending=True)
+    chosen = [int(i) for i in order if bool(ok[int(i)])][:k]
+    return [_recommendation(space, X, i, mean, std, prob, ok, options, among, None) for i in chosen]
 
 
 __all__ = [
@@ -369,5 +418,6 @@ __all__ = [
     "outcome_series",
     "propose",
     "proposal_summary",
+    "rank_designs",
     "recommend",
 ]

@@ -142,3 +142,37 @@ def test_init_creates_the_sqlite_directory(tmp_path: Path) -> None:
     path = tmp_path / "runs" / "c1" / "voltloop.db"
     assert migrate.init_database(f"sqlite:///{path}").changed
     assert path.is_file()
+
+
+def test_upgrade_from_0001_keeps_rounds_as_search_rounds(fresh_db_url: str) -> None:
+    """0002 adds ``round.kind``: rounds stored before it are search rounds."""
+    migrate.downgrade_database(fresh_db_url, "0001")
+    engine = make_engine(fresh_db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO campaign (id, name, kind, spec, status, seed, created_at, "
+                    "updated_at) VALUES (1, 'old', 'protocol', '{}', 'running', 0, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO round (id, campaign_id, round_index, status, "
+                    "model_version_ids, created_at) VALUES (1, 1, 0, 'completed', '[]', "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(MigrationMismatchError, match="at 0001"):
+        migrate.open_database(fresh_db_url)
+    result = migrate.upgrade_database(fresh_db_url)
+    assert (result.before, result.after) == ("0001", migrate.head_revision())
+    engine = migrate.open_database(fresh_db_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT kind FROM round")).scalars().all() == ["search"]
+    finally:
+        engine.dispose()
