@@ -98,8 +98,9 @@ def _check_confirmed(db, spec, campaign_id, predictor) -> dict:
         assert len(confirmation) == 1 and confirmation[0] is rounds[-1]
         confirmation_id = confirmation[0].id
         rows = s.execute(
-            select(Candidate.round_id, Candidate.parameters, Experiment)
-            .join(Experiment, Experiment.candidate_id == Candidate.id)
+            select(Candidate.round_id, Candidate.parameters, Experiment).join(
+                Experiment, Experiment.candidate_id == Candidate.id
+            )
         ).all()
         cells = [(rid, params, e.id, e.status, e.end_reason) for rid, params, e in rows]
         search = [c[1:] for c in cells if c[0] != confirmation_id]
@@ -135,9 +136,7 @@ def _check_confirmed(db, spec, campaign_id, predictor) -> dict:
     (other,) = confirmed - {predictor.flattered}
     assert _key(payload["parameters"]) == other
     assert len(payload["measured_lives"]) == CONFIRM.cells
-    assert payload["objective"] == pytest.approx(
-        sum(payload["measured_lives"]) / CONFIRM.cells
-    )
+    assert payload["objective"] == pytest.approx(sum(payload["measured_lives"]) / CONFIRM.cells)
     return payload
 
 
