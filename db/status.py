@@ -105,6 +105,7 @@ def campaign_overview(
         rounds.append(
             {
                 "round": round_.round_index,
+                "kind": round_.kind.value,
                 "status": round_.status.value,
                 "started_at": _iso(round_.started_at),
                 "ended_at": _iso(round_.ended_at),

@@ -241,6 +241,14 @@ def summarise(db, campaign_id: int, name: str, url: str, wall_s: float) -> DryRu
 
 def true_life(spec: ProtocolCampaign, parameters: dict[str, float], cells: int = 4) -> float:
     """Mean simulated cycle life of ``parameters`` over ``cells`` fresh virtual cells."""
+    return true_lives(spec, [parameters], cells)[0]
+
+
+def true_lives(
+    spec: ProtocolCampaign, protocols: list[dict[str, float]], cells: int = 4
+) -> list[float]:
+    """:func:`true_life` of each of ``protocols``, in one vectorised bank (each cell's
+    life does not depend on the others in its bank)."""
     import numpy as np
 
     from voltloop.drivers.protocols import compile_candidate
@@ -250,25 +258,78 @@ def true_life(spec: ProtocolCampaign, parameters: dict[str, float], cells: int =
     # The ageing cycle alone: checkpoints (EIS, reference tests) pause or interleave
     # and are not part of what "cycle life under this protocol" means.
     ageing = spec.model_copy(update={"eis": None, "reference_test": None})
-    cycles = TRUTH_MAX_CYCLES
-    protocol = compile_candidate(ageing, parameters, cycles=cycles)
-    text = protocol.protocol.model_dump_json()
-    specs = [
-        CellSpec(
-            cell_id=f"truth-{i}",
-            kind=spec.cell.kind,
-            seed=cell_seed(spec.seed, f"truth-{i}"),
-            chamber_temperature_C=spec.cell.chamber_temperature_C,
-        )
-        for i in range(cells)
-    ]
+    specs, programs = [], []
+    for parameters in protocols:
+        text = compile_candidate(
+            ageing, parameters, cycles=TRUTH_MAX_CYCLES
+        ).protocol.model_dump_json()
+        for i in range(cells):
+            specs.append(
+                CellSpec(
+                    cell_id=f"truth-{i}",
+                    kind=spec.cell.kind,
+                    seed=cell_seed(spec.seed, f"truth-{i}"),
+                    chamber_temperature_C=spec.cell.chamber_temperature_C,
+                )
+            )
+            programs.append(text)
     run = cycle_lives(
         specs,
-        [text] * cells,
+        programs,
         eol_fraction=spec.lifetime.end_of_life_capacity,
-        max_cycles=cycles,
+        max_cycles=TRUTH_MAX_CYCLES,
     )
-    return float(np.nanmean(run.lives)) if np.isfinite(run.lives).any() else float("nan")
+    lives = run.lives.reshape(len(protocols), cells)
+    return [float(np.nanmean(row)) if np.isfinite(row).any() else float("nan") for row in lives]
+
+
+def _true_lives_of_data(spec_data: dict, protocols: list[dict[str, float]]) -> list[float]:
+    """:func:`true_lives` from the spec's JSON form, for a worker process."""
+    from voltloop.campaigns.loading import validate_campaign_data
+
+    return true_lives(validate_campaign_data(spec_data), protocols)
+
+
+class TruthPrefetch:
+    """The true lives of a confirmation round's protocols, simulated in a worker
+    process on the machine's other core while the round runs, so the summary need not
+    wait for the recommendation's (one of them) at the end."""
+
+    def __init__(self, spec: ProtocolCampaign, protocols: list[dict[str, float]]):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.protocols = protocols
+        # spawn: the parent holds server threads and torch; a fork would copy their locks
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._future = self._pool.submit(
+            _true_lives_of_data, spec.model_dump(mode="json"), protocols
+        )
+
+    def life_of(self, parameters: dict[str, float]) -> float | None:
+        """The prefetched true life of ``parameters``; None if it is not among them or
+        the worker failed (the caller simulates it itself)."""
+        index = next(
+            (
+                i
+                for i, p in enumerate(self.protocols)
+                if p.keys() == parameters.keys()
+                and all(abs(p[k] - float(parameters[k])) < 1e-9 for k in p)
+            ),
+            None,
+        )
+        if index is None:
+            return None
+        try:
+            return self._future.result(timeout=600)[index]
+        except Exception:  # noqa: BLE001 - a failed prefetch only costs the fallback
+            return None
+
+    def close(self) -> None:
+        self._future.cancel()
+        for process in list(getattr(self._pool, "_processes", {}).values()):
+            process.terminate()  # a cancelled or abandoned run does not wait for it
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_dry_run(
@@ -369,9 +430,13 @@ def _run_dry_run(
         spec.lifetime.end_of_life_capacity * spec.cell.nominal_capacity_Ah,
     )
 
+    kind_on_step = getattr(kind_run, "on_step", None)
+
     def on_step(result: StepResult) -> None:
         if result.kind in (StepKind.POLL, StepKind.WAIT):  # the instruments had their turn
             pacer.advance()
+        if kind_on_step is not None:
+            kind_on_step(db, campaign_id, result)
         if user_on_step is not None:
             user_on_step(result)
 
@@ -406,6 +471,9 @@ def _run_dry_run(
         else:
             engine.run(poll_interval_s=poll_interval_s, on_step=on_step)
         engine.release()
+    except BaseException:
+        _close(kind_run)  # no summary will be made: stop any worker now
+        raise
     finally:
         cycler.close()
         if potentiostat is not None:
@@ -418,8 +486,17 @@ def _run_dry_run(
         for name, injector in instruments.faults.items()
     }
     summary.kind = spec.kind.value
-    kind_run.finish(summary)
+    try:
+        kind_run.finish(summary)
+    finally:
+        _close(kind_run)
     return summary
+
+
+def _close(kind_run: Any) -> None:
+    close = getattr(kind_run, "close", None)
+    if close is not None:
+        close()
 
 
 class _ProtocolDryRun:
@@ -429,6 +506,7 @@ class _ProtocolDryRun:
     def __init__(self, spec: ProtocolCampaign, predictor: LifetimePredictor | None):
         self.spec = spec
         self.predictor = predictor
+        self.truth: TruthPrefetch | None = None
 
     def prepare(self, db: Any) -> None:
         """Nothing to check beyond the spec itself."""
@@ -450,11 +528,33 @@ class _ProtocolDryRun:
     def compiler(self, limits: Any) -> Callable[[dict, bool], dict]:
         return protocol_compiler(self.spec, limits)
 
+    def on_step(self, db: Any, campaign_id: int, result: StepResult) -> None:
+        """Once the confirmation round has chosen its protocols, start simulating their
+        true lives on the other core (:class:`TruthPrefetch`)."""
+        if result.kind != StepKind.PROPOSE or self.truth is not None:
+            return
+        with read_session(db) as session:
+            payload = session.scalar(
+                select(Event.payload)
+                .where(Event.campaign_id == campaign_id, Event.kind == "confirmation_proposed")
+                .limit(1)
+            )
+        if payload and payload.get("protocols"):
+            self.truth = TruthPrefetch(
+                self.spec, [dict(p["parameters"]) for p in payload["protocols"]]
+            )
+
     def finish(self, summary: DryRunSummary) -> None:
         if summary.recommendation:
-            summary.true_life_of_recommendation = true_life(
-                self.spec, summary.recommendation["parameters"]
+            parameters = summary.recommendation["parameters"]
+            life = self.truth.life_of(parameters) if self.truth is not None else None
+            summary.true_life_of_recommendation = (
+                life if life is not None else true_life(self.spec, parameters)
             )
+
+    def close(self) -> None:
+        if self.truth is not None:
+            self.truth.close()
 
 
 def default_predictor(

@@ -261,9 +261,7 @@ def _predict_if_due(ctx: EngineContext, experiment_id: str, cycles: int) -> bool
         if not done:
             estimate = ctx.predictor.predict(session, experiment_id, due_cycle)  # stores it
         row = session.get(Experiment, experiment_id)
-        run_on = runs_to_end_of_life(
-            ctx.spec.seed, experiment_id, ctx.spec.lifetime.run_to_end_of_life
-        ) or in_confirmation_round(session, row.candidate_id)
+        run_on = _runs_on(ctx, session, row)
         if row.status == ExperimentStatus.RUNNING:
             row.status = ExperimentStatus.EARLY_PREDICTED
             candidate = session.get(Candidate, row.candidate_id)
@@ -288,6 +286,14 @@ def _predict_if_due(ctx: EngineContext, experiment_id: str, cycles: int) -> bool
     return not run_on
 
 
+def _runs_on(ctx: EngineContext, session, experiment: Experiment) -> bool:
+    """Does this cell run on past its early prediction to end of life? A seeded share of
+    the cells (``lifetime.run_to_end_of_life``), and every cell of a confirmation round."""
+    return runs_to_end_of_life(
+        ctx.spec.seed, experiment.id, ctx.spec.lifetime.run_to_end_of_life
+    ) or in_confirmation_round(session, experiment.candidate_id)
+
+
 def _finish(ctx: EngineContext, experiment_id: str, status: CyclerChannelStatus) -> str:
     with write_session(ctx.db) as session:
         experiment = session.get(Experiment, experiment_id)
@@ -305,7 +311,9 @@ def _finish(ctx: EngineContext, experiment_id: str, status: CyclerChannelStatus)
             target = ExperimentStatus.COMPLETED
             if life is not None:
                 reason = f"end of life at cycle {life}"
-            elif experiment.status == ExperimentStatus.EARLY_PREDICTED:
+            elif experiment.status == ExperimentStatus.EARLY_PREDICTED and not _runs_on(
+                ctx, session, experiment
+            ):
                 reason = "stopped after early prediction"
             else:
                 reason = f"protocol finished ({status.state.value})"

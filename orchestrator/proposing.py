@@ -185,6 +185,12 @@ class ProtocolProposer:
         confirmed = confirmed_recommendation(self.spec, session, campaign_id)
         if confirmed is not None:
             return confirmed
+        unconfirmed = {}
+        if self.spec.confirmation is not None:
+            unconfirmed = {
+                "note": "no confirmed protocol reached end of life within its limits and "
+                "max_cycles; recommended from early predictions"
+            }
         eol_ah = self.spec.lifetime.end_of_life_capacity * self.spec.cell.nominal_capacity_Ah
         observations = gather(session, campaign_id, eol_ah).observations
         finite = [o for o in observations if np.isfinite(o.objective)]
@@ -221,4 +227,5 @@ class ProtocolProposer:
             "parameters": best.parameters,
             "objective": best.objective,
             **chosen,
+            **unconfirmed,
         }

@@ -181,7 +181,11 @@ def _print_summary(summary) -> None:
     table.add_row(
         "experiments", ", ".join(f"{k} {v}" for k, v in sorted(summary.experiments.items()))
     )
-    table.add_row("rounds completed", str(summary.rounds_completed))
+    confirmed = (summary.recommendation or {}).get("confirmed")
+    table.add_row(
+        "rounds completed",
+        f"{summary.rounds_completed}" + (" (the last confirmed the best)" if confirmed else ""),
+    )
     table.add_row("cycles stored", f"{summary.cycles_stored:,}")
     table.add_row("simulated channel time", f"{summary.channel_hours:,.0f} h")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
@@ -204,7 +208,26 @@ def _protocol_rows(table, summary) -> None:
         return
     params = ", ".join(f"{k}={v:g}" for k, v in rec["parameters"].items())
     table.add_row("recommended protocol", params)
-    table.add_row("its observed/predicted life", f"{rec['objective']:.0f} cycles")
+    confirmed = rec.get("confirmed")
+    if confirmed:
+        lives = ", ".join(f"{life}" for life in rec["measured_lives"])
+        table.add_row("its measured life", f"{rec['objective']:.0f} cycles (cells: {lives})")
+        if rec.get("predicted_mean") is not None:
+            table.add_row("its posterior-mean life", f"{rec['predicted_mean']:.0f} cycles")
+        ranked = sorted(
+            (c for c in confirmed if c["mean_life"] is not None),
+            key=lambda c: c["mean_life"],
+            reverse=True,
+        )
+        table.add_row(
+            f"confirmed ({len(confirmed)} protocols)",
+            "; ".join(
+                "-".join(f"{v:g}" for v in c["parameters"].values()) + f": {c['mean_life']:.0f}"
+                for c in ranked
+            ),
+        )
+    else:
+        table.add_row("its observed/predicted life", f"{rec['objective']:.0f} cycles")
     if summary.true_life_of_recommendation is not None:
         table.add_row(
             "its true life (simulation)", f"{summary.true_life_of_recommendation:.0f} cycles"

@@ -75,20 +75,31 @@ def _print_campaigns(overview: dict[str, Any]) -> None:
     stdout.print(table)
 
 
+def _minute(iso: str | None) -> str:
+    """An ISO timestamp as month-day hour:minute, as the table shows it (--json has it
+    whole)."""
+    return iso[5:16].replace("T", " ") if iso else ""
+
+
 def _print_campaign(overview: dict[str, Any]) -> None:
     row = overview["campaign"]
     stdout.print(
         f"[bold]{row['name']}[/] ({row['kind']}): {row['status']}, {row['rounds']} rounds, "
         f"{row['channels_in_use']} channels in use"
     )
-    table = Table("round", "status", "experiments", "started", "ended", title="rounds")
+    table = Table(title="rounds")
+    table.add_column("round", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("experiments")
+    table.add_column("started", no_wrap=True)
+    table.add_column("ended", no_wrap=True)
     for round_ in overview["rounds"]:
         table.add_row(
-            str(round_["round"]),
+            str(round_["round"]) + (" (confirmation)" if round_["kind"] == "confirmation" else ""),
             round_["status"],
             _by_status(round_["experiments"]),
-            round_["started_at"] or "",
-            round_["ended_at"] or "",
+            _minute(round_["started_at"]),
+            _minute(round_["ended_at"]),
         )
     stdout.print(table)
     stdout.print(f"experiments: {_by_status(row['experiments'])}", highlight=False)
