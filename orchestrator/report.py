@@ -187,9 +187,41 @@ def _recommendation(data: ReportData) -> str:
             ("cells", _e(", ".join(e.cell_id or e.id for e in data.experiments
                                     if e.candidate_id == candidate.id))),
         ]  # fmt: skip
+    if rec.rule:
+        rows.append(("chosen as", _e(rec.rule)))
     rows.append(("recorded", _time(rec.created_at)))
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    return f'<table class="facts rec">{body}</table>'
+    return f'<table class="facts rec">{body}</table>' + _confirmed(rec)
+
+
+def _confirmed(rec: Any) -> str:
+    """The confirmation round's protocols: measured lives against the posterior mean
+    each was chosen with, longest mean measured life first."""
+    if not rec.confirmed:
+        return ""
+    order = sorted(rec.confirmed, key=lambda c: -(c.get("mean_life") or float("-inf")))
+    rows = []
+    for c in order:
+        chosen = c.get("parameters") == rec.parameters
+        predicted = c.get("predicted_mean")
+        rows.append("<tr>" + "".join(f"<td>{v}</td>" for v in (
+            ("<b>" if chosen else "") + _e(_params(c.get("parameters") or {}))
+            + ("</b>" if chosen else ""),
+            _e(", ".join(str(life) for life in c.get("lives") or []) or "–"),
+            _num(c.get("mean_life")),
+            "–" if predicted is None else
+            f"{_num(predicted)} ± {_num(c.get('predicted_std'))}",
+            _num(c.get("peak_temperature_C"), 1),
+            _e(c.get("unfinished", 0)),
+        )) + "</tr>")  # fmt: skip
+    head = "".join(f"<th>{h}</th>" for h in (
+        "confirmed protocol", "measured lives", "mean", "posterior mean when chosen",
+        "peak °C", "cells without end of life",
+    ))  # fmt: skip
+    return (
+        "<h3>Confirmation round</h3><table><thead><tr>" + head + "</tr></thead><tbody>"
+        + "".join(rows) + "</tbody></table>"
+    )  # fmt: skip
 
 
 def _figure(fig: Any) -> str:

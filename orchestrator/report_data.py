@@ -308,6 +308,8 @@ def _recommendation(session: Session, campaign_id: int) -> Recommendation | None
         label=payload.get("label"),
         formula=payload.get("formula"),
         metric=payload.get("metric"),
+        rule=payload.get("rule"),
+        confirmed=tuple(payload.get("confirmed") or ()),
     )
 
 

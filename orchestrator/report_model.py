@@ -139,6 +139,10 @@ class Recommendation:
     label: str | None = None  # materials: the material's label and formula
     formula: str | None = None
     metric: str | None = None  # the objective's metric (materials campaigns name it)
+    rule: str | None = None  # how it was chosen
+    #: a confirmation round's protocols (decision 0085): parameters, lives, mean_life,
+    #: predicted_mean/std (posterior mean when chosen), peak_temperature_C, ...
+    confirmed: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

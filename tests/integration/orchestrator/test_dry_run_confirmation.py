@@ -80,3 +80,12 @@ def test_confirmation_dry_run_recommends_the_best_measured(tmp_path, monkeypatch
     assert stepped.channel_hours == pytest.approx(paced.channel_hours, rel=1e-9)
     assert stepped.recommendation["parameters"] == rec["parameters"]
     assert [c[:2] for c in _confirmed_cells(stepped_url, eol_ah)] == [c[:2] for c in cells]
+
+    # the report shows the confirmation: every confirmed protocol's measured lives
+    from voltloop.orchestrator.report import load_report, render_html
+
+    page = render_html(load_report(paced_url, spec.name))
+    table = page.split("<h3>Confirmation round</h3>", 1)[1].split("</table>", 1)[0]
+    for _, life, _ in cells:
+        assert f"<td>{life}</td>" in table
+    assert "chosen as" in page
