@@ -91,7 +91,7 @@ def _dry_run(
             f"[yellow]{config} is a {spec.kind.value} campaign; --kind {kind.value} is ignored[/]"
         )
     url = resolve_db_url(db or spec.database_url)
-    progress = _Progress(spec.rounds, spec.batch_size, quiet=json_out)
+    progress = _Progress(_rounds_planned(spec), spec.batch_size, quiet=json_out)
     with progress:
         summary = run_dry_run(
             spec,
@@ -166,6 +166,12 @@ class _Progress:
             f"ended {sum(v for k, v in self.counts.items() if k != 'started')}[/]"
         )
         self.bar.update(self.task, completed=self.closed, detail=detail)
+
+
+def _rounds_planned(spec) -> int:
+    """Rounds the progress bar counts: the search rounds, and a confirmation round if
+    the campaign has one."""
+    return spec.rounds + (1 if getattr(spec, "confirmation", None) is not None else 0)
 
 
 def _print_summary(summary) -> None:
@@ -285,7 +291,7 @@ def resume(
 
         resume_real(campaign, url, prefect=prefect, json_out=json_out)
         return
-    progress = _Progress(spec.rounds, spec.batch_size, quiet=json_out)
+    progress = _Progress(_rounds_planned(spec), spec.batch_size, quiet=json_out)
     with progress:
         summary = run_dry_run(
             spec, url, on_step=progress.update, use_prefect=prefect, on_history=progress.history
