@@ -120,9 +120,11 @@ def upgrade_database(url: str | URL) -> MigrationResult:
         engine.dispose()
 
 
-def check_revision(engine: Engine) -> str:
-    """Raise unless the database is at the code's head revision; return the revision."""
-    masked = mask_url(engine.url)
+def check_revision(engine: Engine, url: str | URL | None = None) -> str:
+    """Raise unless the database is at the code's head revision; return the revision.
+    Errors name ``url`` (password masked) if given: a read-only engine's own URL is
+    SQLite's ``file:...?mode=ro`` form, not what the user typed."""
+    masked = mask_url(url if url is not None else engine.url)
     head = head_revision()
     with engine.connect() as connection:
         current = current_revision(connection)
@@ -144,7 +146,7 @@ def open_database(url: str | URL, *, read_only: bool = False) -> Engine:
     """Open an existing, up-to-date voltloop database (the way commands open one)."""
     engine = make_engine(url, read_only=read_only, must_exist=True)
     try:
-        check_revision(engine)
+        check_revision(engine, url)
     except Exception:
         engine.dispose()
         raise

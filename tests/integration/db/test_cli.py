@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, text
 
-from voltloop.db.engine import make_engine
+from voltloop.db.engine import make_engine, mask_url
 from voltloop.db.migrate import head_revision
 from voltloop.db.testing import free_port
 from voltloop.orchestrator.cli import main
@@ -157,3 +157,5 @@ def test_database_errors_are_one_line_messages(tmp_path: Path, capsys, sqlite_db
     code, _, err = cli(capsys, "status", "--db", sqlite_db_url)
     assert code == 1 and "migration mismatch" in err
     assert f"code expects {head_revision()}" in err
+    # the URL as given, not the read-only engine's file:...?mode=ro form
+    assert "mode=ro" not in err and mask_url(sqlite_db_url) in err
