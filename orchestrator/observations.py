@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -136,16 +136,23 @@ class ConfirmedProtocol:
     safety_stopped: int
     predicted_mean: float | None  # posterior-mean life when it was chosen
     predicted_std: float | None
+    #: cells that finished their protocol (``max_cycles``) above end of life: the
+    #: cycles they ran, a lower bound on their life
+    censored: list[int] = field(default_factory=list)
 
     @property
     def mean_life(self) -> float:
-        return float(sum(self.lives) / len(self.lives)) if self.lives else float("nan")
+        """Mean life over the cells with a result; a censored cell counts with the
+        cycles it ran, so with any censored cell this is a lower bound."""
+        results = [*self.lives, *self.censored]
+        return float(sum(results) / len(results)) if results else float("nan")
 
     def as_dict(self) -> dict:
         return {
             "parameters": self.parameters,
             "lives": self.lives,
-            "mean_life": self.mean_life if self.lives else None,
+            "censored": self.censored,
+            "mean_life": self.mean_life if self.lives or self.censored else None,
             "cells": len(self.candidate_ids),
             "unfinished": self.unfinished,
             "safety_stopped": self.safety_stopped,
@@ -177,6 +184,7 @@ def confirmed_protocols(
                 "lives": [],
                 "peaks": [],
                 "unfinished": 0,
+                "censored": [],
                 "safety_stopped": 0,
                 "predicted": (candidate.predicted_mean, candidate.predicted_std),
             },
@@ -188,6 +196,11 @@ def confirmed_protocols(
         life = end_of_life_cycle(session, experiment.id, eol_threshold_ah)
         if life is not None:
             group["lives"].append(int(life))
+        elif experiment.status == ExperimentStatus.COMPLETED:  # ran all of max_cycles
+            ran = session.scalar(
+                select(func.max(Cycle.cycle_index)).where(Cycle.experiment_id == experiment.id)
+            )
+            group["censored"].append(int(ran or 0))
         else:
             group["unfinished"] += 1
         if experiment.status == ExperimentStatus.SAFETY_STOPPED:
@@ -200,6 +213,7 @@ def confirmed_protocols(
             peak_temperatures_C=g["peaks"],
             unfinished=g["unfinished"],
             safety_stopped=g["safety_stopped"],
+            censored=g["censored"],
             predicted_mean=g["predicted"][0],
             predicted_std=g["predicted"][1],
         )
@@ -226,7 +240,7 @@ def confirmed_recommendation(spec: Any, session: Session, campaign_id: int) -> d
     life among those that met every limit (decision 0085); None without one."""
     eol_ah = spec.lifetime.end_of_life_capacity * spec.cell.nominal_capacity_Ah
     confirmed = confirmed_protocols(session, campaign_id, eol_ah)
-    eligible = [c for c in confirmed if c.lives and _meets_limits(spec, c)]
+    eligible = [c for c in confirmed if (c.lives or c.censored) and _meets_limits(spec, c)]
     if not eligible:
         return None
     best = max(eligible, key=lambda c: c.mean_life)
@@ -237,8 +251,15 @@ def confirmed_recommendation(spec: Any, session: Session, campaign_id: int) -> d
         "objective": best.mean_life,
         "rule": f"longest mean measured life among the {len(eligible)} of {len(confirmed)} "
         f"protocols confirmed on fresh cells run to end of life ({cells} cell(s) each) "
-        "that met every limit",
+        "that met every limit"
+        + (
+            "; a cell that reached max_cycles above end of life counts with the cycles "
+            "it ran (a lower bound)"
+            if any(c.censored for c in eligible)
+            else ""
+        ),
         "measured_lives": best.lives,
+        "censored_lives": best.censored,
         "predicted_mean": best.predicted_mean,
         "predicted_std": best.predicted_std,
         "meets_limits": True,

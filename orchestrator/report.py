@@ -207,7 +207,8 @@ def _confirmed(rec: Any) -> str:
         rows.append("<tr>" + "".join(f"<td>{v}</td>" for v in (
             ("<b>" if chosen else "") + _e(_params(c.get("parameters") or {}))
             + ("</b>" if chosen else ""),
-            _e(", ".join(str(life) for life in c.get("lives") or []) or "–"),
+            _e(", ".join([str(life) for life in c.get("lives") or []]
+                         + [f"≥ {ran}" for ran in c.get("censored") or []]) or "–"),
             _num(c.get("mean_life")),
             "–" if predicted is None else
             f"{_num(predicted)} ± {_num(c.get('predicted_std'))}",

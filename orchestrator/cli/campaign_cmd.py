@@ -216,7 +216,10 @@ def _protocol_rows(table, summary) -> None:
     table.add_row("recommended protocol", params)
     confirmed = rec.get("confirmed")
     if confirmed:
-        lives = ", ".join(f"{life}" for life in rec["measured_lives"])
+        lives = ", ".join(
+            [f"{life}" for life in rec["measured_lives"]]
+            + [f"≥ {ran}" for ran in rec.get("censored_lives") or []]
+        )
         table.add_row("its measured life", f"{rec['objective']:.0f} cycles (cells: {lives})")
         if rec.get("predicted_mean") is not None:
             table.add_row("its posterior-mean life", f"{rec['predicted_mean']:.0f} cycles")

@@ -213,3 +213,52 @@ def test_a_spec_stored_before_an_optional_field_existed_still_matches(tmp_path):
             register_campaign(db, changed)
     finally:
         db.dispose()
+
+
+def test_a_confirming_cell_that_outlives_max_cycles_counts_as_a_lower_bound(tmp_path):
+    """A cell that runs all of ``max_cycles`` above end of life has no measured end of
+    life, but its protocol is not dropped: the cycles it ran are a lower bound."""
+    url = f"sqlite:///{tmp_path / 'censored.db'}"
+    init_database(url)
+    db = open_database(url)
+    ci = load_campaign(EXAMPLE)
+    spec = ci.model_copy(
+        update={
+            "confirmation": CONFIRM,
+            "lifetime": ci.lifetime.model_copy(update={"max_cycles": 100}),
+        }
+    )
+    campaign_id = register_campaign(db, spec)
+    cycler = FakeCycler(spec.instruments.cyclers[0].url, spec.instruments.cyclers[0].channels)
+    predictor = StoredLifePredictor.registered(db)
+
+    def compile_protocol(parameters, run_on):
+        cycles = spec.lifetime.max_cycles if run_on else spec.lifetime.stop_cycle
+        protocol = {"max_cycles": cycles, "life": LIFE_SCALE * fake_life(parameters)}
+        return {"protocol": protocol, "safety": {"max_temperature_C": 60.0}}
+
+    ctx = EngineContext(
+        db=db, campaign_id=campaign_id, campaign_name=spec.name, spec=spec,
+        cyclers={cycler.url: cycler}, potentiostat=None, proposer=AttiaPoolProposer(),
+        predictor=predictor, operator=AutoOperator(), compile_protocol=compile_protocol,
+        settings=EngineSettings(heartbeat_s=0.0),
+    )  # fmt: skip
+    assert CampaignEngine(ctx).run(poll_interval_s=0.0, max_steps=2000).finished
+    with read_session(db) as s:
+        payload = s.scalars(
+            select(Event.payload).where(Event.kind == "recommendation").order_by(Event.id.desc())
+        ).first()
+    db.dispose()
+    by_protocol = {_key(c["parameters"]): c for c in payload["confirmed"]}
+    for key, c in by_protocol.items():
+        life = LIFE_SCALE * fake_life(dict(key))
+        if life > spec.lifetime.max_cycles:  # never reached: censored at the last cycle
+            assert c["lives"] == [] and c["censored"] == [spec.lifetime.max_cycles - 1] * 2
+        else:
+            assert c["censored"] == [] and all(abs(x - life) <= 1.0 for x in c["lives"])
+    assert any(c["censored"] for c in by_protocol.values()), "no cell outlived max_cycles"
+    best = max(by_protocol.values(), key=lambda c: c["mean_life"])
+    assert payload["parameters"] == best["parameters"]
+    assert payload["objective"] == best["mean_life"]
+    if best["censored"]:
+        assert "lower bound" in payload["rule"]
