@@ -188,8 +188,8 @@ class ProtocolProposer:
         unconfirmed = {}
         if self.spec.confirmation is not None:
             unconfirmed = {
-                "note": "no confirmed protocol reached end of life within its limits and "
-                "max_cycles; recommended from early predictions"
+                "note": "no confirming cell has a result within the campaign's limits; "
+                "recommended from early predictions"
             }
         eol_ah = self.spec.lifetime.end_of_life_capacity * self.spec.cell.nominal_capacity_Ah
         observations = gather(session, campaign_id, eol_ah).observations
