@@ -69,6 +69,11 @@ class PotentialTrace(BaseModel):
     complete: bool = True
 
 
+#: With a measurement time scale below 1, a script's whole output may take this many
+#: line timeouts (a 61-point sweep streams in far fewer).
+_SCALED_TOTAL_LINES = 30
+
+
 class PalmSensPotentiostat:
     """MethodSCRIPT driver; see the module docstring.
 
@@ -90,8 +95,19 @@ class PalmSensPotentiostat:
         transcript: Transcript | None = None,
         transport: Transport | None = None,
         analyse: bool = True,
+        measurement_time_scale: float = 1.0,
     ) -> None:
+        if not 0.0 <= measurement_time_scale <= 1.0:
+            raise ValueError(
+                f"measurement_time_scale = {measurement_time_scale}: must be within 0..1"
+            )
         self.url = url
+        #: wall seconds per second of measurement: 1 for an instrument that measures in
+        #: real time; a simulated one that streams a sweep at once is 0. Reading a
+        #: script's output waits the measurement's own time budgets scaled by this,
+        #: never less than ``timeout_s`` per line — so a lost line of a 10 mHz point
+        #: costs ``timeout_s``, not the minutes a real instrument may take for it.
+        self.measurement_time_scale = measurement_time_scale
         self.device = device
         self.retries = retries
         self.measurement_retries = measurement_retries
@@ -245,6 +261,9 @@ class PalmSensPotentiostat:
         packages: list[ms.DataPackage] = []
         error: ms.ErrorReply | None = None
         aborted = False
+        scale = self.measurement_time_scale
+        if scale < 1.0:
+            total_budget_s = max(total_budget_s * scale, _SCALED_TOTAL_LINES * self.timeout_s)
         deadline = time.monotonic() + total_budget_s
         while not parser.finished:
             remaining = deadline - time.monotonic()
@@ -254,6 +273,8 @@ class PalmSensPotentiostat:
                     url=self.url,
                 )
             budget = self.timeout_s if error or aborted else line_budget_s(packages)
+            if scale < 1.0:
+                budget = max(self.timeout_s, budget * scale)
             line = self.transport.read_line(min(budget, remaining))
             try:
                 events = parser.feed_line(line.encode("ascii"))

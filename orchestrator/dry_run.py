@@ -590,6 +590,8 @@ def _potentiostat(spec: CampaignBase, instruments: Any) -> tuple[Any, Any]:
         amplitude_Vrms=eis.amplitude_V,
     )
     driver = PalmSensPotentiostat(
-        instruments.potentiostat.url, timeout_s=spec.instruments.timeout_s
+        instruments.potentiostat.url,
+        timeout_s=spec.instruments.timeout_s,
+        measurement_time_scale=0.0,  # the simulated sweep streams at once (speed=None)
     )
     return driver, request

@@ -112,3 +112,37 @@ def test_lab_faults_leave_the_potentiostat_output_unchanged(serve, lab: FakeLab)
     _, driver = serve(lab, "tcp", faults=faults, driver_options={"analyse": False})
     faults.force(FaultKind.CHANNEL_FAULT, match="e")
     assert_matches_lab(driver.eis(SPEC))
+
+
+def test_a_lost_low_frequency_line_costs_the_timeout_when_the_sweep_streams_at_once(
+    serve, lab: FakeLab
+) -> None:
+    """A campaign's sweep down to 10 mHz: a real instrument may take minutes for the last
+    points, so the driver waits that long for each. A simulated one that streams the
+    sweep at once (``measurement_time_scale=0``) has a lost line noticed after
+    ``timeout_s``, then the sweep is retried."""
+    low = EisSpec(f_start_Hz=1e3, f_end_Hz=0.01, points_per_decade=5, dc_potential_V=3.3)
+    assert ps.eis_point_budget_s(0.01) > 600  # what a real-time driver would wait
+    faults = injector()
+    _, driver = serve(
+        lab,
+        "tcp",
+        faults=faults,
+        driver_options={"analyse": False, "measurement_time_scale": 0.0},
+    )
+    # the device falls silent near the end of the sweep, in the 10 mHz decade
+    faults.force(FaultKind.DROP, match="e")
+    faults.pick = lambda lines: lines[-4]
+    start = time.monotonic()
+    spectrum = driver.eis(low)
+    elapsed = time.monotonic() - start
+    assert faults.counts[FaultKind.DROP] == 1
+    assert spectrum.complete and spectrum.n_points == low.n_points
+    assert elapsed < 10 * driver.timeout_s
+
+
+def test_measurement_time_scale_is_checked() -> None:
+    from voltloop.drivers.potentiostat import PalmSensPotentiostat
+
+    with pytest.raises(ValueError, match="measurement_time_scale"):
+        PalmSensPotentiostat("socket://127.0.0.1:1", measurement_time_scale=2.0)
