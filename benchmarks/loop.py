@@ -52,13 +52,9 @@ def truth_table(spec: Any, protocols: list[dict[str, float]]) -> np.ndarray:
     vectorised bank, cached under the history cache keyed by the simulator's source."""
     import hashlib
 
-    from voltloop.drivers.protocols import compile_candidate
     from voltloop.drivers.sim.history import source_digest
-    from voltloop.drivers.sim.truth import cycle_lives
-    from voltloop.drivers.sim.virtual_lab import CellSpec
-    from voltloop.orchestrator.dry_run import TRUTH_MAX_CYCLES
     from voltloop.orchestrator.lifetime import cache_dir
-    from voltloop.orchestrator.simulated_operator import cell_seed
+    from voltloop.orchestrator.simulated_truth import true_lives
 
     key = hashlib.sha256(
         json.dumps([spec.seed, spec.cell.kind, TRUTH_CELLS, protocols], sort_keys=True).encode()
@@ -66,30 +62,7 @@ def truth_table(spec: Any, protocols: list[dict[str, float]]) -> np.ndarray:
     path = cache_dir() / f"truth-{key}-{source_digest()}.npy"
     if path.exists():
         return np.load(path, allow_pickle=False)
-    aging = spec.model_copy(update={"eis": None, "reference_test": None})
-    texts = [
-        compile_candidate(aging, p, cycles=TRUTH_MAX_CYCLES).protocol.model_dump_json()
-        for p in protocols
-    ]
-    specs, programs = [], []
-    for text in texts:
-        for i in range(TRUTH_CELLS):
-            specs.append(
-                CellSpec(
-                    cell_id=f"truth-{i}",
-                    kind=spec.cell.kind,
-                    seed=cell_seed(spec.seed, f"truth-{i}"),
-                    chamber_temperature_C=spec.cell.chamber_temperature_C,
-                )
-            )
-            programs.append(text)
-    run = cycle_lives(
-        specs,
-        programs,
-        eol_fraction=spec.lifetime.end_of_life_capacity,
-        max_cycles=TRUTH_MAX_CYCLES,
-    )
-    lives = np.nanmean(run.lives.reshape(len(protocols), TRUTH_CELLS), axis=1)
+    lives = np.asarray(true_lives(spec, protocols, TRUTH_CELLS), dtype=float)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp.npy")
     np.save(partial, lives)

@@ -32,15 +32,20 @@ from voltloop.db.models import Cycle, Event, Experiment, Round
 from voltloop.drivers.sim.history import CHUNK_S as HISTORY_STEP_S
 from voltloop.orchestrator.context import EngineContext, EngineSettings, StepKind, StepResult
 from voltloop.orchestrator.engine import CampaignEngine, experiments_by_status, register_campaign
+from voltloop.orchestrator.lab_pacing import LabPacer
 from voltloop.orchestrator.ports import LifetimePredictor
 from voltloop.orchestrator.prefect_server import TemporaryServer, start_temporary_server
-from voltloop.orchestrator.simulated_operator import SimulatedOperator, cell_seed
+from voltloop.orchestrator.simulated_operator import SimulatedOperator
+from voltloop.orchestrator.simulated_truth import (  # noqa: F401 - also imported from here
+    TRUTH_MAX_CYCLES,
+    TruthPrefetch,
+    true_life,
+    true_lives,
+)
 
 DEFAULT_EXAMPLE = "protocol.toml"
 #: The built-in example of each campaign kind (``voltloop dry-run --kind``).
 KIND_EXAMPLES = {CampaignKind.PROTOCOL: "protocol.toml", CampaignKind.MATERIALS: "materials.toml"}
-#: Cycle budget when the simulator runs a protocol to its true end of life.
-TRUTH_MAX_CYCLES = 4000
 #: How long a simulated channel waits at an EIS checkpoint for the host (virtual s).
 EIS_WAIT_S = 7 * 86_400.0
 #: Virtual time the simulated lab advances between two of the host's poll sweeps.
@@ -52,67 +57,6 @@ EIS_WAIT_S = 7 * 86_400.0
 #: then rests at an EIS checkpoint, and runs past its early-prediction cycle, as long
 #: as the history's cells did (up to one step).
 DRY_RUN_STEP_S = HISTORY_STEP_S
-
-
-#: Most lab steps a dry run advances between two host sweeps while no cell needs the
-#: host (:class:`LabPacer`).
-QUIET_STEPS_MAX = 6
-
-
-class LabPacer:
-    """Advances the simulated lab between the host's poll sweeps.
-
-    One ``DRY_RUN_STEP_S`` step per sweep. While every running cell only cycles on
-    (past its early-prediction cycle, above end of life), further steps follow before
-    the next sweep, up to ``QUIET_STEPS_MAX`` — until a step ends with some channel
-    needing the host: a checkpoint reached, a protocol ended or tripped, a cell past
-    end of life. The host would have done nothing at the sweeps skipped but read
-    records, and every decision still comes at the same step boundary, so the
-    campaign is the same; it only runs faster where cells run to end of life (a
-    confirmation round, ``run_to_end_of_life``).
-    """
-
-    def __init__(self, lab: Any, early_cycle: int | None, eol_ah: float):
-        self.lab = lab
-        self.early_cycle = early_cycle
-        self.eol_ah = eol_ah
-        self.sweeps_skipped = 0
-
-    def _channels(self) -> list[tuple[str, int]]:
-        return [
-            (str(st.state), st.cycle)
-            for st in (self.lab.status(ch) for ch in range(self.lab.channel_count))
-        ]
-
-    def _cycling_on(self, channels: list[tuple[str, int]]) -> bool:
-        """Some cell is running, and every running one is past its early prediction
-        (the host has seen that cycle) and above end of life."""
-        running = [ch for ch, (state, _) in enumerate(channels) if state == "running"]
-        if not running or any(state == "waiting_eis" for state, _ in channels):
-            return False
-        for ch in running:
-            if self.early_cycle is not None and channels[ch][1] <= self.early_cycle:
-                return False
-            capacities = self.lab.capacities(ch)[1:]
-            if capacities.size and float(capacities.min()) < self.eol_ah:
-                return False
-        return True
-
-    def advance(self) -> None:
-        before = self._channels()
-        quiet = self._cycling_on(before)
-        self.lab.advance(DRY_RUN_STEP_S)
-        for _ in range(QUIET_STEPS_MAX - 1):
-            if not quiet:
-                return
-            now = self._channels()
-            if [state for state, _ in now] != [state for state, _ in before]:
-                return
-            quiet = self._cycling_on(now)
-            if not quiet:
-                return
-            self.lab.advance(DRY_RUN_STEP_S)
-            self.sweeps_skipped += 1
 
 
 class DryRunError(ValueError):
@@ -239,99 +183,6 @@ def summarise(db, campaign_id: int, name: str, url: str, wall_s: float) -> DryRu
     )
 
 
-def true_life(spec: ProtocolCampaign, parameters: dict[str, float], cells: int = 4) -> float:
-    """Mean simulated cycle life of ``parameters`` over ``cells`` fresh virtual cells."""
-    return true_lives(spec, [parameters], cells)[0]
-
-
-def true_lives(
-    spec: ProtocolCampaign, protocols: list[dict[str, float]], cells: int = 4
-) -> list[float]:
-    """:func:`true_life` of each of ``protocols``, in one vectorised bank (each cell's
-    life does not depend on the others in its bank)."""
-    import numpy as np
-
-    from voltloop.drivers.protocols import compile_candidate
-    from voltloop.drivers.sim.truth import cycle_lives
-    from voltloop.drivers.sim.virtual_lab import CellSpec
-
-    # The ageing cycle alone: checkpoints (EIS, reference tests) pause or interleave
-    # and are not part of what "cycle life under this protocol" means.
-    ageing = spec.model_copy(update={"eis": None, "reference_test": None})
-    specs, programs = [], []
-    for parameters in protocols:
-        text = compile_candidate(
-            ageing, parameters, cycles=TRUTH_MAX_CYCLES
-        ).protocol.model_dump_json()
-        for i in range(cells):
-            specs.append(
-                CellSpec(
-                    cell_id=f"truth-{i}",
-                    kind=spec.cell.kind,
-                    seed=cell_seed(spec.seed, f"truth-{i}"),
-                    chamber_temperature_C=spec.cell.chamber_temperature_C,
-                )
-            )
-            programs.append(text)
-    run = cycle_lives(
-        specs,
-        programs,
-        eol_fraction=spec.lifetime.end_of_life_capacity,
-        max_cycles=TRUTH_MAX_CYCLES,
-    )
-    lives = run.lives.reshape(len(protocols), cells)
-    return [float(np.nanmean(row)) if np.isfinite(row).any() else float("nan") for row in lives]
-
-
-def _true_lives_of_data(spec_data: dict, protocols: list[dict[str, float]]) -> list[float]:
-    """:func:`true_lives` from the spec's JSON form, for a worker process."""
-    from voltloop.campaigns.loading import validate_campaign_data
-
-    return true_lives(validate_campaign_data(spec_data), protocols)
-
-
-class TruthPrefetch:
-    """The true lives of a confirmation round's protocols, simulated in a worker
-    process on the machine's other core while the round runs, so the summary need not
-    wait for the recommendation's (one of them) at the end."""
-
-    def __init__(self, spec: ProtocolCampaign, protocols: list[dict[str, float]]):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        self.protocols = protocols
-        # spawn: the parent holds server threads and torch; a fork would copy their locks
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        self._future = self._pool.submit(
-            _true_lives_of_data, spec.model_dump(mode="json"), protocols
-        )
-
-    def life_of(self, parameters: dict[str, float]) -> float | None:
-        """The prefetched true life of ``parameters``; None if it is not among them or
-        the worker failed (the caller simulates it itself)."""
-        index = next(
-            (
-                i
-                for i, p in enumerate(self.protocols)
-                if p.keys() == parameters.keys()
-                and all(abs(p[k] - float(parameters[k])) < 1e-9 for k in p)
-            ),
-            None,
-        )
-        if index is None:
-            return None
-        try:
-            return self._future.result(timeout=600)[index]
-        except Exception:  # noqa: BLE001 - a failed prefetch only costs the fallback
-            return None
-
-    def close(self) -> None:
-        self._future.cancel()
-        for process in list(getattr(self._pool, "_processes", {}).values()):
-            process.terminate()  # a cancelled or abandoned run does not wait for it
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 def run_dry_run(
     spec: CampaignBase,
     db_url: str,
@@ -426,6 +277,7 @@ def _run_dry_run(
     user_on_step = on_step
     pacer = LabPacer(
         lab,
+        DRY_RUN_STEP_S,
         spec.lifetime.early_prediction_cycle,
         spec.lifetime.end_of_life_capacity * spec.cell.nominal_capacity_Ah,
     )

@@ -158,29 +158,9 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
             run_on = runs_to_end_of_life(
                 ctx.spec.seed, experiment_id, ctx.spec.lifetime.run_to_end_of_life
             )
-            try:
-                protocol = ctx.compile_protocol(proposal.parameters, run_on)
-            except ValueError as exc:  # validation names the step and the limit
-                candidate.status = CandidateStatus.REJECTED
+            cell_id = f"{ctx.campaign_name}-r{rnd.round_index}-{number:03d}"
+            if not _add_experiment(ctx, session, candidate, experiment_id, cell_id, run_on):
                 rejected += 1
-                ctx.event(
-                    session,
-                    "candidate_rejected",
-                    str(exc),
-                    level=EventLevel.WARNING,
-                    payload={"candidate_id": candidate.id},
-                )
-                continue
-            session.add(
-                Experiment(
-                    id=experiment_id,
-                    campaign_id=ctx.campaign_id,
-                    candidate_id=candidate.id,
-                    cell_id=f"{ctx.campaign_name}-r{rnd.round_index}-{number:03d}",
-                    protocol=protocol,
-                    status=ExperimentStatus.PROPOSED,
-                )
-            )
         rnd.status = RoundStatus.DISPATCHING
         rnd.model_version_ids = list(batch.model_version_ids)
         ctx.event(
@@ -196,6 +176,42 @@ def propose(ctx: EngineContext, round_id: int) -> StepResult:
         f"{len(batch.proposals)} candidates proposed",
         counts={"proposed": len(batch.proposals), "rejected": rejected},
     )
+
+
+def _add_experiment(
+    ctx: EngineContext,
+    session,
+    candidate: Candidate,
+    experiment_id: str,
+    cell_id: str,
+    run_on: bool,
+) -> bool:
+    """Compile ``candidate``'s protocol and add its experiment; False if the protocol
+    fails validation: the candidate is then rejected, with the reason (the step and the
+    limit) as an event."""
+    try:
+        protocol = ctx.compile_protocol(candidate.parameters, run_on)
+    except ValueError as exc:
+        candidate.status = CandidateStatus.REJECTED
+        ctx.event(
+            session,
+            "candidate_rejected",
+            str(exc),
+            level=EventLevel.WARNING,
+            payload={"candidate_id": candidate.id},
+        )
+        return False
+    session.add(
+        Experiment(
+            id=experiment_id,
+            campaign_id=ctx.campaign_id,
+            candidate_id=candidate.id,
+            cell_id=cell_id,
+            protocol=protocol,
+            status=ExperimentStatus.PROPOSED,
+        )
+    )
+    return True
 
 
 def propose_confirmation(ctx: EngineContext, round_id: int) -> StepResult:
@@ -221,30 +237,11 @@ def propose_confirmation(ctx: EngineContext, round_id: int) -> StepResult:
             )
             session.add(candidate)
             session.flush()
-            try:
-                protocol = ctx.compile_protocol(proposal.parameters, True)
-            except ValueError as exc:
-                candidate.status = CandidateStatus.REJECTED
+            cell_id = f"{ctx.campaign_name}-c{rnd.round_index}-{number:03d}"
+            if _add_experiment(ctx, session, candidate, str(uuid.uuid4()), cell_id, True):
+                created += 1
+            else:
                 rejected += 1
-                ctx.event(
-                    session,
-                    "candidate_rejected",
-                    str(exc),
-                    level=EventLevel.WARNING,
-                    payload={"candidate_id": candidate.id},
-                )
-                continue
-            session.add(
-                Experiment(
-                    id=str(uuid.uuid4()),
-                    campaign_id=ctx.campaign_id,
-                    candidate_id=candidate.id,
-                    cell_id=f"{ctx.campaign_name}-c{rnd.round_index}-{number:03d}",
-                    protocol=protocol,
-                    status=ExperimentStatus.PROPOSED,
-                )
-            )
-            created += 1
         rnd.status = RoundStatus.DISPATCHING if created else RoundStatus.COMPLETED
         if not created:
             rnd.ended_at = utcnow()

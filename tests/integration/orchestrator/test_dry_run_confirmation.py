@@ -16,7 +16,7 @@ from voltloop.db.engine import read_session
 from voltloop.db.enums import RoundKind
 from voltloop.db.migrate import open_database
 from voltloop.db.models import Candidate, Experiment, Round
-from voltloop.orchestrator import dry_run
+from voltloop.orchestrator import dry_run, lab_pacing
 from voltloop.orchestrator.observations import end_of_life_cycle
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "campaigns" / "examples" / "protocol-ci.toml"
@@ -73,7 +73,7 @@ def test_confirmation_dry_run_recommends_the_best_measured(tmp_path, monkeypatch
     assert paced.true_life_of_recommendation == dry_run.true_life(spec, rec["parameters"])
 
     # the same campaign with a host sweep after every lab step
-    monkeypatch.setattr(dry_run, "QUIET_STEPS_MAX", 1)
+    monkeypatch.setattr(lab_pacing, "QUIET_STEPS_MAX", 1)
     stepped_url = f"sqlite:///{tmp_path / 'stepped.db'}"
     stepped = dry_run.run_dry_run(spec, stepped_url, history_cells=8)
     assert stepped.cycles_stored == paced.cycles_stored
