@@ -36,12 +36,7 @@ from voltloop.orchestrator.lab_pacing import LabPacer
 from voltloop.orchestrator.ports import LifetimePredictor
 from voltloop.orchestrator.prefect_server import TemporaryServer, start_temporary_server
 from voltloop.orchestrator.simulated_operator import SimulatedOperator
-from voltloop.orchestrator.simulated_truth import (  # noqa: F401 - also imported from here
-    TRUTH_MAX_CYCLES,
-    TruthPrefetch,
-    true_life,
-    true_lives,
-)
+from voltloop.orchestrator.simulated_truth import TruthPrefetch, true_life
 
 DEFAULT_EXAMPLE = "protocol.toml"
 #: The built-in example of each campaign kind (``voltloop dry-run --kind``).

@@ -18,6 +18,7 @@ from voltloop.db.migrate import open_database
 from voltloop.db.models import Candidate, Experiment, Round
 from voltloop.orchestrator import dry_run, lab_pacing
 from voltloop.orchestrator.observations import end_of_life_cycle
+from voltloop.orchestrator.simulated_truth import TruthPrefetch, true_life
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "campaigns" / "examples" / "protocol-ci.toml"
 
@@ -70,7 +71,15 @@ def test_confirmation_dry_run_recommends_the_best_measured(tmp_path, monkeypatch
     assert rec["parameters"] == best[0] and rec["measured_lives"] == [best[1]]
     assert rec["objective"] == best[1]
     # the true life was simulated on the other core while the round ran: the same value
-    assert paced.true_life_of_recommendation == dry_run.true_life(spec, rec["parameters"])
+    # (the summary falls back to simulating it itself, so check the worker on its own)
+    direct = true_life(spec, rec["parameters"])
+    assert paced.true_life_of_recommendation == direct
+    prefetch = TruthPrefetch(spec, [c[0] for c in cells])
+    try:
+        assert prefetch.life_of(rec["parameters"]) == direct
+        assert prefetch.life_of({"CC1": 0.0, "CC2": 0.0, "CC3": 0.0}) is None
+    finally:
+        prefetch.close()
 
     # the same campaign with a host sweep after every lab step
     monkeypatch.setattr(lab_pacing, "QUIET_STEPS_MAX", 1)
