@@ -28,6 +28,7 @@ from voltloop.db.leases import (
 from voltloop.db.models import Campaign, Channel, Experiment, Instrument, Round
 from voltloop.orchestrator.context import EngineContext, StepKind, StepResult, holder_is_dead
 from voltloop.orchestrator.dispatch import free_channels, load_and_dispatch
+from voltloop.orchestrator.interrupts import interrupts_deferred
 from voltloop.orchestrator.polling import poll_sweep, renew_channel_leases
 from voltloop.orchestrator.rounds import (
     OPEN_ROUND_STATUSES,
@@ -254,7 +255,14 @@ class CampaignEngine:
         return closed
 
     def step(self) -> StepResult:
-        """Do the next due unit of work (see :meth:`due`) and say what it was."""
+        """Do the next due unit of work (see :meth:`due`) and say what it was.
+
+        Ctrl-C during a step takes effect when the step ends (a second one at once):
+        see :mod:`voltloop.orchestrator.interrupts`."""
+        with interrupts_deferred():
+            return self._step()
+
+    def _step(self) -> StepResult:
         self._heartbeat()
         kind, round_id = self.due()
         if kind == StepKind.OPEN_ROUND:

@@ -31,11 +31,13 @@ pytestmark = pytest.mark.timeout(180)
 
 VOLTLOOP = Path(sys.executable).with_name("voltloop")
 #: ``voltloop`` that answers Ctrl-C even when the test run itself ignores SIGINT (a suite
-#: started in the background by a non-interactive shell passes SIG_IGN on to every child).
+#: started in the background by a non-interactive shell passes SIG_IGN on to every child),
+#: and writes every thread's stack to stderr on SIGUSR1 (:func:`stop_with_ctrl_c`).
 VOLTLOOP_CTRL_C = [
     sys.executable,
     "-c",
-    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "import faulthandler, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "faulthandler.register(signal.SIGUSR1, all_threads=True); "
     "from voltloop.orchestrator.cli import main; main()",
 ]
 CHANNELS = 3
@@ -131,6 +133,22 @@ def campaign_file(tmp: Path, lab: dict, name: str, identity: str, rounds: int = 
         )
     )
     return path
+
+
+def stop_with_ctrl_c(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """Ctrl-C ``proc`` and return its exit code; if it has not exited within ``timeout``,
+    fail with the stacks of all its threads (where it hangs) and the end of its stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack to stderr
+        time.sleep(1.0)
+        proc.kill()
+        _, stderr = proc.communicate(timeout=10)
+        raise AssertionError(
+            f"no exit within {timeout} s of Ctrl-C; stacks and stderr:\n{stderr[-20000:]}"
+        ) from None
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 90) -> list[dict[str, str]]:
@@ -310,8 +328,7 @@ def test_stop_and_resume_a_real_campaign(lab, tmp_path) -> None:
         while _dispatched(tmp_path / "run.db") < CHANNELS:
             assert time.monotonic() < deadline, "cells were not dispatched"
             time.sleep(0.02)
-        run.send_signal(signal.SIGINT)  # Ctrl-C: the campaign lease is released
-        assert run.wait(30) == 130, run.stderr.read()[-2000:]
+        assert stop_with_ctrl_c(run) == 130, run.stderr.read()[-2000:]
     finally:
         if run.poll() is None:
             run.kill()
