@@ -4,14 +4,15 @@ While the executor advances, every phase solve leaves, per channel and step, a
 *segment*: the step's closed-form coefficients (phases.COLUMNS) and where its
 records fall (every ``record.time_s`` of test time, plus one at the end of the
 step). Record numbers are reserved at once; the values of all segments of an
-advance are evaluated afterwards in one call of :func:`phases.trajectory`, grouped
-by channel (segments sorted by channel, stably, so each channel's records come out
-in time order and numbered consecutively), with sensor noise, and appended to the
-channels' record buffers (decision 0033).
+advance are evaluated afterwards in one compiled loop
+(:func:`record_kernel.evaluate_records`, the closed form of :func:`phases.trajectory`
+record by record), grouped by channel (segments sorted by channel, stably, so each
+channel's records come out in time order and numbered consecutively), with sensor
+noise, and appended to the channels' record buffers (decisions 0033, 0086).
 
 Record values are outputs only (the cell state never reads them back) and are stored
-as float32, so they are evaluated in float32: about twice as fast as float64, with
-errors <= 2e-6 V, 1e-6 A, 4e-6 K and 1e-7 Ah against 1e-4 V of sensor noise.
+as float32, so they are evaluated in float32, with errors <= 2e-6 V, 1e-6 A, 4e-6 K
+and 1e-7 Ah against float64 and 1e-4 V of sensor noise.
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ import numpy as np
 
 from voltloop.drivers.records import SAMPLE_DTYPE
 from voltloop.drivers.sim.chemistry import OcpTable
-from voltloop.drivers.sim.phases import NC, C, trajectory
+from voltloop.drivers.sim.phases import NC
 from voltloop.drivers.sim.record_buffer import RecordBuffer
 
 if TYPE_CHECKING:
     from voltloop.drivers.sim.open_phases import PhasePlan
 
-#: Records evaluated together at most (about; whole segments), see RecordBatch.flush.
-FLUSH_RECORDS = 8192
 #: Rows of a segment's metadata.
 _SEG_FIELDS = 12
 _S_CH, _S_REC, _S_T0, _S_CYCLE, _S_STEP, _S_CHG, _S_DIS, _S_K0, _S_DT, _S_NREG, _S_EXTRA, _S_END = (
@@ -42,7 +41,7 @@ class SensorNoise:
     """Standard deviations of the cycler's measurement noise.
 
     Draws are Gaussian through a 65,536-level quantile table indexed by 16-bit hashes
-    of (channel stream, record number) (:func:`noise_bits`; cheaper than
+    of (channel stream, record number) (:func:`record_kernel.noise_bits`; cheaper than
     ``Generator.standard_normal``, and the same whatever the clock's chunking); the
     distribution is the normal one, quantised to 1/65,536 in probability and bounded
     at 4.3 sigma.
@@ -65,29 +64,6 @@ def _gauss_levels() -> np.ndarray:
 
     inv_cdf = NormalDist().inv_cdf
     return np.array([inv_cdf((k + 0.5) / 65536) for k in range(65536)], dtype=np.float32)
-
-
-_GOLDEN, _MIX1, _MIX2 = (
-    np.uint64(0x9E3779B97F4A7C15),
-    np.uint64(0xBF58476D1CE4E5B9),
-    np.uint64(0x94D049BB133111EB),
-)
-
-
-def noise_bits(keys: np.ndarray, records: np.ndarray) -> np.ndarray:
-    """Three uniform 16-bit draws per record, shape (3, m), from its channel's stream
-    key (uint64, (m,)) and record number ((m,)): the SplitMix64 finaliser of
-    key + golden * (record + 1). A record's noise depends only on which record it is,
-    not on how the clock's advances batched it (decision 0036)."""
-    x = records.astype(np.uint64) + np.uint64(1)
-    x *= _GOLDEN
-    x += keys
-    x ^= x >> np.uint64(30)
-    x *= _MIX1
-    x ^= x >> np.uint64(27)
-    x *= _MIX2
-    x ^= x >> np.uint64(31)
-    return x.view(np.uint16).reshape(-1, 4)[:, :3].T
 
 
 class RecordBatch:
@@ -208,62 +184,15 @@ class RecordBatch:
         if total == 0:
             return
         out = np.empty(total, dtype=SAMPLE_DTYPE)
-        # whole segments in groups of about FLUSH_RECORDS records: the temporaries of
-        # one group stay small (in cache, and below the allocator's mmap threshold,
-        # whose fresh pages cost more than the arithmetic)
-        ends = np.cumsum(counts)
-        cuts = np.searchsorted(ends, np.arange(FLUSH_RECORDS, total, FLUSH_RECORDS), "right")
-        bounds = [0, *np.unique(cuts[cuts < counts.size]).tolist(), counts.size]
-        levels = _gauss_levels()
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            if b > a:
-                first = int(ends[a] - counts[a])
-                _evaluate(tables, meta[:, a:b], coef[:, a:b], counts[a:b],
-                          out[first : int(ends[b - 1])], keys, noise_sd, levels)  # fmt: skip
+        sd = np.array(
+            [noise_sd.voltage_V, noise_sd.current_rel, noise_sd.temperature_C], dtype=np.float32
+        )
+        from voltloop.drivers.sim.record_kernel import evaluate_records  # numba: imported late
+
+        # C order always: the compiled kernel has one signature (a new one compiles)
+        evaluate_records(np.ascontiguousarray(meta), coef.astype(np.float32, order="C"), counts,
+                         out, keys, sd, _gauss_levels(), tables.table32, tables.diff32)  # fmt: skip
         per = np.bincount(meta[_S_CH].astype(np.intp), weights=counts, minlength=len(buffers))
         stops = np.cumsum(per).astype(np.intp)
         for ch in per.nonzero()[0]:
             buffers[ch].append(out[stops[ch] - int(per[ch]) : stops[ch]])
-
-
-def _evaluate(
-    tables: OcpTable,
-    meta: np.ndarray,
-    coef: np.ndarray,
-    counts: np.ndarray,
-    out: np.ndarray,
-    keys: np.ndarray,
-    noise_sd: SensorNoise,
-    levels: np.ndarray,
-) -> None:
-    """Evaluate the records of segments ``meta`` (_SEG_FIELDS, m) / ``coef`` (NC, m),
-    ``counts`` (m,) records each, into ``out`` (sum(counts),)."""
-    total = out.size
-    seg = np.repeat(meta, counts, axis=1)
-    # record values are outputs only (stored as float32), so they are evaluated in
-    # float32: ~2x faster than float64, errors ~1e-7 V against 1e-4 V sensor noise
-    cr = np.repeat(coef.astype(np.float32), counts, axis=1)
-    starts = np.cumsum(counts) - counts
-    j = np.arange(total) - np.repeat(starts, counts)
-    rec_no = seg[_S_REC].astype(np.int64) + j
-    tau = (seg[_S_K0] + 1.0 + j) * seg[_S_DT] - seg[_S_T0]
-    last_extra = (j == seg[_S_NREG]) & (seg[_S_EXTRA] > 0)
-    tau[last_extra] = seg[_S_END][last_extra]
-    v, current, temp, q, *_ = trajectory(tables, cr, tau.astype(np.float32))
-    cv = cr[C["cv"]] > 0
-    v[cv] = cr[C["v_set"]][cv]
-    passed = q - cr[C["q0"]]
-    out["record"] = rec_no
-    out["t_s"] = seg[_S_T0] + tau
-    out["cycle"] = seg[_S_CYCLE]
-    out["step"] = seg[_S_STEP]
-    bits = noise_bits(keys[seg[_S_CH].astype(np.intp)], rec_no)
-    noise = levels.take(bits)
-    noise[0] *= noise_sd.voltage_V
-    noise[1] *= noise_sd.current_rel
-    noise[2] *= noise_sd.temperature_C
-    out["voltage_V"] = v + noise[0]
-    out["current_A"] = current + current * noise[1]
-    out["temperature_C"] = temp + noise[2]
-    out["charge_Ah"] = seg[_S_CHG] + np.maximum(passed, 0.0)
-    out["discharge_Ah"] = seg[_S_DIS] - np.minimum(passed, 0.0)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from voltloop.drivers.sim.lab import SimulatedLab
-from voltloop.drivers.sim.record_batch import SensorNoise, noise_bits
+from voltloop.drivers.sim.record_batch import SensorNoise
+from voltloop.drivers.sim.record_kernel import noise_bits
 from voltloop.drivers.sim.reference_protocols import attia_protocol
 from voltloop.drivers.sim.virtual_lab import CellSpec, ChannelState
 

@@ -1,0 +1,118 @@
+"""The compiled record evaluation against the closed form it compiles.
+
+The reference below is the vectorised numpy evaluation (``phases.trajectory`` in
+float32 on every record, numpy's SplitMix64 noise words): the kernel must give the
+same records, bit for bit in every field but the three that go through ``exp``
+(float32 results of the C library's ``exp`` and numpy's may differ in the last bit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voltloop.drivers.records import SAMPLE_DTYPE
+from voltloop.drivers.sim import record_kernel
+from voltloop.drivers.sim.lab import SimulatedLab
+from voltloop.drivers.sim.phases import C, trajectory
+from voltloop.drivers.sim.record_batch import _gauss_levels
+from voltloop.drivers.sim.record_kernel import noise_bits
+from voltloop.drivers.sim.reference_protocols import attia_protocol
+from voltloop.drivers.sim.virtual_lab import CellSpec
+
+_GOLDEN, _MIX1, _MIX2 = (
+    np.uint64(0x9E3779B97F4A7C15),
+    np.uint64(0xBF58476D1CE4E5B9),
+    np.uint64(0x94D049BB133111EB),
+)
+
+
+def numpy_noise_bits(keys: np.ndarray, records: np.ndarray) -> np.ndarray:
+    x = records.astype(np.uint64) + np.uint64(1)
+    x *= _GOLDEN
+    x += keys
+    x ^= x >> np.uint64(30)
+    x *= _MIX1
+    x ^= x >> np.uint64(27)
+    x *= _MIX2
+    x ^= x >> np.uint64(31)
+    return x.view(np.uint16).reshape(-1, 4)[:, :3].T
+
+
+def numpy_records(tables, meta, coef, counts, keys, sd, levels) -> np.ndarray:
+    out = np.empty(int(counts.sum()), dtype=SAMPLE_DTYPE)
+    seg = np.repeat(meta, counts, axis=1)
+    cr = np.repeat(coef, counts, axis=1)
+    j = np.arange(out.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    rec_no = seg[1].astype(np.int64) + j
+    tau = (seg[7] + 1.0 + j) * seg[8] - seg[2]
+    last_extra = (j == seg[9]) & (seg[10] > 0)
+    tau[last_extra] = seg[11][last_extra]
+    v, current, temp, q, *_ = trajectory(tables, cr, tau.astype(np.float32))
+    cv = cr[C["cv"]] > 0
+    v[cv] = cr[C["v_set"]][cv]
+    passed = q - cr[C["q0"]]
+    noise = levels.take(numpy_noise_bits(keys[seg[0].astype(np.intp)], rec_no))
+    noise *= sd[:, None]
+    out["record"], out["t_s"], out["cycle"], out["step"] = rec_no, seg[2] + tau, seg[3], seg[4]
+    out["voltage_V"] = v + noise[0]
+    out["current_A"] = current + current * noise[1]
+    out["temperature_C"] = temp + noise[2]
+    out["charge_Ah"] = seg[5] + np.maximum(passed, 0.0)
+    out["discharge_Ah"] = seg[6] - np.minimum(passed, 0.0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def batches() -> tuple[object, list[tuple]]:
+    """The kernel's inputs and outputs over 12 h of 6 cells on three Attia protocols (CC
+    and CV steps, rests, discharge, EIS pauses)."""
+    seen = []
+    compiled = record_kernel.evaluate_records
+    patch = pytest.MonkeyPatch()
+
+    def spy(meta, coef, counts, out, keys, sd, levels, table, diff):
+        compiled(meta, coef, counts, out, keys, sd, levels, table, diff)
+        seen.append((meta.copy(), coef.copy(), counts.copy(), out.copy(), keys.copy(), sd))
+
+    patch.setattr(record_kernel, "evaluate_records", spy)
+    try:
+        lab = SimulatedLab(6, seed=5, eis_timeout_s=60.0)
+        for ch, (cc1, cc2, cc3) in enumerate([(8, 6, 4.8), (3.6, 7, 5.6), (6, 3.6, 5.6)] * 2):
+            lab.load_cell(ch, CellSpec(cell_id=f"k{ch}", seed=ch))
+            protocol = attia_protocol(cc1, cc2, cc3, cycles=40, eis_every=3, record_interval_s=20.0)
+            lab.start(ch, protocol, f"k{ch}")
+        for _ in range(8):
+            lab.advance(1.5 * 3600.0)
+    finally:
+        patch.undo()
+    assert seen
+    return lab.bank.tables, seen
+
+
+def test_records_match_the_numpy_closed_form(batches) -> None:
+    tables, seen = batches
+    levels = _gauss_levels()
+    rows = 0
+    for meta, coef, counts, got, keys, sd in seen:
+        want = numpy_records(tables, meta, coef, counts, keys, sd, levels)
+        rows += got.size
+        for field in ("record", "t_s", "cycle", "step", "charge_Ah", "discharge_Ah"):
+            np.testing.assert_array_equal(got[field], want[field], err_msg=field)
+        for field in ("voltage_V", "current_A", "temperature_C"):
+            ulps = np.abs(got[field].view(np.int32) - want[field].view(np.int32))
+            assert ulps.max() <= 4, (field, ulps.max())
+            assert np.count_nonzero(ulps) <= 0.05 * got.size, field
+    assert rows > 10_000
+
+
+def test_noise_words_match_numpy_splitmix() -> None:
+    keys = np.array([0, 7, 2**63 + 5, 2**64 - 1], dtype=np.uint64).repeat(2_500)
+    records = np.tile(np.arange(2_500, dtype=np.int64) * 977, 4)
+    np.testing.assert_array_equal(noise_bits(keys, records), numpy_noise_bits(keys, records))
+
+
+def test_compiled_ahead_for_the_types_the_simulator_passes(batches) -> None:
+    """``make`` compiles the kernel once (compile_ahead); a simulation that passed other
+    array types would compile it again, on its first advance."""
+    record_kernel.compile_ahead()
+    assert len(record_kernel.evaluate_records.signatures) == 1
