@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q $(TORCH) $(UV)
 	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e ".[all]" \
 	  || $(PIP) install -q -c constraints.txt -e ".[all]"
-	$(PY) -c "from voltloop.drivers.sim.record_kernel import compile_ahead; compile_ahead()"
+	$(PY) -c "from voltloop.drivers.sim.compiled import compile_ahead; compile_ahead()"
 	@touch $(STAMP)
 
 demo: $(STAMP)

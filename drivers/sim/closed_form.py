@@ -2,17 +2,28 @@
 
 :func:`state_at` is :func:`phases.trajectory` at one time for one coefficient column,
 written as scalar code for numba: the same operations in the same order, in the
-float type of its arguments (float32 for records). The constants come in a tuple of
-that type (``K32``: ``_constants(np.float32)``) so that no operation mixes precisions.
+float type of its arguments (float32 for records, float64 for the phase solve). The
+constants come in a tuple of that type (``K32``, ``K64``) so that no operation mixes
+precisions.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from voltloop.drivers.sim.chemistry import GAS_CONSTANT, GRID_POINTS, KELVIN, OVERRANGE_V_PER_UNIT
-from voltloop.drivers.sim.phases import C
+from voltloop.drivers.sim.compiled import configure_cache
+
+configure_cache()  # before any kernel is defined: the cache follows the sources' digest
+
+from numba import njit  # noqa: E402
+
+from voltloop.drivers.sim.chemistry import (  # noqa: E402
+    GAS_CONSTANT,
+    GRID_POINTS,
+    KELVIN,
+    OVERRANGE_V_PER_UNIT,
+)
+from voltloop.drivers.sim.phases import C  # noqa: E402
 
 #: Outputs of :func:`state_at`, in order (those of ``phases.trajectory``).
 STATE_FIELDS = ("v", "current", "temp", "q", "v1", "v2", "h", "r0", "u_n", "x", "inv_t")
@@ -29,6 +40,7 @@ def _constants(t: type) -> tuple:
 
 
 K32 = _constants(np.float32)
+K64 = _constants(np.float64)
 
 # coefficient rows (phases.COLUMNS)
 (_NEG_A, _NEG_TTH, _NEG_T1, _NEG_T2, _NEG_HR, _I0, _INV_A, _IS_LIN, _Q0, _KQ, _T_INF, _DTEMP,
@@ -43,8 +55,8 @@ K32 = _constants(np.float32)
 )  # fmt: skip
 
 
-@njit(cache=True, inline="always")
-def _electrode(s, off, table, diff, k):  # noqa: ANN001, ANN202 - compiled
+@njit(cache=True, inline="always", error_model="numpy")
+def electrode(s, off, table, diff, k):  # noqa: ANN001, ANN202 - compiled
     """OcpTable.lookup at one stoichiometry: (potential, clipped stoichiometry)."""
     sc = min(max(s, k[1]), k[0])
     pos = sc * k[4] + off
@@ -56,7 +68,7 @@ def _electrode(s, off, table, diff, k):  # noqa: ANN001, ANN202 - compiled
     return u, sc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def state_at(c, tau, table, diff, k):  # noqa: ANN001, ANN201 - compiled
     """``phases.trajectory`` of coefficient column ``c`` at phase time ``tau``: the
     tuple of :data:`STATE_FIELDS`. ``k``: the constants in the float type of ``c``."""
@@ -71,8 +83,8 @@ def state_at(c, tau, table, diff, k):  # noqa: ANN001, ANN201 - compiled
     q = c[_Q0] + c[_KQ] * g
     temp = c[_T_INF] + c[_DTEMP] * e_th
     x = q * c[_INV_CNEG]
-    u_p, _ = _electrode(c[_Y0] - q * c[_INV_CPOS], c[_OFF_P], table, diff, k)
-    u_n, xc = _electrode(x, c[_OFF_N], table, diff, k)
+    u_p, _ = electrode(c[_Y0] - q * c[_INV_CPOS], c[_OFF_P], table, diff, k)
+    u_n, xc = electrode(x, c[_OFF_N], table, diff, k)
     soc = np.exp(xc * k[6] + k[7]) + np.exp(xc * k[8] + k[9])
     soc += k[0]
     inv_t = k[0] / (temp + k[2])

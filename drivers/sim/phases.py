@@ -25,7 +25,10 @@ the previous one with that one's whole ageing applied to the cell's fields (SEI,
 plating, LAM, film), so a chain is the same as solving its steps one by one (to
 float rounding) at the cost of one solve's bookkeeping.
 
-The solver is written for few numpy calls per phase (decisions 0033, 0039): all
+``Phase`` runs the solve compiled (``phase_kernel.solve_phase``, decision 0086);
+``NumpyPhase`` below is the same solve in numpy, the readable statement of it and the
+oracle the compiled one is tested against. The numpy solver is written for few numpy
+calls per phase (decisions 0033, 0039): all
 fields of the selected cells come in one gather (``CellBank.data``), the closed
 form's constants are packed in one coefficient matrix ``coef`` (NC, n) whose rows
 are the ``COLUMNS`` below (rows that do not depend on the start state are filled
@@ -196,7 +199,7 @@ def point_resistances(d: np.ndarray, q: np.ndarray, temp: np.ndarray) -> np.ndar
     return r
 
 
-class Phase:
+class NumpyPhase:
     """A chain of consecutive steps for slots ``sel``, solved at once (decisions 0033,
     0037): each step is a segment that starts from the end state of the one before
     with that one's ageing applied, so a chain is the same as step-by-step solves.
@@ -400,6 +403,49 @@ class Phase:
         d[_THROUGHPUT] += np.abs(self.passed[self.seg_end, np.arange(q.size)])
         apply_ageing(d, q, *self.ageing)
         self.bank.data[:, self.sel] = d
+
+
+class Phase(NumpyPhase):
+    """:class:`NumpyPhase` solved by the compiled kernel (``phase_kernel.solve_phase``,
+    decision 0086): the same attributes, equal to float rounding, at a fraction of the
+    cost (the numpy solve is ~250 whole-array calls per segment)."""
+
+    def __init__(
+        self,
+        bank: CellBank,
+        sel: Any,
+        cv: np.ndarray,
+        i_set: np.ndarray,
+        v_set: np.ndarray,
+        v_cut: np.ndarray,
+        i_cut: np.ndarray,
+        t_avail: np.ndarray,
+        t_left: np.ndarray,
+        limits: tuple[np.ndarray, np.ndarray, np.ndarray],
+        valid: np.ndarray | None = None,
+    ) -> None:
+        from voltloop.drivers.sim.phase_kernel import solve_phase  # numba: imported late
+
+        self.bank, self.sel = bank, sel
+        tables = bank.tables
+        d = bank.data[:, sel]
+        self.d = d
+        n_seg, n = cv.shape
+        f64, c64 = np.float64, np.ascontiguousarray
+        # one argument signature always (a new one would compile the kernel again)
+        (self.coefs, self.t_max, _active, self.seg_t, self.seg_done, self.end_t, self.code,
+         self.seg_end, self.age_inc, self.aged, self.aged_end, self.ageing, self.end,
+         self.passed) = solve_phase(
+            c64(d, dtype=f64), c64(cv, dtype=np.bool_), c64(i_set, dtype=f64),
+            c64(v_set, dtype=f64), c64(v_cut, dtype=f64), c64(i_cut, dtype=f64),
+            c64(np.broadcast_to(t_avail, (n,)), dtype=f64), c64(t_left, dtype=f64),
+            c64(limits[0], dtype=f64), c64(limits[1], dtype=f64), c64(limits[2], dtype=f64),
+            np.ones((n_seg, n), dtype=np.bool_) if valid is None else c64(valid, dtype=np.bool_),
+            tables.table, tables.diff,
+        )  # fmt: skip
+        rows = np.arange(n)
+        self._t_end = self.seg_t[self.seg_end, rows]
+        self._c_end = self.coefs[self.seg_end, :, rows].T
 
 
 def segment_ageing(inc: np.ndarray, t_max: np.ndarray, t: np.ndarray) -> np.ndarray:

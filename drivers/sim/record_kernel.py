@@ -10,8 +10,8 @@ size; this makes none. Arithmetic is float32 in the same order as the numpy
 version, so the records agree with it to the last bit or two of float32 (the ``exp``
 of the C library against numpy's vectorised one), far below the sensor noise.
 
-Compiled with numba on first use and cached beside this file (``cache=True``), so
-only the first process on a machine pays the compilation (a few seconds).
+Compiled with numba and cached (``compiled.py`` says where); ``make`` compiles it
+ahead.
 """
 
 from __future__ import annotations
@@ -108,22 +108,3 @@ def evaluate_records(  # noqa: ANN201, PLR0913, PLR0915 - compiled
             r.charge_Ah = chg + np.float64(max(passed, _ZERO))
             r.discharge_Ah = dis - np.float64(min(passed, _ZERO))
             row += 1
-
-
-def compile_ahead() -> None:
-    """Compile :func:`evaluate_records` for the argument types the simulator passes (and
-    write numba's cache), so the first simulation does not wait for it. ``make`` runs
-    this once after installing."""
-    from voltloop.drivers.records import SAMPLE_DTYPE
-    from voltloop.drivers.sim.chemistry import GRID_POINTS
-    from voltloop.drivers.sim.phases import NC
-
-    meta = np.zeros((12, 1))
-    meta[9, 0] = 1.0  # one regular record
-    evaluate_records(
-        meta, np.zeros((NC, 1), dtype=np.float32), np.ones(1, dtype=np.intp),
-        np.empty(1, dtype=SAMPLE_DTYPE), np.zeros(1, dtype=np.uint64),
-        np.zeros(3, dtype=np.float32), np.zeros(65536, dtype=np.float32),
-        np.zeros(2 * GRID_POINTS, dtype=np.float32), np.zeros(2 * GRID_POINTS, dtype=np.float32),
-    )  # fmt: skip
-    noise_bits(np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.int64))

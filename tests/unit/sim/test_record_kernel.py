@@ -112,7 +112,10 @@ def test_noise_words_match_numpy_splitmix() -> None:
 
 
 def test_compiled_ahead_for_the_types_the_simulator_passes(batches) -> None:
-    """``make`` compiles the kernel once (compile_ahead); a simulation that passed other
-    array types would compile it again, on its first advance."""
-    record_kernel.compile_ahead()
+    """``make`` compiles the kernels once (compile_ahead); a simulation that passed other
+    array types would compile them again, on its first advance."""
+    from voltloop.drivers.sim import compiled, phase_kernel
+
+    compiled.compile_ahead()
     assert len(record_kernel.evaluate_records.signatures) == 1
+    assert len(phase_kernel.solve_phase.signatures) == 1
