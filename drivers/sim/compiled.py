@@ -22,8 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 #: Modules whose code or constants end up in the compiled kernels.
 KERNEL_SOURCES = (
-    "closed_form.py", "phase_kernel.py", "record_kernel.py", "compiled.py", "cell_model.py",
-    "chemistry.py", "phases.py", "phase_end.py",
+    "closed_form.py", "phase_kernel.py", "record_kernel.py", "cell_model.py", "chemistry.py",
+    "phases.py", "phase_end.py",
 )  # fmt: skip
 
 
@@ -62,6 +62,20 @@ def configure_cache() -> None:
 
     if not numba.config.CACHE_DIR:
         numba.config.CACHE_DIR = str(cache_dir())
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Load (or compile) the kernels now, once per process: a simulated lab calls this
+    when it is built, so that no instrument command waits for them (the first phase
+    solve would otherwise pay ~0.5 s of loading, or the compilation)."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    compile_ahead()
 
 
 def compile_ahead() -> None:

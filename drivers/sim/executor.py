@@ -97,6 +97,9 @@ class Executor:
         max_records: int | None = None,
         keep_records: bool = True,
     ) -> None:
+        from voltloop.drivers.sim.compiled import warm_up
+
+        warm_up()  # the compiled solve, loaded before any command needs it
         n = bank.n_slots
         self.bank = bank
         self.n = n

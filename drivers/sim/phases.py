@@ -427,25 +427,45 @@ class Phase(NumpyPhase):
         from voltloop.drivers.sim.phase_kernel import solve_phase  # numba: imported late
 
         self.bank, self.sel = bank, sel
-        tables = bank.tables
         d = bank.data[:, sel]
         self.d = d
-        n_seg, n = cv.shape
-        f64, c64 = np.float64, np.ascontiguousarray
-        # one argument signature always (a new one would compile the kernel again)
+        n = cv.shape[1]
         (self.coefs, self.t_max, _active, self.seg_t, self.seg_done, self.end_t, self.code,
          self.seg_end, self.age_inc, self.aged, self.aged_end, self.ageing, self.end,
-         self.passed) = solve_phase(
-            c64(d, dtype=f64), c64(cv, dtype=np.bool_), c64(i_set, dtype=f64),
-            c64(v_set, dtype=f64), c64(v_cut, dtype=f64), c64(i_cut, dtype=f64),
-            c64(np.broadcast_to(t_avail, (n,)), dtype=f64), c64(t_left, dtype=f64),
-            c64(limits[0], dtype=f64), c64(limits[1], dtype=f64), c64(limits[2], dtype=f64),
-            np.ones((n_seg, n), dtype=np.bool_) if valid is None else c64(valid, dtype=np.bool_),
-            tables.table, tables.diff,
-        )  # fmt: skip
+         self.passed) = solve_phase(*kernel_arguments(
+            d, cv, i_set, v_set, v_cut, i_cut, t_avail, t_left, limits, valid, bank.tables
+        ))  # fmt: skip
         rows = np.arange(n)
         self._t_end = self.seg_t[self.seg_end, rows]
         self._c_end = self.coefs[self.seg_end, :, rows].T
+
+
+def kernel_arguments(
+    d: np.ndarray,
+    cv: np.ndarray,
+    i_set: np.ndarray,
+    v_set: np.ndarray,
+    v_cut: np.ndarray,
+    i_cut: np.ndarray,
+    t_avail: np.ndarray,
+    t_left: np.ndarray,
+    limits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    valid: np.ndarray | None,
+    tables: OcpTable,
+) -> tuple[np.ndarray, ...]:
+    """:class:`Phase`'s inputs as ``phase_kernel.solve_phase`` takes them: C-contiguous
+    float64 and bool arrays always, so the kernel has one signature (another would
+    compile it again, ~15 s), ``t_avail`` (n,) and ``valid`` (S, n) spelled out."""
+    f64, c64 = np.float64, np.ascontiguousarray
+    n_seg, n = cv.shape
+    return (
+        c64(d, dtype=f64), c64(cv, dtype=np.bool_), c64(i_set, dtype=f64),
+        c64(v_set, dtype=f64), c64(v_cut, dtype=f64), c64(i_cut, dtype=f64),
+        c64(np.broadcast_to(t_avail, (n,)), dtype=f64), c64(t_left, dtype=f64),
+        c64(limits[0], dtype=f64), c64(limits[1], dtype=f64), c64(limits[2], dtype=f64),
+        np.ones((n_seg, n), dtype=np.bool_) if valid is None else c64(valid, dtype=np.bool_),
+        tables.table, tables.diff,
+    )  # fmt: skip
 
 
 def segment_ageing(inc: np.ndarray, t_max: np.ndarray, t: np.ndarray) -> np.ndarray:

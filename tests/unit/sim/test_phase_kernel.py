@@ -33,13 +33,8 @@ def captured(lab: SimulatedLab, advances: list[float]) -> list[tuple[tuple, phas
             data = bank.data[:, sel].copy()
             super().__init__(bank, sel, cv, i_set, v_set, v_cut, i_cut, t_avail, t_left,
                              limits, valid)  # fmt: skip
-            n = cv.shape[1]
-            args = (
-                data, cv.copy(), i_set.copy(), v_set.copy(), v_cut.copy(), i_cut.copy(),
-                np.broadcast_to(t_avail, (n,)).copy(), t_left.copy(), *(x.copy() for x in limits),
-                np.ones(cv.shape, dtype=bool) if valid is None else valid.copy(),
-                bank.tables.table, bank.tables.diff,
-            )  # fmt: skip
+            args = phases.kernel_arguments(data, cv, i_set, v_set, v_cut, i_cut, t_avail,
+                                           t_left, limits, valid, bank.tables)  # fmt: skip
             seen.append((args, self))
 
     patch = pytest.MonkeyPatch()
