@@ -53,7 +53,7 @@ _LAM_NEG, _LAM_POS, _FILM_SEI, _FILM_PL = (
 )  # fmt: skip
 
 # coefficient rows (phases.COLUMNS)
-_NEG_A, _NEG_TTH, _NEG_T1, _NEG_T2, _NEG_HR = 0, 1, 2, 3, 4
+_NEG_A, _NEG_HR = 0, 4  # the decay exponents of the current and the hysteresis
 _I0, _INV_A, _IS_LIN, _Q0, _KQ = C["i0"], C["inv_a"], C["is_lin"], C["q0"], C["kq"]
 _T_INF, _DTEMP, _A1, _A2, _HT, _DH = (
     C["t_inf"], C["dtemp"], C["a1"], C["a2"], C["ht"], C["dh"],
@@ -63,7 +63,6 @@ _Y0, _INV_CPOS, _INV_CNEG, _OFF_P, _C_OFF_N = (
 )  # fmt: skip
 _C_INV_TREF, _C_R_FILM, _CV, _V_SET = C["inv_tref"], C["r_film"], C["cv"], C["v_set"]
 _C_R0 = C["r0"]  # r0 .. r2_ea follow (phases._RB_EA, as CellBank's rows)
-_C_R1, _C_R2, _C_R1_EA, _C_R2_EA = C["r1"], C["r2"], C["r1_ea"], C["r2_ea"]
 _D_CONST = np.array(
     [_D_TTH, _D_T1, _D_T2, _CHEM_OFF, _OFF_N, _INV_TREF, *range(_D_R0, ROW["r2_ea"] + 1)],
     dtype=np.intp,
@@ -507,23 +506,9 @@ def solve_phase(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - compiled
             integ[p] = acc
         g = _sei_growth(d_end, integ[0], integ[1], integ[2], integ[3], integ[4])
         ageing[0, j], ageing[1, j], ageing[2, j], ageing[3, j] = g[0], g[1], g[2], g[3]
-        c = coefs[seg_end, :, j]
-        e0 = np.exp(c[_NEG_A] * t_end)
-        e1 = np.exp(c[_NEG_TTH] * t_end)
-        e2 = np.exp(c[_NEG_T1] * t_end)
-        e3 = np.exp(c[_NEG_T2] * t_end)
-        e4 = np.exp(c[_NEG_HR] * t_end)
-        current = c[_I0] * e0
-        q = c[_Q0] + c[_KQ] * ((1.0 - e0) * c[_INV_A] + c[_IS_LIN] * t_end)
-        temp = c[_T_INF] + c[_DTEMP] * e1
-        soc = _soc_factor(min(max(q * c[_INV_CNEG], 0.0), 1.0))
-        inv_t = _INV_R * (1.0 / (temp + KELVIN) - c[_C_INV_TREF])
-        r1 = c[_C_R1] * np.exp(c[_C_R1_EA] * inv_t) * soc
-        r2 = c[_C_R2] * np.exp(c[_C_R2_EA] * inv_t) * soc
-        end[0, j], end[1, j] = q, temp
-        end[2, j] = current * r1 + c[_A1] * e2
-        end[3, j] = current * r2 + c[_A2] * e3
-        end[4, j] = c[_HT] + c[_DH] * e4
+        # the end state: phases._end_state is the closed form (state_at) without the OCV
+        _v, _i, temp, q, v1, v2, h = state_at(coefs[seg_end, :, j], t_end, table, diff, K64)[:7]
+        end[0, j], end[1, j], end[2, j], end[3, j], end[4, j] = q, temp, v1, v2, h
         for s in range(used):
             cs = coefs[s, :, j]
             gq = (1.0 - np.exp(cs[_NEG_A] * seg_t[s, j])) * cs[_INV_A]
