@@ -7,8 +7,9 @@ interrupted statement stays alive in the traceback's frames, so closing the
 connection is deferred, and the campaign lease cannot be given up (the release waits
 out the busy timeout and fails with "database is locked"). So the engine runs each
 step under :func:`interrupts_deferred`: the first Ctrl-C is noted, the step finishes
-(every instrument I/O has a bounded timeout), and ``KeyboardInterrupt`` is raised
-after it. A second Ctrl-C stops at once, for an operator who will not wait.
+(every instrument I/O has a bounded timeout), and :class:`StopAfterStep` (a
+``KeyboardInterrupt``) is raised after it. A second Ctrl-C stops at once, for an
+operator who will not wait, with a plain ``KeyboardInterrupt`` from inside the step.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+
+class StopAfterStep(KeyboardInterrupt):
+    """Ctrl-C taken between steps: nothing is half-written, the database is free."""
+
+
 NOTICE = "\nCtrl-C: stopping after the current step (press Ctrl-C again to stop at once)\n"
 
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C until the block ends, then raise ``KeyboardInterrupt``.
+    """Hold back Ctrl-C until the block ends, then raise :class:`StopAfterStep`.
 
     Acts only in the main thread and only while SIGINT has Python's default handler;
     an ignored SIGINT, or one that another library handles, is left alone. A block
@@ -51,4 +57,4 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if pressed:
-        raise KeyboardInterrupt
+        raise StopAfterStep

@@ -311,6 +311,7 @@ def run_real_campaign(
     from voltloop.orchestrator.context import EngineContext, EngineSettings
     from voltloop.orchestrator.dry_run import default_predictor, protocol_compiler, summarise
     from voltloop.orchestrator.engine import CampaignEngine, register_campaign
+    from voltloop.orchestrator.interrupts import StopAfterStep
     from voltloop.orchestrator.operator_desk import LoadingDesk
 
     materials = materials_parts(spec)  # refuses a missing cathode mass before any I/O
@@ -377,6 +378,7 @@ def run_real_campaign(
                 settings=EngineSettings(),
             )
             engine = CampaignEngine(ctx)
+            release = True
             try:
                 if use_prefect:
                     from voltloop.orchestrator.flows import campaign_flow
@@ -389,8 +391,15 @@ def run_real_campaign(
                     )
                 else:
                     drive(engine, poll_interval_s=poll_interval_s, on_step=on_step)
+            except KeyboardInterrupt as exc:
+                # Ctrl-C twice stops inside a step, whose write may still hold the database:
+                # releasing would wait out its busy timeout. The lease expires, or a resume
+                # on this host takes it over from the stopped process.
+                release = isinstance(exc, StopAfterStep)
+                raise
             finally:
-                engine.release()
+                if release:
+                    engine.release()
             summary = summarise(
                 db, campaign_id, spec.name, mask_url(db.url), time.perf_counter() - started
             )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from voltloop.orchestrator.interrupts import NOTICE, interrupts_deferred
+from voltloop.orchestrator.interrupts import NOTICE, StopAfterStep, interrupts_deferred
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def ctrl_c() -> None:
 
 def test_the_block_finishes_then_the_interrupt_is_raised(default_sigint, capsys) -> None:
     done = []
-    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+    with pytest.raises(StopAfterStep), interrupts_deferred():
         ctrl_c()
         done.append("the rest of the step")
     assert done == ["the rest of the step"]
@@ -42,11 +42,12 @@ def test_the_block_finishes_then_the_interrupt_is_raised(default_sigint, capsys)
 
 def test_a_second_ctrl_c_stops_at_once(default_sigint) -> None:
     done = []
-    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+    with pytest.raises(KeyboardInterrupt) as stopped, interrupts_deferred():
         ctrl_c()
         ctrl_c()
         done.append("never")
     assert done == []
+    assert not isinstance(stopped.value, StopAfterStep)  # inside the step: nothing is safe
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
