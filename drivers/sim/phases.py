@@ -235,9 +235,27 @@ class NumpyPhase:
         valid: np.ndarray | None = None,
     ) -> None:
         self.bank, self.sel = bank, sel
-        tables = bank.tables
-        d = bank.data[:, sel]
-        self.d = d
+        self.d = bank.data[:, sel]
+        self._solve(cv, i_set, v_set, v_cut, i_cut, t_avail, t_left, limits, valid)
+        rows = np.arange(cv.shape[1])
+        self._t_end = self.seg_t[self.seg_end, rows]  # time into the ending segment
+        self._c_end = self.coefs[self.seg_end, :, rows].T  # its coefficients (NC, n)
+
+    def _solve(
+        self,
+        cv: np.ndarray,
+        i_set: np.ndarray,
+        v_set: np.ndarray,
+        v_cut: np.ndarray,
+        i_cut: np.ndarray,
+        t_avail: np.ndarray,
+        t_left: np.ndarray,
+        limits: tuple[np.ndarray, np.ndarray, np.ndarray],
+        valid: np.ndarray | None,
+    ) -> None:
+        """The solve with numpy: sets every attribute the class docstring lists."""
+        tables = self.bank.tables
+        d = self.d
         n_seg, n = cv.shape
         coefs = np.empty((n_seg, NC, n))
         t_max = np.zeros((n_seg, n))
@@ -359,7 +377,7 @@ class NumpyPhase:
         )
         self.t_max, self.age_inc, self.aged = t_max, inc, aged
         # --- ageing: the earlier segments' is in ``aged``, the ending one's up to end_t --
-        self._t_end = seg_t[seg_end, rows]
+        t_end = seg_t[seg_end, rows]
         if used == 1:
             self.aged_end, d_end, inc_end = aged[0], d, inc[:, 0]
         else:
@@ -368,10 +386,9 @@ class NumpyPhase:
             d_end[AGED_ROWS] = self.aged_end
             inc_end = inc[:, seg_end, rows]
         t_max_end = t_max[seg_end, rows]
-        self.ageing = sei_growth(d_end, segment_ageing(inc_end, t_max_end, self._t_end))
+        self.ageing = sei_growth(d_end, segment_ageing(inc_end, t_max_end, t_end))
         # --- end state -----------------------------------------------------------------
-        self._c_end = coefs[seg_end, :, rows].T  # (NC, n)
-        self.end = _end_state(self._c_end, self._t_end)
+        self.end = _end_state(coefs[seg_end, :, rows].T, t_end)
         g = (1.0 - np.exp(coefs[:, 0] * seg_t)) * coefs[:, C["inv_a"]]
         g += coefs[:, C["is_lin"]] * seg_t
         self.passed = coefs[:, C["kq"]] * g  # (S, n)
@@ -410,34 +427,13 @@ class Phase(NumpyPhase):
     decision 0086): the same attributes, equal to float rounding, at a fraction of the
     cost (the numpy solve is ~250 whole-array calls per segment)."""
 
-    def __init__(
-        self,
-        bank: CellBank,
-        sel: Any,
-        cv: np.ndarray,
-        i_set: np.ndarray,
-        v_set: np.ndarray,
-        v_cut: np.ndarray,
-        i_cut: np.ndarray,
-        t_avail: np.ndarray,
-        t_left: np.ndarray,
-        limits: tuple[np.ndarray, np.ndarray, np.ndarray],
-        valid: np.ndarray | None = None,
-    ) -> None:
+    def _solve(self, *inputs: Any) -> None:
         from voltloop.drivers.sim.phase_kernel import solve_phase  # numba: imported late
 
-        self.bank, self.sel = bank, sel
-        d = bank.data[:, sel]
-        self.d = d
-        n = cv.shape[1]
+        solved = solve_phase(*kernel_arguments(self.d, *inputs, self.bank.tables))
         (self.coefs, self.t_max, _active, self.seg_t, self.seg_done, self.end_t, self.code,
          self.seg_end, self.age_inc, self.aged, self.aged_end, self.ageing, self.end,
-         self.passed) = solve_phase(*kernel_arguments(
-            d, cv, i_set, v_set, v_cut, i_cut, t_avail, t_left, limits, valid, bank.tables
-        ))  # fmt: skip
-        rows = np.arange(n)
-        self._t_end = self.seg_t[self.seg_end, rows]
-        self._c_end = self.coefs[self.seg_end, :, rows].T
+         self.passed) = solved  # fmt: skip
 
 
 def kernel_arguments(
