@@ -171,6 +171,8 @@ class LoadingDesk:
         on_sheet = set() if sheet is None else {c.experiment_id for c in sheet.cells}
         if sheet is None or any(s.experiment_id not in on_sheet for s in slots):
             sheet = self._issue(round_index, slots)  # new, or amended: a cell got a channel late
+        elif sheet.path is not None and not Path(sheet.path).exists():
+            self._write_csv(Path(sheet.path), round_index)  # stopped before it was written
         outcomes = {
             s.experiment_id: sheet.decided.get(s.experiment_id, LoadOutcome.WAITING) for s in slots
         }
@@ -249,7 +251,6 @@ class LoadingDesk:
                     target = Path(self.settings.sheet_dir)
                     target.mkdir(parents=True, exist_ok=True)
                     path = target / f"{self.campaign_name}-loading-sheet-round-{round_index}.csv"
-                    _atomic_write(path, sheet_csv(session, self.campaign_name, round_index))
                 cells = known + [
                     {
                         "experiment_id": s.experiment_id,
@@ -279,5 +280,13 @@ class LoadingDesk:
                 )
             sheet = issued_sheet(session, self.campaign_id, round_index)
         assert sheet is not None
+        if path is not None:
+            self._write_csv(path, round_index)
         self.announce(describe_sheet(sheet))
         return sheet
+
+    def _write_csv(self, path: Path, round_index: int) -> None:
+        """The sheet's CSV, written only once its event is committed: a sheet on disk
+        is always one that ``voltloop confirm`` can answer."""
+        with read_session(self.db) as session:
+            _atomic_write(path, sheet_csv(session, self.campaign_name, round_index))
