@@ -254,8 +254,6 @@ class OcpTable:
         self._index: dict[int, int] = {}
         self.table = np.empty(0)  # potentials, V
         self.diff = np.empty(0)  # forward differences, V per grid step
-        self.table32 = self.table.astype(np.float32)  # the same for float32 lookups
-        self.diff32 = self.diff.astype(np.float32)
 
     def index_of(self, chemistry: Chemistry) -> int:
         """Register ``chemistry`` if new; its table offset ``2k*GRID_POINTS``."""
@@ -267,17 +265,14 @@ class OcpTable:
             un = chemistry.u_neg(_STOICH)
             self.table = np.concatenate([self.table, up, un])
             self.diff = np.concatenate([self.diff, np.diff(up), [0.0], np.diff(un), [0.0]])
-            self.table32 = self.table.astype(np.float32)
-            self.diff32 = self.diff.astype(np.float32)
         return self._index[key] * 2 * GRID_POINTS
 
     def lookup(self, s: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(potential, clipped stoichiometry) at stoichiometry ``s`` of the curve starting
         at row ``offset`` (broadcasting). Outside 0..1 the potential continues with a
         steep ``OVERRANGE_V_PER_UNIT`` slope, so over-charge and over-discharge drive
-        the voltage out of range. float32 ``s`` and ``offset`` read float32 tables."""
-        single = s.dtype == np.float32
-        table, diff = (self.table32, self.diff32) if single else (self.table, self.diff)
+        the voltage out of range."""
+        table, diff = self.table, self.diff
         sc = np.minimum(np.maximum(s, 0.0), 1.0)
         pos = sc * (GRID_POINTS - 1) + offset
         i = pos.astype(np.intp)

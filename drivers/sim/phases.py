@@ -126,17 +126,15 @@ assert ROW["r2_ea"] - ROW["r0_ea"] == 2 and ROW["r2"] - ROW["r0"] == 2
 
 #: The SOC factor's two exponentials with their weights folded into the exponents:
 #: 0.8 exp(-x/0.08) = exp(-x/0.08 + ln 0.8), 0.3 exp(-(1-x)/0.06) = exp(x/0.06 - 1/0.06
-#: + ln 0.3); shape (2, 1) to broadcast against x of shape (m,), float64 and float32.
+#: + ln 0.3); shape (2, 1) to broadcast against x of shape (m,).
 _SOC_K = np.array([[-1.0 / 0.08], [1.0 / 0.06]])
 _SOC_B = np.array([[np.log(0.8)], [np.log(0.3) - 1.0 / 0.06]])
-_SOC = {np.dtype(np.float64): (_SOC_K, _SOC_B)}
-_SOC[np.dtype(np.float32)] = (_SOC_K.astype(np.float32), _SOC_B.astype(np.float32))
 
 
 def _soc_factor(x: np.ndarray) -> np.ndarray:
     """Charge-transfer/diffusion SOC factor 1 + 0.8 exp(-x/0.08) + 0.3 exp(-(1-x)/0.06)
     at graphite lithiation ``x`` (any shape; both exponentials in one call)."""
-    k, b = _SOC[x.dtype]
+    k, b = _SOC_K, _SOC_B
     if x.ndim != 1:
         k, b = k.reshape((2,) + (1,) * x.ndim), b.reshape((2,) + (1,) * x.ndim)
     e = np.exp(x * k + b)

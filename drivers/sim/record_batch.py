@@ -8,11 +8,10 @@ advance are evaluated afterwards in one compiled loop
 (:func:`record_kernel.evaluate_records`, the closed form of :func:`phases.trajectory`
 record by record), grouped by channel (segments sorted by channel, stably, so each
 channel's records come out in time order and numbered consecutively), with sensor
-noise, and appended to the channels' record buffers (decisions 0033, 0086).
+noise, and appended to the channels' record buffers (decisions 0033, 0086, 0087).
 
-Record values are outputs only (the cell state never reads them back) and are stored
-as float32, so they are evaluated in float32, with errors <= 2e-6 V, 1e-6 A, 4e-6 K
-and 1e-7 Ah against float64 and 1e-4 V of sensor noise.
+Record values are outputs only (the cell state never reads them back). They are
+evaluated in float64 and stored as float32.
 """
 
 from __future__ import annotations
@@ -190,8 +189,8 @@ class RecordBatch:
         from voltloop.drivers.sim.record_kernel import evaluate_records  # numba: imported late
 
         # C order always: the compiled kernel has one signature (a new one compiles)
-        evaluate_records(np.ascontiguousarray(meta), coef.astype(np.float32, order="C"), counts,
-                         out, keys, sd, _gauss_levels(), tables.table32, tables.diff32)  # fmt: skip
+        evaluate_records(np.ascontiguousarray(meta), np.ascontiguousarray(coef), counts, out,
+                         keys, sd, _gauss_levels(), tables.table, tables.diff)  # fmt: skip
         per = np.bincount(meta[_S_CH].astype(np.intp), weights=counts, minlength=len(buffers))
         stops = np.cumsum(per).astype(np.intp)
         for ch in per.nonzero()[0]:

@@ -1,15 +1,23 @@
 # ruff: noqa: N803, N806 - names follow phases.COLUMNS and the record fields
-"""Compiled evaluation of an advance's records (decision 0086).
+"""Compiled evaluation of an advance's records (decisions 0086, 0087).
 
-:func:`evaluate_records` computes every record of a group of segments in one
-compiled loop: the closed-form trajectory of :func:`phases.trajectory` at each record
-time (:func:`closed_form.state_at` in float32), the sensor noise of
-:func:`noise_bits`, written straight into the output rows. The numpy
-version made ~60 whole-array calls per group and as many temporaries of the group's
-size; this makes none. Arithmetic is float32 in the same order as the numpy
-version, so the records agree with it to the last bit or two of float32 (the ``exp``
-of the C library against numpy's vectorised one), far below the sensor noise.
+:func:`evaluate_records` computes every record of a group of segments: the
+closed-form trajectory of :func:`phases.trajectory` at each record time, in float64,
+and the sensor noise of :func:`noise_bits`, written straight into the output rows.
+It works segment by segment in two loops:
 
+- :func:`_segment_values` evaluates the closed form (:func:`closed_form.state_parts`
+  with ``exp`` as :func:`closed_form.exp_poly`) at the segment's regular record times
+  into a scratch block. The loop has no calls and no loads from arrays it might
+  write, so LLVM vectorises it (AVX-512 / AVX2: 4-8 records at a time); the trip
+  count is rounded up to a multiple of 16 so that no record falls into the scalar
+  remainder loop (the extra rows are scratch, never read).
+- a scalar loop adds the two electrode potentials (table lookups: gathers from an
+  array the compiler cannot prove read-only would stop the vectorisation), the
+  noise, and writes the rows.
+
+Records agree with the closed form evaluated by numpy in float64 to the last bit of
+their float32 fields but in rare ties (tests/unit/sim/test_record_kernel.py).
 Compiled with numba and cached (``compiled.py`` says where); ``make`` compiles it
 ahead.
 """
@@ -19,11 +27,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from voltloop.drivers.sim.closed_form import K32, state_at
-from voltloop.drivers.sim.phases import C
+from voltloop.drivers.sim.closed_form import K64, column_tuple, electrode, state_parts
+from voltloop.drivers.sim.phases import NC, C
 
-_CV, _V_SET, _Q0 = C["cv"], C["v_set"], C["q0"]
-_ZERO = np.float32(0.0)
+_CV, _V_SET, _Q0, _OFF_P, _OFF_N = C["cv"], C["v_set"], C["q0"], C["off_p"], C["off_n"]
+#: Rows of the scratch block of :func:`_segment_values`.
+_VALUES = 6
+#: Regular records are evaluated in blocks of this many (see the module docstring).
+_BLOCK = 16
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _U1, _S30, _S27, _S31 = np.uint64(1), np.uint64(30), np.uint64(27), np.uint64(31)
@@ -60,18 +71,40 @@ def noise_bits(keys, records):  # noqa: ANN001, ANN201 - compiled
     return out
 
 
-@njit(cache=True)
-def evaluate_records(  # noqa: ANN201, PLR0913, PLR0915 - compiled
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _segment_values(c, tau0, dt, n, values):  # noqa: ANN001, ANN202 - compiled
+    """The closed form of coefficient column ``c`` at phase times tau0 + j dt, j < n,
+    into ``values[:, j]``: the voltage without the electrode potentials (h + I r0 +
+    v1 + v2), current, temperature, charge, and the positive and negative electrode
+    stoichiometries. Vectorised by LLVM: no calls, and the coefficients are read into
+    a tuple first (loads from ``c`` inside the loop might alias the stores)."""
+    cs = column_tuple(c, NC)
+    for j in range(n):
+        current, temp, q, v1, v2, h, r0, x, y, _ = state_parts(cs, tau0 + j * dt, K64, True)
+        values[0, j] = h + current * r0 + v1 + v2
+        values[1, j] = current
+        values[2, j] = temp
+        values[3, j] = q
+        values[4, j] = y
+        values[5, j] = x
+
+
+@njit(cache=True, error_model="numpy")
+def evaluate_records(  # noqa: ANN201, PLR0913 - compiled
     meta,  # (12, m) float64: record_batch._S_* rows
-    coef,  # (NC, m) float32
+    coef,  # (NC, m) float64
     counts,  # (m,) intp
     out,  # (sum(counts),) SAMPLE_DTYPE
     keys,  # (channels,) uint64 noise stream keys
     noise_sd,  # (3,) float32: voltage V, current (relative), temperature degC
     levels,  # (65536,) float32 Gaussian quantiles
-    table,  # float32 OCP table (OcpTable.table32)
-    diff,  # float32 forward differences (OcpTable.diff32)
+    table,  # OCP table (OcpTable.table)
+    diff,  # its forward differences (OcpTable.diff)
 ):
+    widest = 1
+    for s in range(counts.size):
+        widest = max(widest, counts[s])
+    values = np.empty((_VALUES, widest + 2 * _BLOCK))
     row = 0
     for s in range(counts.size):
         n = counts[s]
@@ -79,32 +112,38 @@ def evaluate_records(  # noqa: ANN201, PLR0913, PLR0915 - compiled
         rec0 = np.int64(meta[1, s])
         t0, cycle, step = meta[2, s], np.int32(meta[3, s]), np.int32(meta[4, s])
         chg, dis, k0, dt = meta[5, s], meta[6, s], meta[7, s], meta[8, s]
-        n_reg, extra, end = meta[9, s], meta[10, s], meta[11, s]
+        n_reg, end = min(np.intp(meta[9, s]), n), meta[11, s]
         key = keys[ch]
         c = coef[:, s]
-        is_cv = c[_CV] > _ZERO
+        tau0 = (k0 + 1.0) * dt - t0  # the first regular record's time into the segment
+        _segment_values(c, tau0, dt, (n_reg + _BLOCK - 1) // _BLOCK * _BLOCK, values)
+        if n > n_reg:  # the record at the step's end
+            _segment_values(c, end, 0.0, 1, values[:, n_reg:])
+        is_cv = c[_CV] > 0.0
+        v_set, q0, off_p, off_n = c[_V_SET], c[_Q0], c[_OFF_P], c[_OFF_N]
         for j in range(n):
             rec = rec0 + j
-            tau64 = (k0 + 1.0 + j) * dt - t0
-            if j == n_reg and extra > 0.0:
-                tau64 = end
-            tau = np.float32(tau64)
-            v, current, temp, q = state_at(c, tau, table, diff, K32)[:4]
+            tau = end if j >= n_reg else (k0 + 1.0 + j) * dt - t0
             if is_cv:
-                v = c[_V_SET]
-            passed = q - c[_Q0]
+                v = v_set
+            else:
+                u_p, _ = electrode(values[4, j], off_p, table, diff, K64)
+                u_n, _ = electrode(values[5, j], off_n, table, diff, K64)
+                v = u_p - u_n + values[0, j]
+            current = values[1, j]
+            passed = values[3, j] - q0
             word = _noise_word(key, rec)
             n_v = levels[np.intp(word & _MASK16)] * noise_sd[0]
             n_i = levels[np.intp((word >> _S16) & _MASK16)] * noise_sd[1]
             n_t = levels[np.intp((word >> _S32) & _MASK16)] * noise_sd[2]
             r = out[row]
             r.record = rec
-            r.t_s = t0 + tau64
+            r.t_s = t0 + tau
             r.cycle = cycle
             r.step = step
             r.voltage_V = v + n_v
             r.current_A = current + current * n_i
-            r.temperature_C = temp + n_t
-            r.charge_Ah = chg + np.float64(max(passed, _ZERO))
-            r.discharge_Ah = dis - np.float64(min(passed, _ZERO))
+            r.temperature_C = values[2, j] + n_t
+            r.charge_Ah = chg + max(passed, 0.0)
+            r.discharge_Ah = dis - min(passed, 0.0)
             row += 1
