@@ -26,13 +26,13 @@ import re
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from aurora_unicycler import CyclingProtocol
 
+from voltloop.drivers.checksum import crc32
 from voltloop.drivers.errors import (
     Disconnected,
     DriverInputError,
@@ -337,7 +337,11 @@ class CyclerDriver:
         return self._experiment(exp, "DATA?"), records
 
     def _checked_rows(
-        self, data: bytes | bytearray, parts: list[tuple[int, int]], crc: int, what: str
+        self,
+        data: bytes | bytearray | memoryview,
+        parts: list[tuple[int, int]],
+        crc: int,
+        what: str,
     ) -> list[np.ndarray]:
         """Split a record block into one array per (since, count) part, shape (count,)
         of ``SAMPLE_DTYPE`` each, after checking length, CRC-32 and that every part's
@@ -347,7 +351,7 @@ class CyclerDriver:
             raise ProtocolError(
                 f"{what} block of {len(data)} bytes for {total} records", url=self.url
             )
-        if zlib.crc32(data) != crc:
+        if crc32(data) != crc:
             raise ProtocolError(f"{what} block CRC mismatch", url=self.url)
         # the transport read the block into a fresh bytearray: wrap it, no copy
         rows = np.frombuffer(data, dtype=SAMPLE_DTYPE)

@@ -45,6 +45,7 @@ try:  # termios.error is what pyserial lets through from tcdrain() on a dead pty
 except ImportError:  # pragma: no cover - not on POSIX
     termios_error = OSError
 
+from voltloop.drivers.block_buffers import BlockBuffers
 from voltloop.drivers.errors import Disconnected, ProtocolError, TransportTimeout
 from voltloop.drivers.scpi import encode_block, quote, split_fields
 from voltloop.drivers.transcript import Direction, Transcript, TranscriptEntry
@@ -76,12 +77,15 @@ class BlockReply:
     """A reply whose last element is a definite-length block.
 
     ``prefix`` is the ASCII text before ``#`` (e.g. ``'"uuid",0,12,1A2B3C4D,'``),
-    ``data`` the block's bytes: a fresh ``bytearray`` the reply was read into and nobody
-    else holds, so a caller may wrap it (``np.frombuffer``) without copying.
+    ``data`` the block's bytes: the writable buffer the reply was read into, which no
+    other reply will use while anything refers to it (a fresh ``bytearray``; for
+    blocks of 1 MB and more a view of a reused one, see
+    :mod:`voltloop.drivers.block_buffers`), so a caller may wrap it (``np.frombuffer``)
+    without copying.
     """
 
     prefix: str
-    data: bytes | bytearray
+    data: bytes | bytearray | memoryview
 
 
 def _no_delay(port: object) -> None:
@@ -147,6 +151,7 @@ class Transport:
         self._port: serial.SerialBase | None = None
         self._sock: socket.socket | None = None  # pyserial's socket behind socket://
         self._buf = bytearray()
+        self._blocks = BlockBuffers()
         self._dirty = False
         self._was_open = False
         self._lock = threading.RLock()
@@ -494,7 +499,7 @@ class Transport:
                 url=self.url,
             )
         deadline += length * 10 / max(self.baudrate, 1)
-        data = bytearray(length)  # read into once: no copies of the payload after this
+        data = self._blocks.take(length)  # read into once: no copies of the payload after this
         self._read_into(memoryview(data), deadline, "block data")
         end = self._read_exactly(len(self.terminator), deadline, "block terminator")
         if end != self.terminator:

@@ -16,12 +16,12 @@ import json
 import logging
 import threading
 import uuid
-import zlib
 
 import numpy as np
 from aurora_unicycler import CyclingProtocol
 from pydantic import ValidationError
 
+from voltloop.drivers.checksum import crc32
 from voltloop.drivers.records import SAMPLE_DTYPE
 from voltloop.drivers.sim.cycler_scpi import (
     DEFAULT_MAX_BATCH,
@@ -36,7 +36,14 @@ from voltloop.drivers.sim.cycler_scpi import (
     parse_header,
 )
 from voltloop.drivers.sim.faults import FaultInjector, FaultKind, ReplyPlan
-from voltloop.drivers.sim.links import Connection, Link, LinkClosedError, make_link
+from voltloop.drivers.sim.links import (
+    Connection,
+    Gather,
+    Link,
+    LinkClosedError,
+    as_bytes,
+    make_link,
+)
 from voltloop.drivers.sim.virtual_lab import ChannelState, VirtualLab
 from voltloop.drivers.transport import quote, split_fields
 
@@ -124,7 +131,7 @@ class CyclerServer:
             while (message := next_message(buf)) is not None:
                 if not message.strip():
                     continue
-                context, reply = self.interpret(message, session)
+                context, reply = self._interpret(message, session)
                 plan = self.faults.plan(reply, context) if self.faults else ReplyPlan(reply)
                 if plan.delay_s and self._stop.wait(plan.delay_s):
                     return
@@ -164,6 +171,13 @@ class CyclerServer:
 
         Errors are queued in ``session``; a failing query sends no reply.
         """
+        header, reply = self._interpret(message, session)
+        return header, None if reply is None else as_bytes(reply)
+
+    def _interpret(
+        self, message: bytes, session: CyclerSession
+    ) -> tuple[str, bytes | Gather | None]:
+        """:meth:`interpret`, with a block reply left as its parts (:class:`Gather`)."""
         head, _, rest = message.partition(b" ")
         try:
             header = head.decode("ascii")
@@ -216,7 +230,7 @@ class CyclerServer:
 
     def _execute(
         self, command: str, channel: int | None, rest: bytes, session: CyclerSession
-    ) -> str | bytes | None:
+    ) -> str | bytes | Gather | None:
         if command == "FETC?":
             return self._fetch(self._params(rest, 3, 1 + 2 * self.lab.channel_count))
         if command != "CHAN:SCH":
@@ -369,7 +383,7 @@ class CyclerServer:
             ]
         )
 
-    def _data(self, channel: int, params: list[str]) -> bytes:
+    def _data(self, channel: int, params: list[str]) -> Gather:
         if not params:
             raise ScpiError(-109, "DATA? <since>[,<max>]")
         since = self._int(params[0], "since")
@@ -384,15 +398,15 @@ class CyclerServer:
         records = self.lab.records(channel, since, min(limit, self.max_batch))
         return status.experiment_id, np.ascontiguousarray(records, dtype=SAMPLE_DTYPE)
 
-    def data_reply(self, channel: int, since: int, limit: int) -> bytes:
+    def data_reply(self, channel: int, since: int, limit: int) -> Gather:
         """The full ``DATA?`` reply (prefix, block, terminator) for ``since``/``limit``,
-        built in one join: the rows are copied once, from the lab's array into it."""
+        as its parts (the rows are not copied)."""
         experiment_id, records = self._records(channel, since, limit)
         payload = memoryview(records).cast("B")  # the rows' raw little-endian bytes
-        head = f"{quote(experiment_id)},{since},{len(records)},{zlib.crc32(payload):08X},"
+        head = f"{quote(experiment_id)},{since},{len(records)},{crc32(payload):08X},"
         return _block_message(head, [payload])
 
-    def _fetch(self, params: list[str]) -> bytes:
+    def _fetch(self, params: list[str]) -> Gather:
         """``FETCh? <max>,<channel>,<since>[,<channel>,<since>…]``: ``DATA?`` for several
         channels in one reply (docs/protocols/cycler.md §4.7)."""
         if len(params) % 2 != 1:
@@ -406,7 +420,7 @@ class CyclerServer:
             wanted.append((channel, self._int(since_text, "since")))
         return self.fetch_reply(wanted, limit)
 
-    def fetch_reply(self, wanted: list[tuple[int, int]], limit: int) -> bytes:
+    def fetch_reply(self, wanted: list[tuple[int, int]], limit: int) -> Gather:
         """The full ``FETCh?`` reply for (channel, since) pairs, each at most ``limit``
         rows: one header per channel, one CRC over the rows of all channels in order."""
         fields = [str(len(wanted))]
@@ -415,15 +429,14 @@ class CyclerServer:
         for channel, since in wanted:
             experiment_id, records = self._records(channel, since, limit)
             payload = memoryview(records).cast("B")
-            crc = zlib.crc32(payload, crc)
+            crc = crc32(payload, crc)
             payloads.append(payload)
             fields += [quote(experiment_id), str(since), str(len(records))]
         return _block_message(",".join(fields) + f",{crc:08X},", payloads)
 
 
-def _block_message(head: str, payloads: list[memoryview]) -> bytes:
-    """``<head>#<n><len><payloads…>\n`` in one join (the payloads are copied once)."""
-    length = str(sum(p.nbytes for p in payloads)).encode("ascii")
-    return b"".join(
-        [head.encode("ascii"), b"#", str(len(length)).encode("ascii"), length, *payloads, b"\n"]
-    )
+def _block_message(head: str, payloads: list[memoryview]) -> Gather:
+    """``<head>#<n><len><payloads…>\n`` as its parts: the payloads are not copied (a
+    TCP link gathers them into one ``sendmsg``)."""
+    length = str(sum(p.nbytes for p in payloads))
+    return Gather([f"{head}#{len(length)}{length}".encode("ascii"), *payloads, b"\n"])

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+from voltloop.drivers.sim.links import Gather, as_bytes
+
 T = TypeVar("T")
 
 
@@ -111,7 +113,7 @@ class ReplyPlan:
     running channel if set.
     """
 
-    send: bytes | None
+    send: bytes | Gather | None
     delay_s: float = 0.0
     disconnect: bool = False
     reset: bool = False
@@ -206,12 +208,18 @@ class FaultInjector:
                 return forced.kind
         return None
 
-    def plan(self, reply: bytes | None, context: str = "") -> ReplyPlan:
+    def plan(self, reply: bytes | Gather | None, context: str = "") -> ReplyPlan:
         """Decide and build the plan for ``reply`` (None: the command has no reply;
         only link, session and lab faults can then apply)."""
         kind = self.decide(context)
         if kind is None:
             return ReplyPlan(reply)
+        if reply is not None and kind in (
+            FaultKind.GARBLE,
+            FaultKind.PARTIAL,
+            FaultKind.DISCONNECT,
+        ):
+            reply = as_bytes(reply)  # these faults rewrite the reply's bytes
         if reply is None and kind in (
             FaultKind.DELAY,
             FaultKind.DROP,
@@ -225,10 +233,10 @@ class FaultInjector:
             case FaultKind.DROP:
                 return ReplyPlan(None, kind=kind)
             case FaultKind.GARBLE:
-                assert reply is not None
+                assert isinstance(reply, bytes)
                 return ReplyPlan(self.garble(reply), kind=kind)
             case FaultKind.PARTIAL:
-                assert reply is not None
+                assert isinstance(reply, bytes)
                 return ReplyPlan(self.truncate(reply), kind=kind)
             case FaultKind.DISCONNECT:  # the cable goes mid-reply
                 cut = self.truncate(reply) if reply else None
