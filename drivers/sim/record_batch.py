@@ -23,7 +23,6 @@ import numpy as np
 
 from voltloop.drivers.records import SAMPLE_DTYPE
 from voltloop.drivers.sim.chemistry import OcpTable
-from voltloop.drivers.sim.phases import NC
 from voltloop.drivers.sim.record_buffer import RecordBuffer
 
 if TYPE_CHECKING:
@@ -52,6 +51,16 @@ class SensorNoise:
         self.voltage_V = voltage_V
         self.current_rel = current_rel
         self.temperature_C = temperature_C
+
+
+def _f64(x: np.ndarray) -> np.ndarray:
+    """C-contiguous float64 (the compiled kernels have one signature; another dtype or
+    layout would compile them again)."""
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def _bool(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.bool_)
 
 
 @functools.cache
@@ -87,31 +96,21 @@ class RecordBatch:
         ``where``: all of every phase, or with ``part`` = (el, new_el, fin) the stretch
         from ``el`` (None: the start) to ``new_el`` s into each, ``fin`` where that is the
         phase's end. Returns the number of records of each channel (m,)."""
-        seg_t = p.seg_t
-        n_seg = seg_t.shape[0]
-        offset = np.cumsum(seg_t, axis=0) - seg_t  # segment starts (S, m)
-        gained = np.maximum(p.passed, 0.0)
-        cycle, step, chg, dis = where
-        # charge and discharge counters at every segment's start (summed in order)
-        counters = np.empty((2, n_seg, chs.size))
-        counters[0, 0], counters[1, 0] = chg, dis
-        counters[0, 1:] = gained[:-1]
-        np.subtract(gained[:-1], p.passed[:-1], out=counters[1, 1:])
-        np.cumsum(counters, axis=1, out=counters)
+        from voltloop.drivers.sim.record_kernel import schedule_phase  # numba: imported late
+
         if part is None:
-            start, upto, ends = None, seg_t, p.seg_done
+            whole, has_el, el, new_el, fin = True, False, t0, t0, p.seg_done[0]
         else:
             el, new_el, fin = part
-            stop = offset + seg_t
-            ends = p.seg_done & (fin | (stop <= new_el))
-            if el is not None:
-                ends &= stop > el
-            start = np.minimum(np.maximum((0.0 if el is None else el) - offset, 0.0), seg_t)
-            upto = np.minimum(np.maximum(new_el - offset, 0.0), seg_t)
-        steps = step + np.arange(n_seg)[:, None]
-        cycles = np.broadcast_to(cycle, steps.shape)
-        return self.schedule(p.coefs, chs, first, t0 + offset, dt, upto, ends,
-                             (cycles, steps, counters[0], counters[1]), start)  # fmt: skip
+            whole, has_el = False, el is not None
+            el = new_el if el is None else el
+        meta, coef, counts = schedule_phase(
+            _f64(p.coefs), _f64(p.seg_t), _f64(p.passed), _bool(p.seg_done), _f64(chs),
+            _f64(first), _f64(t0), _f64(dt), *(_f64(w) for w in where), whole, has_el,
+            _f64(el), _f64(new_el), _bool(fin),
+        )  # fmt: skip
+        self._parts.append((meta, coef))
+        return counts
 
     def schedule(
         self,
@@ -137,27 +136,18 @@ class RecordBatch:
         its records do not depend on the split); ``dt`` (m,) the record interval.
         Returns the number of records of each channel (m,).
         """
-        k0 = np.floor((t0 if start is None else t0 + start) / dt + 1e-9)
-        k1 = np.floor((t0 + end_t) / dt + 1e-9)
-        n_reg = k1 - k0
-        on_grid = np.abs((t0 + end_t) - k1 * dt) < 1e-6
-        extra = step_done & ~(on_grid & (n_reg > 0))
-        counts = n_reg + extra
-        n_seg, m = counts.shape
-        meta = np.empty((_SEG_FIELDS, n_seg, m))
-        meta[_S_CH] = chs
-        np.cumsum(counts, axis=0, out=meta[_S_REC])
-        meta[_S_REC] += first - counts  # numbers follow on from segment to segment
-        meta[_S_T0] = t0
-        meta[_S_CYCLE], meta[_S_STEP], meta[_S_CHG], meta[_S_DIS] = where
-        meta[_S_K0] = k0
-        meta[_S_DT] = dt
-        meta[_S_NREG] = n_reg
-        meta[_S_EXTRA] = extra
-        meta[_S_END] = end_t
-        coef = coefs[0] if n_seg == 1 else coefs.transpose(1, 0, 2).reshape(NC, -1)
-        self._parts.append((meta.reshape(_SEG_FIELDS, -1), coef))
-        return counts.sum(axis=0).astype(np.int64)
+        from voltloop.drivers.sim.record_kernel import schedule_segments  # numba: late
+
+        shape = np.shape(end_t)
+        cycle, step, chg, dis = (_f64(np.broadcast_to(w, shape)) for w in where)
+        zero = np.zeros(shape)
+        meta, coef, counts = schedule_segments(
+            _f64(coefs), _f64(chs), _f64(first), _f64(np.broadcast_to(t0, shape)), _f64(dt),
+            _f64(end_t), _bool(np.broadcast_to(step_done, shape)), cycle, step, chg, dis,
+            zero if start is None else _f64(start),
+        )  # fmt: skip
+        self._parts.append((meta, coef))
+        return counts
 
     def flush(
         self,

@@ -147,3 +147,110 @@ def evaluate_records(  # noqa: ANN201, PLR0913 - compiled
             r.charge_Ah = chg + max(passed, 0.0)
             r.discharge_Ah = dis - min(passed, 0.0)
             row += 1
+
+
+@njit(cache=True, error_model="numpy")
+def schedule_segments(  # noqa: ANN201, PLR0913 - compiled
+    coefs,  # (S, NC, m) the segments' closed forms
+    chs,  # (m,) channel numbers
+    first,  # (m,) number of each channel's first record
+    t0,  # (S, m) test time at each segment's start
+    dt,  # (m,) record intervals
+    end_t,  # (S, m) time spent in each segment (up to the end of this part)
+    step_done,  # (S, m) bool: the step ended there
+    cycle,  # (S, m) cycle at each segment's start
+    step,  # (S, m) step at each segment's start
+    chg,  # (S, m) charge counter at each segment's start
+    dis,  # (S, m) discharge counter at each segment's start
+    start,  # (S, m) time into the segment from which records are due
+):
+    """``record_batch.RecordBatch.schedule``: the (12, S*m) segment metadata
+    (``record_batch._S_*`` rows), the (NC, S*m) coefficients in the same column order
+    (segment-major) and the number of records of each channel (m,)."""
+    n_seg, nc, m = coefs.shape
+    meta = np.empty((12, n_seg * m))
+    coef = np.empty((nc, n_seg * m))
+    per = np.zeros(m, dtype=np.int64)
+    for j in range(m):
+        rec = first[j]
+        for s in range(n_seg):
+            col = s * m + j
+            k0 = np.floor((t0[s, j] + start[s, j]) / dt[j] + 1e-9)
+            stop = t0[s, j] + end_t[s, j]
+            k1 = np.floor(stop / dt[j] + 1e-9)
+            n_reg = k1 - k0
+            on_grid = abs(stop - k1 * dt[j]) < 1e-6
+            extra = 1.0 if step_done[s, j] and not (on_grid and n_reg > 0.0) else 0.0
+            meta[0, col] = chs[j]
+            meta[1, col] = rec
+            meta[2, col] = t0[s, j]
+            meta[3, col] = cycle[s, j]
+            meta[4, col] = step[s, j]
+            meta[5, col] = chg[s, j]
+            meta[6, col] = dis[s, j]
+            meta[7, col] = k0
+            meta[8, col] = dt[j]
+            meta[9, col] = n_reg
+            meta[10, col] = extra
+            meta[11, col] = end_t[s, j]
+            rec += n_reg + extra
+            per[j] += np.int64(n_reg + extra)
+            for r in range(nc):
+                coef[r, col] = coefs[s, r, j]
+    return meta, coef, per
+
+
+@njit(cache=True, error_model="numpy")
+def schedule_phase(  # noqa: ANN201, PLR0913 - compiled
+    coefs,  # (S, NC, m)
+    seg_t,  # (S, m) segment durations
+    passed,  # (S, m) charge passed in each segment (+ charge, - discharge), Ah
+    seg_done,  # (S, m) bool: the step ends with the segment
+    chs,  # (m,)
+    first,  # (m,)
+    t0,  # (m,) test time at the phase start
+    dt,  # (m,)
+    cycle,  # (m,) cycle, step, charge and discharge counters at the phase start
+    step,
+    chg,
+    dis,
+    whole,  # all of every phase (then el, new_el and fin are not read)
+    has_el,  # el is given (else the part starts at each phase's start)
+    el,  # (m,) time into the phases where this part starts
+    new_el,  # (m,) ... and ends
+    fin,  # (m,) bool: new_el is the phase's end
+):
+    """``record_batch.RecordBatch.schedule_plan``: the segments of a phase plan (all of
+    it, or the part from ``el`` to ``new_el``), for :func:`schedule_segments`."""
+    n_seg, m = seg_t.shape
+    t0s, upto, start = np.empty((n_seg, m)), np.empty((n_seg, m)), np.zeros((n_seg, m))
+    ends = np.empty((n_seg, m), dtype=np.bool_)
+    cycles, steps = np.empty((n_seg, m)), np.empty((n_seg, m))
+    c_chg, c_dis = np.empty((n_seg, m)), np.empty((n_seg, m))
+    for j in range(m):
+        total = 0.0
+        q_chg, q_dis = chg[j], dis[j]
+        for s in range(n_seg):
+            total += seg_t[s, j]
+            offset = total - seg_t[s, j]  # as numpy's cumsum(seg_t) - seg_t
+            t0s[s, j] = t0[j] + offset
+            cycles[s, j] = cycle[j]
+            steps[s, j] = step[j] + s
+            c_chg[s, j], c_dis[s, j] = q_chg, q_dis
+            gained = max(passed[s, j], 0.0)
+            q_chg += gained
+            q_dis += gained - passed[s, j]
+            if whole:
+                upto[s, j], ends[s, j] = seg_t[s, j], seg_done[s, j]
+                continue
+            stop = offset + seg_t[s, j]
+            done = seg_done[s, j] and (fin[j] or stop <= new_el[j])
+            if has_el:
+                done = done and stop > el[j]
+                start[s, j] = min(max(el[j] - offset, 0.0), seg_t[s, j])
+            else:
+                start[s, j] = min(max(0.0 - offset, 0.0), seg_t[s, j])
+            upto[s, j] = min(max(new_el[j] - offset, 0.0), seg_t[s, j])
+            ends[s, j] = done
+    return schedule_segments(coefs, chs, first, t0s, dt, upto, ends, cycles, steps, c_chg,
+                             c_dis, start)  # fmt: skip
