@@ -89,6 +89,12 @@ def _protocol_dict(protocol: CyclingProtocol | dict[str, Any] | str) -> dict[str
     return model.model_dump(mode="json")
 
 
+@functools.lru_cache(maxsize=1024)
+def _experiment_uuid(text: str) -> uuid.UUID:
+    """An experiment id from a reply header (a poll repeats the same few dozen)."""
+    return uuid.UUID(text)
+
+
 class CyclerDriver:
     """Driver for one multichannel cycler at ``url`` (pty path, port or socket://)."""
 
@@ -357,20 +363,22 @@ class CyclerDriver:
         rows = np.frombuffer(data, dtype=SAMPLE_DTYPE)
         if not rows.flags.writeable:  # a read-only bytes block: own a copy
             rows = rows.copy()
-        out, at = [], 0
-        for since, count in parts:
-            part = rows[at : at + count]
-            at += count
-            if count and not np.array_equal(part["record"], np.arange(since, since + count)):
-                raise ProtocolError(
-                    f"{what} record indices not contiguous from {since}", url=self.url
-                )
-            out.append(part)
-        return out
+        if not parts:
+            return []
+        starts = np.fromiter((since for since, _ in parts), np.int64, len(parts))
+        counts = np.fromiter((count for _, count in parts), np.int64, len(parts))
+        # every row's index is its part's since plus its place in the part (one pass)
+        ends = np.cumsum(counts)
+        expected = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
+        wrong = np.flatnonzero(rows["record"] != expected)
+        if wrong.size:
+            since = starts[np.searchsorted(ends, wrong[0], side="right")]
+            raise ProtocolError(f"{what} record indices not contiguous from {since}", url=self.url)
+        return np.split(rows, ends[:-1])
 
     def _experiment(self, text: str, what: str) -> uuid.UUID | None:
         try:
-            return uuid.UUID(text) if text else None
+            return _experiment_uuid(text) if text else None
         except ValueError as exc:
             raise ProtocolError(f"bad experiment id {text!r} in {what}", url=self.url) from exc
 
