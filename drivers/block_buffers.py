@@ -9,11 +9,15 @@ drops them. :class:`BlockBuffers` keeps the last few large buffers and hands one
 again when CPython's reference count says that nothing but the pool refers to it any
 more (no array, memoryview or slice of it is alive anywhere): rows a caller still
 holds are never written over. Small blocks get a fresh ``bytearray`` as before.
+
+The transports of a process share one pool (:data:`SHARED`): a driver opened again,
+or the next of several instruments polled in turn, finds buffers already mapped.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 
 #: Blocks of at least this many bytes use pooled buffers.
 POOLED_BYTES = 1 << 20
@@ -25,15 +29,20 @@ _UNREFERENCED = 3
 class BlockBuffers:
     """At most ``keep`` reusable buffers for blocks of ``POOLED_BYTES`` or more."""
 
-    def __init__(self, keep: int = 3) -> None:
+    def __init__(self, keep: int = 4) -> None:
         self.keep = keep
         self._pool: list[bytearray] = []
+        self._lock = threading.Lock()
         self.reused = 0  # buffers handed out again (for tests and benchmarks)
 
     def take(self, n: int) -> bytearray | memoryview:
         """A writable buffer of exactly ``n`` bytes (contents undefined)."""
         if n < POOLED_BYTES:
             return bytearray(n)
+        with self._lock:
+            return self._take(n)
+
+    def _take(self, n: int) -> memoryview:
         for buf in self._pool:
             # no larger than twice the block: a small block does not pin a huge buffer
             if n <= len(buf) <= 2 * n and sys.getrefcount(buf) == _UNREFERENCED:
@@ -44,3 +53,7 @@ class BlockBuffers:
         if len(self._pool) > self.keep:
             self._pool.pop(0)
         return memoryview(buf)[:n]
+
+
+#: The pool of every transport in this process.
+SHARED = BlockBuffers()

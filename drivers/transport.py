@@ -45,7 +45,7 @@ try:  # termios.error is what pyserial lets through from tcdrain() on a dead pty
 except ImportError:  # pragma: no cover - not on POSIX
     termios_error = OSError
 
-from voltloop.drivers.block_buffers import BlockBuffers
+from voltloop.drivers.block_buffers import SHARED as SHARED_BLOCK_BUFFERS
 from voltloop.drivers.errors import Disconnected, ProtocolError, TransportTimeout
 from voltloop.drivers.scpi import encode_block, quote, split_fields
 from voltloop.drivers.transcript import Direction, Transcript, TranscriptEntry
@@ -151,7 +151,7 @@ class Transport:
         self._port: serial.SerialBase | None = None
         self._sock: socket.socket | None = None  # pyserial's socket behind socket://
         self._buf = bytearray()
-        self._blocks = BlockBuffers()
+        self._blocks = SHARED_BLOCK_BUFFERS
         self._dirty = False
         self._was_open = False
         self._lock = threading.RLock()

@@ -413,10 +413,12 @@ class CyclerServer:
             raise ScpiError(-109, "FETCh? <max>,<channel>,<since>[,<channel>,<since>...]")
         limit = self._int(params[0], "max", 1)
         wanted: list[tuple[int, int]] = []
+        seen: set[int] = set()
         for ch_text, since_text in zip(params[1::2], params[2::2], strict=True):
             channel = self._channel(self._int(ch_text, "channel"))
-            if any(channel == ch for ch, _ in wanted):
+            if channel in seen:
                 raise ScpiError(-224, f"channel {channel} given twice")
+            seen.add(channel)
             wanted.append((channel, self._int(since_text, "since")))
         return self.fetch_reply(wanted, limit)
 

@@ -8,6 +8,7 @@ import uuid
 import numpy as np
 import pytest
 
+from voltloop.drivers.block_buffers import BlockBuffers
 from voltloop.drivers.cycler import CyclerDriver
 from voltloop.drivers.sim.lab import SimulatedLab
 from voltloop.drivers.sim.reference_protocols import attia_protocol
@@ -31,6 +32,7 @@ def test_kept_rows_are_never_written_over_and_dropped_ones_free_the_buffer() -> 
     ):
         for ch in range(CHANNELS):
             driver.start(ch, protocol, str(uuid.uuid4()))
+        blocks = driver.transport._blocks = BlockBuffers()  # not the process's pool
 
         def sweep() -> dict:
             lab.advance(4_000.0)  # ~4,000 rows a channel: a 1.4 MB block, pooled
@@ -45,7 +47,6 @@ def test_kept_rows_are_never_written_over_and_dropped_ones_free_the_buffer() -> 
         kept = {ch: batch.records.copy() for ch, batch in first.items()}
         second = sweep()
         third = sweep()
-        blocks = driver.transport._blocks
         assert blocks.reused == 0  # first and second still held
         for ch in range(CHANNELS):
             np.testing.assert_array_equal(first[ch].records, kept[ch])

@@ -37,6 +37,14 @@ def test_a_much_larger_buffer_is_not_pinned_by_a_small_block() -> None:
     assert pool.reused == 0
 
 
+def test_transports_share_the_process_pool() -> None:
+    from voltloop.drivers.block_buffers import SHARED
+    from voltloop.drivers.transport import Transport
+
+    one, two = Transport("socket://127.0.0.1:1"), Transport("socket://127.0.0.1:2")
+    assert one._blocks is SHARED and two._blocks is SHARED
+
+
 def test_at_most_keep_buffers_are_kept() -> None:
     pool = BlockBuffers(keep=2)
     held = [pool.take(POOLED_BYTES) for _ in range(4)]
