@@ -374,7 +374,10 @@ class CyclerDriver:
         if wrong.size:
             since = starts[np.searchsorted(ends, wrong[0], side="right")]
             raise ProtocolError(f"{what} record indices not contiguous from {since}", url=self.url)
-        return np.split(rows, ends[:-1])
+        return [
+            rows[end - count : end]
+            for end, count in zip(ends.tolist(), counts.tolist(), strict=True)
+        ]
 
     def _experiment(self, text: str, what: str) -> uuid.UUID | None:
         try:
