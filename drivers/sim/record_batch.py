@@ -63,6 +63,15 @@ def _bool(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.bool_)
 
 
+def _filled(x: object, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A new writable C array of ``shape`` holding ``x`` (broadcast): the same array
+    type as the kernels' own temporaries (a read-only broadcast view would be another
+    signature)."""
+    out = np.empty(shape, dtype=dtype)
+    out[...] = x
+    return out
+
+
 @functools.cache
 def _gauss_levels() -> np.ndarray:
     """Standard normal quantiles at probabilities (k + 0.5) / 65536, float32 (~30 ms
@@ -139,12 +148,11 @@ class RecordBatch:
         from voltloop.drivers.sim.record_kernel import schedule_segments  # numba: late
 
         shape = np.shape(end_t)
-        cycle, step, chg, dis = (_f64(np.broadcast_to(w, shape)) for w in where)
-        zero = np.zeros(shape)
+        cycle, step, chg, dis = (_filled(w, shape, np.float64) for w in where)
         meta, coef, counts = schedule_segments(
-            _f64(coefs), _f64(chs), _f64(first), _f64(np.broadcast_to(t0, shape)), _f64(dt),
-            _f64(end_t), _bool(np.broadcast_to(step_done, shape)), cycle, step, chg, dis,
-            zero if start is None else _f64(start),
+            _f64(coefs), _f64(chs), _f64(first), _filled(t0, shape, np.float64), _f64(dt),
+            _filled(end_t, shape, np.float64), _filled(step_done, shape, np.bool_), cycle, step,
+            chg, dis, _filled(0.0 if start is None else start, shape, np.float64),
         )  # fmt: skip
         self._parts.append((meta, coef))
         return counts

@@ -18,8 +18,15 @@ It works segment by segment in two loops:
 
 Records agree with the closed form evaluated by numpy in float64 to the last bit of
 their float32 fields but in rare ties (tests/unit/sim/test_record_kernel.py).
-Compiled with numba and cached (``compiled.py`` says where); ``make`` compiles it
-ahead.
+
+Where the records of a phase fall — per segment, the first record number, the grid
+index of the first regular record, how many, and whether one more closes the step —
+is worked out by :func:`schedule_phase` and :func:`schedule_segments`
+(``record_batch.RecordBatch.schedule_plan`` / ``schedule``), also compiled: in numpy
+it was ~40 whole-array calls per phase.
+
+Compiled with numba and cached (``compiled.py`` says where); ``make`` compiles these
+kernels ahead.
 """
 
 from __future__ import annotations

@@ -132,6 +132,8 @@ def test_compiled_ahead_for_the_types_the_simulator_passes(batches) -> None:
 
     compiled.compile_ahead()
     assert len(record_kernel.evaluate_records.signatures) == 1
+    assert len(record_kernel.schedule_phase.signatures) == 1
+    assert len(record_kernel.schedule_segments.signatures) == 1
     assert len(phase_kernel.solve_phase.signatures) == 1
 
 
