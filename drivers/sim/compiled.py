@@ -10,7 +10,7 @@ change to any of them compiles afresh. The directory is
 ``drivers/sim/__pycache__/numba-<digest>`` beside the sources, or, where that is not
 writable (a read-only install), ``$XDG_CACHE_HOME/voltloop/numba-<digest>``
 (``~/.cache``); ``NUMBA_CACHE_DIR``, if set, wins. ``make`` compiles the kernels once
-after installing (:func:`compile_ahead`, about 15 s), so no simulation waits for it.
+after installing (:func:`compile_ahead`, about 20 s), so no simulation waits for it.
 """
 
 from __future__ import annotations
