@@ -56,6 +56,10 @@ from voltloop.drivers.transport import BlockReply, Transcript, Transport, split_
 LINK_ERRORS = (TransportTimeout, ProtocolError, Disconnected)
 #: A DATA? reply prefix: "<uuid or empty>",<since>,<count>,<crc32>,
 _DATA_PREFIX = re.compile(r'"([0-9a-fA-F-]*)",(\d+),(\d+),([0-9A-F]{8}),')
+#: A FETC? reply prefix in its usual form, <k>,{"<uuid or empty>",<since>,<count>,}<crc32>,
+#: (read by two regular expressions; anything else goes through split_fields).
+_SWEEP_PREFIX = re.compile(r'(\d+),((?:"[0-9a-fA-F-]*",\d+,\d+,)*)([0-9A-F]{8}),')
+_SWEEP_HEAD = re.compile(r'"([0-9a-fA-F-]*)",(\d+),(\d+),')
 _ERROR_QUEUE_DEPTH = 16
 
 P = ParamSpec("P")
@@ -389,6 +393,11 @@ class CyclerDriver:
         self, reply: BlockReply, wanted: list[tuple[int, int]]
     ) -> list[tuple[uuid.UUID | None, np.ndarray]]:
         """Check a ``FETC?`` reply against the (channel, since) pairs asked for."""
+        usual = _SWEEP_PREFIX.fullmatch(reply.prefix)
+        if usual is not None:
+            heads = [(e, int(s), int(n)) for e, s, n in _SWEEP_HEAD.findall(usual.group(2))]
+            if len(heads) == int(usual.group(1)):
+                return self._sweep_rows(reply, wanted, heads, int(usual.group(3), 16))
         try:
             fields = split_fields(reply.prefix)
             k = int(fields[0])
@@ -399,7 +408,22 @@ class CyclerDriver:
             crc, rest = int(fields[1 + 3 * k], 16), fields[2 + 3 * k :]
         except (ValueError, IndexError) as exc:
             raise ProtocolError(f"bad FETC? header {reply.prefix[:200]!r}", url=self.url) from exc
-        if rest != [""] or [since for _, since, _ in heads] != [s for _, s in wanted]:
+        if rest != [""]:
+            raise ProtocolError(
+                f"FETC? header {reply.prefix[:200]!r} does not answer {wanted!r}", url=self.url
+            )
+        return self._sweep_rows(reply, wanted, heads, crc)
+
+    def _sweep_rows(
+        self,
+        reply: BlockReply,
+        wanted: list[tuple[int, int]],
+        heads: list[tuple[str, int, int]],
+        crc: int,
+    ) -> list[tuple[uuid.UUID | None, np.ndarray]]:
+        """The rows of a ``FETC?`` reply whose header gave ``heads`` (experiment, since,
+        count per channel) and ``crc``."""
+        if [since for _, since, _ in heads] != [s for _, s in wanted]:
             raise ProtocolError(
                 f"FETC? header {reply.prefix[:200]!r} does not answer {wanted!r}", url=self.url
             )

@@ -384,6 +384,8 @@ def test_fetch_many_retries_a_bad_crc_and_refuses_another_experiment() -> None:
         _fetch_reply([(EXP, 0, _records(0, 2)), (EXP, 5, _records(5, 1))]),  # wrong since
         _fetch_reply([(EXP, 0, _records(0, 2))]),  # one channel missing
         _fetch_reply([(EXP, 0, _records(1, 2)), (EXP, 4, _records(4, 1))]),  # indices
+        # the count says 3 channels, two follow
+        b"3" + _fetch_reply([(EXP, 0, _records(0, 2)), (EXP, 4, _records(4, 1))])[1:],
     ],
 )
 def test_fetch_many_rejects_replies_that_do_not_answer_the_question(reply: bytes) -> None:
@@ -392,6 +394,22 @@ def test_fetch_many_rejects_replies_that_do_not_answer_the_question(reply: bytes
         pytest.raises(ProtocolError),
     ):
         CyclerDriver("x", transport=t).fetch_many({0: 0, 1: 4})
+
+
+def test_fetch_many_reads_a_header_with_spaces_like_the_usual_one() -> None:
+    """The driver reads the usual header with two regular expressions and any other
+    well-formed element list (spaces, quoted ids that are not UUIDs) field by field."""
+    parts = [(EXP, 0, _records(0, 2)), (EXP, 4, _records(4, 1))]
+    usual = _fetch_reply(parts)
+    spaced = usual.replace(b",", b" , ", 2 * len(parts))
+    assert spaced != usual
+    got = []
+    for reply in (usual, spaced):
+        with _driver([LIM, (b"FETC? 4096,0,0,1,4\n", reply)], retries=0) as t:
+            got.append(CyclerDriver("x", transport=t).fetch_many({0: 0, 1: 4}))
+    for channel in (0, 1):
+        np.testing.assert_array_equal(got[0][channel].records, got[1][channel].records)
+        assert got[0][channel].experiment_id == got[1][channel].experiment_id
 
 
 def test_fetch_many_checks_inputs_before_sending() -> None:
