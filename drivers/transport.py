@@ -268,10 +268,15 @@ class Transport:
         """Bytes received into ``view`` within ``wait_s`` (0 if none); raw socket only."""
         assert self._sock is not None
         try:
-            ready, _, _ = select.select([self._sock], [], [], wait_s)
-            if not ready:
-                return 0
-            got = self._sock.recv_into(view)
+            # take what has arrived; select only when nothing has (a long block comes in
+            # tens of reads, each of which would otherwise pay a select first)
+            try:
+                got = self._sock.recv_into(view)
+            except BlockingIOError:
+                ready, _, _ = select.select([self._sock], [], [], wait_s)
+                if not ready:
+                    return 0
+                got = self._sock.recv_into(view)
         except (BlockingIOError, InterruptedError):
             return 0
         except (OSError, ValueError) as exc:  # ValueError: select on a closed socket

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voltloop.drivers.scpi import quote, split_fields
+from voltloop.drivers.scpi import _split_fields_loop, quote, split_fields
 
 _TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 
@@ -14,6 +14,13 @@ _TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 @given(st.lists(_TEXT, min_size=1, max_size=8))
 def test_quoted_strings_round_trip(texts: list[str]) -> None:
     assert split_fields(",".join(quote(t) for t in texts)) == texts
+
+
+@given(st.text(st.sampled_from(list("ab1, \t")), max_size=30))
+def test_lists_without_strings_split_as_element_by_element(text: str) -> None:
+    """The one-split path for lists without strings (a FETC? query's channels and
+    indices) gives what the element-by-element loop gives."""
+    assert split_fields(text) == _split_fields_loop(text)
 
 
 def test_mixed_elements() -> None:
