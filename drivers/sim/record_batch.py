@@ -171,13 +171,12 @@ class RecordBatch:
         coef = np.concatenate([p[1] for p in self._parts], axis=1)
         self._parts = []
         counts = (meta[_S_NREG] + meta[_S_EXTRA]).astype(np.intp)
-        keep = counts > 0
         # segments ordered by channel (stable: in time order within a channel), so the
-        # records come out grouped by channel and numbered consecutively
-        order = keep.nonzero()[0]
+        # records come out grouped by channel and numbered consecutively; the kernel
+        # reads the segments through this order (no reordered copies)
+        order = (counts > 0).nonzero()[0]
         order = order[np.argsort(meta[_S_CH, order].astype(np.int32), kind="stable")]
-        meta, coef, counts = meta[:, order], coef[:, order], counts[order]
-        total = int(counts.sum())
+        total = int(counts[order].sum())
         if total == 0:
             return
         out = np.empty(total, dtype=SAMPLE_DTYPE)
@@ -186,10 +185,11 @@ class RecordBatch:
         )
         from voltloop.drivers.sim.record_kernel import evaluate_records  # numba: imported late
 
-        # C order always: the compiled kernel has one signature (a new one compiles)
-        evaluate_records(np.ascontiguousarray(meta), np.ascontiguousarray(coef), counts, out,
-                         keys, sd, _gauss_levels(), tables.table, tables.diff)  # fmt: skip
-        per = np.bincount(meta[_S_CH].astype(np.intp), weights=counts, minlength=len(buffers))
+        # C-contiguous float64 and intp always: the compiled kernel has one signature
+        evaluate_records(meta, coef, order.astype(np.intp), counts, out, keys, sd,
+                         _gauss_levels(), tables.table, tables.diff)  # fmt: skip
+        channels = meta[_S_CH, order].astype(np.intp)
+        per = np.bincount(channels, weights=counts[order], minlength=len(buffers))
         stops = np.cumsum(per).astype(np.intp)
         for ch in per.nonzero()[0]:
             buffers[ch].append(out[stops[ch] - int(per[ch]) : stops[ch]])

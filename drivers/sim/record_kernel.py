@@ -100,8 +100,9 @@ def _segment_values(c, tau0, dt, n, values):  # noqa: ANN001, ANN202 - compiled
 def evaluate_records(  # noqa: ANN201, PLR0913 - compiled
     meta,  # (12, m) float64: record_batch._S_* rows
     coef,  # (NC, m) float64
-    counts,  # (m,) intp
-    out,  # (sum(counts),) SAMPLE_DTYPE
+    order,  # (k,) intp: the segments to evaluate, in the order their rows are written
+    counts,  # (m,) intp records of each segment
+    out,  # (sum(counts[order]),) SAMPLE_DTYPE
     keys,  # (channels,) uint64 noise stream keys
     noise_sd,  # (3,) float32: voltage V, current (relative), temperature degC
     levels,  # (65536,) float32 Gaussian quantiles
@@ -109,11 +110,11 @@ def evaluate_records(  # noqa: ANN201, PLR0913 - compiled
     diff,  # its forward differences (OcpTable.diff)
 ):
     widest = 1
-    for s in range(counts.size):
+    for s in order:
         widest = max(widest, counts[s])
     values = np.empty((_VALUES, widest + 2 * _BLOCK))
     row = 0
-    for s in range(counts.size):
+    for s in order:
         n = counts[s]
         ch = np.intp(meta[0, s])
         rec0 = np.int64(meta[1, s])

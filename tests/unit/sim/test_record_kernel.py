@@ -81,9 +81,10 @@ def batches() -> tuple[object, list[tuple]]:
     compiled = record_kernel.evaluate_records
     patch = pytest.MonkeyPatch()
 
-    def spy(meta, coef, counts, out, keys, sd, levels, table, diff):
-        compiled(meta, coef, counts, out, keys, sd, levels, table, diff)
-        seen.append((meta.copy(), coef.copy(), counts.copy(), out.copy(), keys.copy(), sd))
+    def spy(meta, coef, order, counts, out, keys, sd, levels, table, diff):
+        compiled(meta, coef, order, counts, out, keys, sd, levels, table, diff)
+        # the segments in the order the kernel wrote them
+        seen.append((meta[:, order], coef[:, order], counts[order], out.copy(), keys.copy(), sd))
 
     patch.setattr(record_kernel, "evaluate_records", spy)
     try:
