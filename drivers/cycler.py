@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import random
-import re
 import threading
 import time
 import uuid
@@ -32,7 +31,6 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 from aurora_unicycler import CyclingProtocol
 
-from voltloop.drivers.checksum import crc32
 from voltloop.drivers.errors import (
     Disconnected,
     DriverInputError,
@@ -50,16 +48,11 @@ from voltloop.drivers.interfaces import (
     SelfTestResult,
     StartOutcome,
 )
-from voltloop.drivers.records import SAMPLE_DTYPE, empty_records
-from voltloop.drivers.transport import BlockReply, Transcript, Transport, split_fields
+from voltloop.drivers.record_replies import decode_batch, decode_sweep
+from voltloop.drivers.records import empty_records
+from voltloop.drivers.transport import Transcript, Transport, split_fields
 
 LINK_ERRORS = (TransportTimeout, ProtocolError, Disconnected)
-#: A DATA? reply prefix: "<uuid or empty>",<since>,<count>,<crc32>,
-_DATA_PREFIX = re.compile(r'"([0-9a-fA-F-]*)",(\d+),(\d+),([0-9A-F]{8}),')
-#: A FETC? reply prefix in its usual form, <k>,{"<uuid or empty>",<since>,<count>,}<crc32>,
-#: (read by two regular expressions; anything else goes through split_fields).
-_SWEEP_PREFIX = re.compile(r'(\d+),((?:"[0-9a-fA-F-]*",\d+,\d+,)*)([0-9A-F]{8}),')
-_SWEEP_HEAD = re.compile(r'"([0-9a-fA-F-]*)",(\d+),(\d+),')
 _ERROR_QUEUE_DEPTH = 16
 
 P = ParamSpec("P")
@@ -91,12 +84,6 @@ def _protocol_dict(protocol: CyclingProtocol | dict[str, Any] | str) -> dict[str
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise DriverInputError(f"not a valid aurora_unicycler protocol: {exc}") from exc
     return model.model_dump(mode="json")
-
-
-@functools.lru_cache(maxsize=1024)
-def _experiment_uuid(text: str) -> uuid.UUID:
-    """An experiment id from a reply header (a poll repeats the same few dozen)."""
-    return uuid.UUID(text)
 
 
 class CyclerDriver:
@@ -333,104 +320,6 @@ class CyclerDriver:
         self._repeatable_command("*RST")
 
     # ------------------------------------------------------------------ records
-    def _decode_batch(self, reply: BlockReply, since: int) -> tuple[uuid.UUID | None, np.ndarray]:
-        try:
-            fast = _DATA_PREFIX.fullmatch(reply.prefix)  # the usual form, without split_fields
-            fields = list(fast.groups()) + [""] if fast else split_fields(reply.prefix)
-            exp, since_text, count_text, crc_text, rest = fields
-            got_since, count, crc = int(since_text), int(count_text), int(crc_text, 16)
-        except ValueError as exc:
-            raise ProtocolError(f"bad DATA? header {reply.prefix!r}", url=self.url) from exc
-        if rest or got_since != since:
-            raise ProtocolError(f"DATA? header {reply.prefix!r} for since={since}", url=self.url)
-        (records,) = self._checked_rows(reply.data, [(since, count)], crc, "DATA?")
-        return self._experiment(exp, "DATA?"), records
-
-    def _checked_rows(
-        self,
-        data: bytes | bytearray | memoryview,
-        parts: list[tuple[int, int]],
-        crc: int,
-        what: str,
-    ) -> list[np.ndarray]:
-        """Split a record block into one array per (since, count) part, shape (count,)
-        of ``SAMPLE_DTYPE`` each, after checking length, CRC-32 and that every part's
-        record indices run ``since, since+1, …`` (ProtocolError otherwise)."""
-        total = sum(count for _, count in parts)
-        if len(data) != total * SAMPLE_DTYPE.itemsize:
-            raise ProtocolError(
-                f"{what} block of {len(data)} bytes for {total} records", url=self.url
-            )
-        if crc32(data) != crc:
-            raise ProtocolError(f"{what} block CRC mismatch", url=self.url)
-        # the transport read the block into a fresh bytearray: wrap it, no copy
-        rows = np.frombuffer(data, dtype=SAMPLE_DTYPE)
-        if not rows.flags.writeable:  # a read-only bytes block: own a copy
-            rows = rows.copy()
-        if not parts:
-            return []
-        starts = np.fromiter((since for since, _ in parts), np.int64, len(parts))
-        counts = np.fromiter((count for _, count in parts), np.int64, len(parts))
-        # every row's index is its part's since plus its place in the part (one pass)
-        ends = np.cumsum(counts)
-        expected = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
-        wrong = np.flatnonzero(rows["record"] != expected)
-        if wrong.size:
-            since = starts[np.searchsorted(ends, wrong[0], side="right")]
-            raise ProtocolError(f"{what} record indices not contiguous from {since}", url=self.url)
-        return [
-            rows[end - count : end]
-            for end, count in zip(ends.tolist(), counts.tolist(), strict=True)
-        ]
-
-    def _experiment(self, text: str, what: str) -> uuid.UUID | None:
-        try:
-            return _experiment_uuid(text) if text else None
-        except ValueError as exc:
-            raise ProtocolError(f"bad experiment id {text!r} in {what}", url=self.url) from exc
-
-    def _decode_sweep(
-        self, reply: BlockReply, wanted: list[tuple[int, int]]
-    ) -> list[tuple[uuid.UUID | None, np.ndarray]]:
-        """Check a ``FETC?`` reply against the (channel, since) pairs asked for."""
-        usual = _SWEEP_PREFIX.fullmatch(reply.prefix)
-        if usual is not None:
-            heads = [(e, int(s), int(n)) for e, s, n in _SWEEP_HEAD.findall(usual.group(2))]
-            if len(heads) == int(usual.group(1)):
-                return self._sweep_rows(reply, wanted, heads, int(usual.group(3), 16))
-        try:
-            fields = split_fields(reply.prefix)
-            k = int(fields[0])
-            heads = [
-                (fields[1 + 3 * i], int(fields[2 + 3 * i]), int(fields[3 + 3 * i]))
-                for i in range(k)
-            ]
-            crc, rest = int(fields[1 + 3 * k], 16), fields[2 + 3 * k :]
-        except (ValueError, IndexError) as exc:
-            raise ProtocolError(f"bad FETC? header {reply.prefix[:200]!r}", url=self.url) from exc
-        if rest != [""]:
-            raise ProtocolError(
-                f"FETC? header {reply.prefix[:200]!r} does not answer {wanted!r}", url=self.url
-            )
-        return self._sweep_rows(reply, wanted, heads, crc)
-
-    def _sweep_rows(
-        self,
-        reply: BlockReply,
-        wanted: list[tuple[int, int]],
-        heads: list[tuple[str, int, int]],
-        crc: int,
-    ) -> list[tuple[uuid.UUID | None, np.ndarray]]:
-        """The rows of a ``FETC?`` reply whose header gave ``heads`` (experiment, since,
-        count per channel) and ``crc``."""
-        if [since for _, since, _ in heads] != [s for _, s in wanted]:
-            raise ProtocolError(
-                f"FETC? header {reply.prefix[:200]!r} does not answer {wanted!r}", url=self.url
-            )
-        parts = self._checked_rows(reply.data, [(s, n) for _, s, n in heads], crc, "FETC?")
-        ids = [self._experiment(exp, "FETC?") for exp, _, _ in heads]
-        return list(zip(ids, parts, strict=True))
-
     def _check_experiment(
         self, channel: int, seen: uuid.UUID | None, expected: uuid.UUID | None
     ) -> None:
@@ -471,7 +360,7 @@ class CyclerDriver:
             seen, records = self.transport.query_block(
                 f"CHAN{channel}:DATA? {at},{want}",
                 idempotent=True,
-                check=lambda reply, at=at: self._decode_batch(reply, at),
+                check=lambda reply, at=at: decode_batch(reply, at, self.url),
             )
             self._check_experiment(channel, seen, expected)
             parts.append(records)
@@ -520,7 +409,7 @@ class CyclerDriver:
             replies = self.transport.query_block(
                 f"FETC? {max_batch},{args}",
                 idempotent=True,
-                check=lambda reply, wanted=wanted: self._decode_sweep(reply, wanted),
+                check=lambda reply, wanted=wanted: decode_sweep(reply, wanted, self.url),
             )
             for (channel, index), (exp, records) in zip(wanted, replies, strict=True):
                 self._check_experiment(channel, exp, expected.get(channel))
